@@ -1,0 +1,1 @@
+"""MIDI <-> events, augmentation, data sets and their cache. Never imports the model."""
