@@ -1,0 +1,155 @@
+"""Training configuration: one dataclass, a comment per field, command-line flags generated from it.
+
+Defaults follow the paper / released code (DESIGN.md section 3) at the ``paper`` and ``small``
+presets; ``PRESET_TRAIN`` shortens the schedule so ``tiny`` finishes every stage on 2 CPU cores in
+minutes. Flags a user sets on the command line always win over preset values.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+
+from tgan.gan.losses import LOSSES
+
+
+@dataclass
+class TrainConfig:
+    # -- run ------------------------------------------------------------------------------------
+    loss: str = "ppo_gp"  # mle | wgan_gp | rsgan | rsgan_gp | ppo_gp
+    disc: str = "bert"  # discriminator: bert | cnn
+    preset: str = ""  # model size: tiny | small | paper ('' = tiny on CPU, small on a GPU)
+    data: str = ""  # MAESTRO folder, folder of MIDI files, or '' for the bundled Bach corpus
+    vocab: str = "maestro"  # event vocabulary: maestro (pitches 21..108) | full (0..127)
+    run_dir: str = ""  # where checkpoints, samples, logs go ('' = runs/<loss>-<time>)
+    seed: int = 0  # seed of every RNG
+    device: str = ""  # cpu | cuda | cuda:N ('' = cuda when available, else cpu)
+    deterministic: bool = False  # torch deterministic algorithms (bitwise-reproducible CPU runs)
+    batch_size: int = 16  # sequences per step (per process under torchrun)
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end of every stage)
+    log_every: int = 10  # steps between log lines / TensorBoard points
+    max_bad_steps: int = 10  # consecutive NaN/inf losses before the run stops
+    # -- stage 1: MLE pre-training of G ------------------------------------------------------------
+    mle_steps: int = 100000  # MLE pre-training steps (segments)
+    lr: float = 2e-3  # generator Adam learning rate (MLE)
+    warmup: int = 4000  # inverse-sqrt warm-up steps (MLE)
+    clip: float = 1.0  # gradient-norm clipping (generator and discriminator)
+    segments: int = 4  # segments per training crop carried through the memory
+    eval_every: int = 2000  # steps between validation NLL evaluations
+    eval_chunks: int = 64  # validation chunks scored per evaluation (0 = all)
+    eval_len: int = 2048  # tokens per validation chunk
+    # -- stage 2: discriminator pre-training ------------------------------------------------------
+    disc_steps: int = 20000  # masked-LM pre-training steps of D (BERT only)
+    disc_lr: float = 1e-4  # D pre-training AdamW learning rate
+    mask: str = "span"  # span (SpanBERT, the paper) | token (plain MLM, the released code)
+    # -- stage 3: adversarial training -----------------------------------------------------------
+    gan_steps: int = 100000  # adversarial-stage iterations (N of the Gumbel schedule)
+    gan_start: int = 100  # first iteration with adversarial steps
+    gan_every: int = 5  # one D and one G adversarial step every this many iterations
+    gen_weight: float = 1.0  # lambda: weight of the generator's adversarial loss
+    gp_weight: float = 10.0  # gamma: gradient-penalty weight (losses with GP)
+    d_lr: float = 1e-5  # discriminator AdamW learning rate (adversarial)
+    g_adv_lr: float = 2e-3  # generator adversarial Adam learning rate
+    g_adv_warmup: int = 1000  # inverse-sqrt warm-up of the adversarial generator optimizer
+    beta_max: float = 100.0  # Gumbel inverse temperature reaches beta_max at gan_steps
+    prefix_len: int = 5  # shared real priming prefix (tokens)
+    rollout_len: int = 2048  # generated tokens per adversarial rollout
+    segment_len: int = 64  # TBPTT segment: D scores and back-propagates this many tokens at once
+    freeze_layers: int = 0  # BERT layers frozen (from the bottom) during adversarial training
+    freeze_embeddings: bool = False  # freeze D's embeddings during adversarial training
+    ppo_lr: float = 6.25e-5  # PPO-GP classifier D' Adam learning rate
+    ppo_clip: float = 0.4  # PPO ratio clipped to [1-clip, 1+clip]
+    ppo_snapshot_every: int = 20  # classifier steps between snapshots D0
+    # -- samples at the end ------------------------------------------------------------------------
+    sample_count: int = 4  # samples written per kind (unconditional and primed)
+    sample_len: int = 2048  # tokens per sample
+    top_k: int = 32  # sampling: keep the k most likely tokens
+    temperature: float = 0.95  # sampling temperature
+
+    def validate(self) -> None:
+        """Raise ValueError naming the flag of the first bad value."""
+        def bad(name, msg):
+            raise ValueError(f"--{name.replace('_', '-')}: {msg}, got {getattr(self, name)!r}")
+
+        if self.loss not in LOSSES:
+            bad("loss", f"must be one of {', '.join(LOSSES)}")
+        if self.disc not in ("bert", "cnn"):
+            bad("disc", "must be bert or cnn")
+        if self.preset not in ("", "tiny", "small", "paper"):
+            bad("preset", "must be tiny, small or paper")
+        if self.vocab not in ("maestro", "full"):
+            bad("vocab", "must be maestro or full")
+        if self.mask not in ("span", "token"):
+            bad("mask", "must be span or token")
+        for n in ("batch_size", "segments", "segment_len", "rollout_len", "prefix_len", "gan_every",
+                  "checkpoint_every", "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every"):
+            if getattr(self, n) <= 0:
+                bad(n, "must be > 0")
+        for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",
+                  "freeze_layers", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
+            if getattr(self, n) < 0:
+                bad(n, "must be >= 0")
+        for n in ("lr", "disc_lr", "d_lr", "g_adv_lr", "ppo_lr", "clip", "temperature"):
+            if getattr(self, n) <= 0:
+                bad(n, "must be > 0")
+        if self.beta_max < 1:
+            bad("beta_max", "must be >= 1")
+        if self.rollout_len % self.segment_len:
+            bad("rollout_len", f"must be a multiple of --segment-len ({self.segment_len})")
+        if self.prefix_len >= self.rollout_len:
+            bad("prefix_len", f"must be smaller than --rollout-len ({self.rollout_len})")
+        if not 0 < self.ppo_clip < 1:
+            bad("ppo_clip", "must be in (0, 1)")
+
+
+# Per-preset overrides of the defaults above (paper values stay for small/paper).
+PRESET_TRAIN = {
+    "tiny": dict(batch_size=8, mle_steps=600, lr=1e-3, warmup=100, segments=4, eval_every=200, eval_chunks=16,
+                 eval_len=512, disc_steps=150, disc_lr=3e-4, gan_steps=60, gan_start=10, gan_every=5,
+                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, rollout_len=128, segment_len=32, checkpoint_every=200,
+                 sample_count=2, sample_len=512, log_every=10),
+    "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
+    "paper": dict(),
+}
+
+
+def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
+    """An argparse parser with one flag per TrainConfig field (default None = not given)."""
+    p = argparse.ArgumentParser(prog=prog, description="Train a Transformer-GAN: MLE pre-training of G, "
+                                "masked-LM pre-training of D, then adversarial training.")
+    comments = _field_comments()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{comments.get(f.name, '')} (default: {f.default!r}, or the preset's)"
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            p.add_argument(flag, type=typ, default=None, help=help_)
+    p.add_argument("--resume", action="store_true", help="continue the newest complete checkpoint in --run-dir")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, on_gpu: bool) -> TrainConfig:
+    """TrainConfig from parsed flags: defaults, then the preset's overrides, then the user's flags."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    preset = given.get("preset") or ("small" if on_gpu else "tiny")
+    cfg = dataclasses.replace(TrainConfig(), preset=preset)
+    if preset in PRESET_TRAIN:
+        cfg = dataclasses.replace(cfg, **PRESET_TRAIN[preset])
+    cfg = dataclasses.replace(cfg, **given)
+    cfg.preset = preset
+    cfg.validate()
+    return cfg
+
+
+def _field_comments() -> dict:
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): \w+ = .*?#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out

@@ -1,0 +1,119 @@
+"""BERT discriminator: bidirectional encoder with learned positions, a pooler on position 0 and a
+linear layer to one logit; an MLM head (tied to the word embeddings) for pre-training and PLL.
+
+Inputs are token ids [B, T] or float one-hot / soft [B, T, V]; the latter enter as
+``onehot @ word_embeddings`` so D is differentiable in its input. The gradient penalty needs the
+gradient with respect to the *embedded* interpolate: use ``embed_words`` then ``score_embedded``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tgan.model.config import BertConfig
+
+
+class BertLayer(nn.Module):
+    """Self-attention + feed-forward, each with residual and post-LayerNorm (as BERT)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=1e-12)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_inner), nn.GELU(), nn.Linear(cfg.d_inner, cfg.d_model))
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attn_dropout = cfg.attn_dropout
+
+    def forward(self, h, key_padding=None):
+        B, T, d = h.shape
+        q, k, v = self.qkv(h).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True = attend
+        p = self.attn_dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, H, T, Dh]
+        h = self.norm1(h + self.drop(self.out(a.transpose(1, 2).reshape(B, T, d))))
+        return self.norm2(h + self.drop(self.ff(h)))
+
+
+class BertDiscriminator(nn.Module):
+    """D: ``forward(x) -> [B]`` logits; ``mlm_logits(x) -> [B, T, V]``; ``features(x) -> [B, T, d]``."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.position = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.emb_norm = nn.LayerNorm(cfg.d_model, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.n_layer))
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, 1)
+        # MLM head: transform + decoder tied to the word embeddings.
+        self.mlm_transform = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
+                                           nn.LayerNorm(cfg.d_model, eps=1e-12))
+        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.apply(self._init)
+
+    def _init(self, m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, self.cfg.init_std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def freeze(self, n_layers: int, embeddings: bool = True) -> None:
+        """Freeze the embeddings (optionally) and the first ``n_layers`` encoder layers."""
+        if not 0 <= n_layers <= self.cfg.n_layer:
+            raise ValueError(f"freeze: n_layers must be in [0, {self.cfg.n_layer}], got {n_layers}")
+        if embeddings:
+            for mod in (self.word, self.position, self.emb_norm):
+                mod.requires_grad_(False)
+        for layer in self.layers[:n_layers]:
+            layer.requires_grad_(False)
+
+    def embed_words(self, x: torch.Tensor) -> torch.Tensor:
+        """Word embeddings [B, T, d] of ids [B, T] or of float one-hots [B, T, V] (differentiable)."""
+        if x.is_floating_point():
+            # Generators predict no MASK: one-hots over the first V <= vocab_size ids are accepted.
+            V = x.shape[-1]
+            if V > self.cfg.vocab_size:
+                raise ValueError(f"BertDiscriminator: soft input last dim must be <= {self.cfg.vocab_size}, got {tuple(x.shape)}")
+            return x.to(self.word.weight.dtype) @ self.word.weight[:V]
+        return self.word(x.long())
+
+    def encode_embedded(self, e: torch.Tensor, key_padding=None) -> torch.Tensor:
+        """Encoder output [B, T, d] from word embeddings [B, T, d]."""
+        T = e.shape[1]
+        if T > self.cfg.max_len:
+            raise ValueError(f"BertDiscriminator: sequence length {T} exceeds max_len={self.cfg.max_len}")
+        pos = self.position(torch.arange(T, device=e.device))
+        h = self.drop(self.emb_norm(e + pos))
+        for layer in self.layers:
+            h = layer(h, key_padding)
+        return h
+
+    def score_embedded(self, e: torch.Tensor) -> torch.Tensor:
+        """One logit per sequence [B] from word embeddings [B, T, d] (pooler on position 0)."""
+        h = self.encode_embedded(e)
+        return self.head(torch.tanh(self.pooler(h[:, 0]))).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One logit per sequence [B] for ids [B, T] or one-hots [B, T, V]."""
+        return self.score_embedded(self.embed_words(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output [B, T, d]."""
+        return self.encode_embedded(self.embed_words(x), self._padding(x))
+
+    def mlm_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Masked-LM logits [B, T, V] (decoder tied to the word embeddings)."""
+        h = self.encode_embedded(self.embed_words(x), self._padding(x))
+        return F.linear(self.mlm_transform(h), self.word.weight, self.mlm_bias)
+
+    def _padding(self, x):
+        if x.is_floating_point():
+            return None
+        pad = x == self.cfg.pad_id
+        return pad if pad.any() else None
