@@ -1,0 +1,97 @@
+"""Model-based scores of Table 1: PLL under the BERT masked-LM, and CA, the accuracy of a
+classifier telling real from generated blocks on frozen BERT features.
+
+These are the only metrics that touch a model; they take the model as an argument and import
+nothing from ``tgan.model``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def pseudo_log_likelihood(bert, blocks: torch.Tensor, mask_id: int, batch_size: int = 64,
+                          device="cpu", progress=None) -> float:
+    """Mean pseudo-log-likelihood per token (nats, <= 0) of ``blocks`` [N, T] under ``bert``'s MLM.
+
+    Each position i of each block is masked in turn and scored as log p(x_i | x_{\\i}); the T masked
+    copies of a block are batched ``batch_size`` at a time. The paper uses 2048-token pieces in
+    512-token blocks: split pieces into blocks before calling.
+    """
+    if blocks.dim() != 2 or blocks.numel() == 0:
+        raise ValueError(f"pseudo_log_likelihood: blocks must be a non-empty [N, T] tensor, got {tuple(blocks.shape)}")
+    was = bert.training
+    bert.eval()
+    total, count = 0.0, 0
+    N, T = blocks.shape
+    eye = torch.eye(T, dtype=torch.bool, device=device)
+    for blk in blocks.to(device):
+        for s in range(0, T, batch_size):
+            rows = torch.arange(s, min(T, s + batch_size), device=device)
+            x = blk.expand(len(rows), T).clone()
+            x[eye[rows]] = mask_id
+            logp = F.log_softmax(bert.mlm_logits(x).float(), dim=-1)  # [n, T, V]
+            total += float(logp[torch.arange(len(rows)), rows, blk[rows]].sum())
+            count += len(rows)
+        if progress is not None:
+            progress.update(1)
+    bert.train(was)
+    return total / count
+
+
+@torch.no_grad()
+def block_features(bert, blocks: torch.Tensor, batch_size: int = 32, device="cpu") -> torch.Tensor:
+    """Frozen features [N, V] of blocks [N, T]: the per-block max over positions of the MLM logits
+    (the released code's feature for its real/fake SVM)."""
+    was = bert.training
+    bert.eval()
+    out = [bert.mlm_logits(blocks[i: i + batch_size].to(device)).float().amax(dim=1).cpu()
+           for i in range(0, len(blocks), batch_size)]
+    bert.train(was)
+    return torch.cat(out)
+
+
+def classifier_accuracy(real_feats: torch.Tensor, fake_feats: torch.Tensor, test_fraction: float = 0.3,
+                        seed: int = 0, steps: int = 500, weight_decay: float = 1e-3) -> dict:
+    """CA: fit a linear classifier (L2-regularised logistic regression, standardised features) on
+    one part of the real and fake blocks and report its accuracy on the held-out rest.
+
+    0.5 means the classifier cannot tell generated from real (the best a generator can do).
+    Returns {"accuracy", "train_accuracy", "n_train", "n_test"}.
+    """
+    if len(real_feats) < 2 or len(fake_feats) < 2:
+        raise ValueError(f"classifier_accuracy: need >= 2 real and >= 2 fake blocks, got {len(real_feats)} and {len(fake_feats)}")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([real_feats, fake_feats]).float()
+    y = torch.cat([torch.ones(len(real_feats)), torch.zeros(len(fake_feats))])
+    test = torch.zeros(len(x), dtype=torch.bool)
+    for lo, n in ((0, len(real_feats)), (len(real_feats), len(fake_feats))):  # stratified split
+        k = max(1, int(round(n * test_fraction)))
+        test[lo + torch.randperm(n, generator=g)[:k]] = True
+    mu, sd = x[~test].mean(0), x[~test].std(0).clamp_min(1e-6)
+    x = (x - mu) / sd
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x[~test] @ w + b, y[~test]) + weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        pred = (x @ w + b) > 0
+        acc = float((pred[test] == y[test].bool()).float().mean())
+        tr = float((pred[~test] == y[~test].bool()).float().mean())
+    return {"accuracy": acc, "train_accuracy": tr, "n_train": int((~test).sum()), "n_test": int(test.sum())}
+
+
+def split_blocks(tokens: np.ndarray, length: int) -> list[np.ndarray]:
+    """Non-overlapping blocks of ``length`` tokens (the tail shorter than ``length`` is dropped)."""
+    n = len(tokens) // length
+    return [np.asarray(tokens[i * length: (i + 1) * length]) for i in range(n)]
