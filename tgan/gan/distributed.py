@@ -46,15 +46,18 @@ def sync_grads(model: torch.nn.Module, info: DistInfo) -> None:
     """Average every parameter gradient over the processes (in one flat buffer)."""
     if not info.enabled:
         return
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    # Parameters without a gradient stay without one (as in one process, where the optimizer
+    # skips them); which ones have gradients is the same on every rank: the code path is.
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
     dist.all_reduce(flat)
     flat /= info.world_size
     off = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        p.grad = flat[off: off + n].view_as(p).clone()
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[off: off + n].view_as(p.grad))
         off += n
 
 

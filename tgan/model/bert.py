@@ -31,9 +31,14 @@ class BertLayer(nn.Module):
     def forward(self, h, key_padding=None):
         B, T, d = h.shape
         q, k, v = self.qkv(h).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
-        mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True = attend
-        p = self.attn_dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, H, T, Dh]
+        # Written out rather than F.scaled_dot_product_attention: the gradient penalty
+        # differentiates D twice, and the fused SDPA kernels (flash on CPU and GPU) have no
+        # double backward. D's sequences are short (<= max_len), so [T, T] scores are cheap.
+        scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # [B, H, T, T]
+        if key_padding is not None:
+            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
+        probs = F.dropout(torch.softmax(scores.float(), dim=-1).to(q.dtype), self.attn_dropout, self.training)
+        a = probs @ v  # [B, H, T, Dh]
         h = self.norm1(h + self.drop(self.out(a.transpose(1, 2).reshape(B, T, d))))
         return self.norm2(h + self.drop(self.ff(h)))
 
@@ -116,4 +121,5 @@ class BertDiscriminator(nn.Module):
         if x.is_floating_point():
             return None
         pad = x == self.cfg.pad_id
+        pad &= ~pad.all(dim=-1, keepdim=True)  # an all-PAD row attends everywhere rather than to nothing
         return pad if pad.any() else None

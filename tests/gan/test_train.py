@@ -1,0 +1,108 @@
+import json
+import math
+
+import pytest
+import torch
+
+from tgan.gan.config import PRESET_TRAIN, TrainConfig, build_parser, config_from_args
+from tgan.model.checkpoint import latest_checkpoint, load_checkpoint
+from tgan.train import main
+
+from .conftest import FAST
+
+
+def _run(tmp_path, midi_folder, *extra):
+    run = tmp_path / "run"
+    rc = main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), *extra])
+    assert rc == 0
+    return run
+
+
+@pytest.mark.parametrize("loss", ["wgan_gp", "rsgan", "rsgan_gp", "ppo_gp"])
+def test_each_loss_trains_all_stages_and_writes_what_it_promises(tmp_path, midi_folder, loss):
+    run = _run(tmp_path, midi_folder, "--loss", loss)
+    ck = load_checkpoint(run, kind="run")
+    assert ck.extra["stage"] == "done" and ck.step == 4 + 2 + 4
+    gan = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    adv = [r for r in gan if "gan/g_adv" in r]
+    assert len(adv) == 2 and all(math.isfinite(r["gan/g_adv"]) and math.isfinite(r["gan/d_loss"]) for r in adv)
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "logs").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_nll_last"] > 0 and len(summary["samples"]) == 2
+    assert set(summary["note_stats_samples"]) <= {"PCU", "NPU", "EBR", "ISR", "PRS", "TUP", "PR", "APS", "IOI"}
+    if loss == "ppo_gp":
+        assert "ppo_classifier" in ck.models and "ppo_snapshot" in ck.models
+
+
+def test_mle_only_with_cnn_discriminator_flag_and_generation(tmp_path, midi_folder):
+    run = _run(tmp_path, midi_folder, "--loss", "mle", "--disc", "cnn")
+    ck = load_checkpoint(run)
+    assert ck.extra["stage"] == "done" and ck.step == 4
+    assert (run / "samples" / "unconditional_00.mid").is_file()
+
+
+def test_cnn_discriminator_skips_masked_pretraining(tmp_path, midi_folder):
+    run = _run(tmp_path, midi_folder, "--loss", "rsgan_gp", "--disc", "cnn")
+    assert load_checkpoint(run).step == 4 + 4  # no D pre-training stage for the CNN
+    log = (run / "logs" / "metrics.jsonl").read_text()
+    assert "disc/mlm_loss" not in log and "gan/g_adv" in log
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--rollout-len", "-8"], "--rollout-len"),
+    (["--prefix-len", "16", "--rollout-len", "16"], "--prefix-len"),
+    (["--loss", "lsgan"], "--loss"),
+    (["--rollout-len", "20", "--segment-len", "8"], "--rollout-len"),
+    (["--mask", "word"], "--mask"),
+])
+def test_bad_flags_stop_before_any_work(tmp_path, capsys, flags, needle):
+    with pytest.raises(SystemExit) as e:
+        main(["--run-dir", str(tmp_path / "r"), *flags])
+    assert e.value.code == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_needs_resume(tmp_path, midi_folder, capsys):
+    run = _run(tmp_path, midi_folder, "--loss", "mle")
+    with pytest.raises(SystemExit):
+        main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "mle"])
+    assert "--resume" in capsys.readouterr().err
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "mle", "--resume"]) == 0
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, midi_folder, monkeypatch, capsys):
+    import tgan.gan.trainer as T
+
+    real_step = T.mle_step
+    calls = {"n": 0}
+
+    def flaky(model, stream, pad_id):
+        loss, n = real_step(model, stream, pad_id)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 2 else loss), n
+
+    monkeypatch.setattr(T, "mle_step", flaky)
+    run = tmp_path / "run"
+    rc = main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "mle", "--mle-steps", "20",
+                      "--max-bad-steps", "3"])
+    assert rc == 1
+    assert "consecutive non-finite" in capsys.readouterr().err
+    # Steps 3 and 4 had NaN losses: their updates were skipped, so the step-4 checkpoint holds the
+    # step-2 weights, finite; the run stopped at the third bad step (5) without saving anything broken.
+    from tgan.model.checkpoint import list_checkpoints
+
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000002", "step_00000004"]
+    w2, w4 = (load_checkpoint(p).models["gen"] for p in list_checkpoints(run))
+    assert all(torch.equal(w2[k], w4[k]) and torch.isfinite(w4[k]).all() for k in w2)
+
+
+def test_flags_are_generated_from_every_config_field_and_presets_apply():
+    p = build_parser()
+    cfg = config_from_args(p.parse_args(["--preset", "tiny", "--mle-steps", "7"]), on_gpu=False)
+    assert cfg.mle_steps == 7 and cfg.rollout_len == PRESET_TRAIN["tiny"]["rollout_len"]
+    assert config_from_args(p.parse_args([]), on_gpu=True).preset == "small"
+    assert config_from_args(p.parse_args([]), on_gpu=True).rollout_len == 2048
+    help_ = p.format_help()
+    for f in TrainConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in help_

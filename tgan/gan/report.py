@@ -1,0 +1,82 @@
+"""End of a training run: samples as MIDI (unconditional and primed) and a metrics summary."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import torch
+
+from tgan.gan.sampling import generate_tokens
+
+logger = logging.getLogger(__name__)
+
+PRIMER_TOKENS = 50  # conditional samples continue this many real tokens (DESIGN.md section 3)
+
+
+def _note_stats(token_rows, vocab) -> dict:
+    """Mean note statistics (correct convention) of token sequences."""
+    from tgan.data.events import decode
+    from tgan.data.notes import Performance
+    from tgan.metrics import aggregate, note_statistics
+
+    per = []
+    for row in token_rows:
+        notes, _ = decode(row, vocab)
+        if notes:
+            per.append(note_statistics(Performance(notes)))
+    return aggregate(per)["mean"] if per else {}
+
+
+def write_samples_and_summary(trainer, times: dict) -> dict:
+    """Write <run>/samples/*.mid and <run>/summary.json; returns the summary (with a 'printable' part)."""
+    from tgan.data.events import tokens_to_midi
+
+    cfg, vocab, run_dir = trainer.cfg, trainer.data.vocab, trainer.run_dir
+    out = run_dir / "samples"
+    out.mkdir(parents=True, exist_ok=True)
+    gen, n, length = trainer.gen, cfg.sample_count, cfg.sample_len
+    t0 = time.time()
+    uncond = generate_tokens(gen, n, length, temperature=cfg.temperature, top_k=cfg.top_k, eos_id=vocab.eos_id,
+                             seed=cfg.seed, device=trainer.device)
+    gen_tps = uncond.numel() / (time.time() - t0)
+    k = min(PRIMER_TOKENS, length // 2)  # the primer must leave room to continue
+    n_pieces = trainer.data.num_pieces("validation")
+    pieces = [trainer.data.piece("validation", i % n_pieces)[:k] for i in range(n)]
+    primer_len = min(len(p) for p in pieces)
+    primers = torch.from_numpy(np.stack([p[:primer_len] for p in pieces]).astype(np.int64))
+    primed = generate_tokens(gen, n, length, primer=primers, temperature=cfg.temperature, top_k=cfg.top_k,
+                             eos_id=vocab.eos_id, seed=cfg.seed + 1, device=trainer.device)
+    files = []
+    for kind, rows in (("unconditional", uncond), ("primed", primed)):
+        for i, row in enumerate(rows.cpu().numpy()):
+            path = out / f"{kind}_{i:02d}.mid"
+            tokens_to_midi(row, vocab, path)
+            files.append(str(path))
+    hist = trainer.history["val_nll"]
+    summary = {
+        "loss": cfg.loss, "preset": cfg.preset, "data": cfg.data or "bach",
+        "stage_seconds": times, "val_nll_first": hist[0][1] if hist else None,
+        "val_nll_last": hist[-1][1] if hist else None, "val_nll_history": hist,
+        "uniform_nll": float(np.log(trainer.gcfg.vocab_size)),
+        "generation_tokens_per_s": gen_tps, "samples": files,
+    }
+    try:
+        real = [trainer.data.piece("validation", i)[: length] for i in range(min(8, trainer.data.num_pieces("validation")))]
+        summary["note_stats_data"] = _note_stats(real, vocab)
+        summary["note_stats_samples"] = _note_stats(list(uncond.cpu().numpy()) + list(primed.cpu().numpy()), vocab)
+    except ImportError as e:  # the metrics layer is optional for a run's summary
+        logger.warning("note statistics skipped: %s", e)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    summary["printable"] = {
+        "validation NLL (nats/token), first -> last": f"{fmt(summary['val_nll_first'])} -> {fmt(summary['val_nll_last'])} "
+                                                       f"(uniform {summary['uniform_nll']:.4f})",
+        "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in times.items()) or "(all stages already done)",
+        "generation tokens/s": f"{gen_tps:.0f}",
+        "samples": str(out),
+        "summary": str(run_dir / "summary.json"),
+        "TensorBoard": f"tensorboard --logdir {run_dir / 'logs'}",
+    }
+    return summary

@@ -1,0 +1,114 @@
+"""Straight-through rollouts with truncated back-propagation (TBPTT, k1 = k2 = segment_len).
+
+A rollout continues a real priming prefix: the prefix (all but its last token) runs through G
+without gradient to build the memory, then G samples ``rollout_len`` tokens one by one, feeding
+each straight-through one-hot back in. The rollout is cut into segments of ``segment_len``: each
+segment is scored by D against the aligned real segment and back-propagated at once, its graph is
+freed, and the memory carries over detached. Peak memory therefore depends on ``segment_len``, not
+on ``rollout_len``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from tgan.gan.losses import gradient_penalty
+from tgan.ops import gumbel_softmax_st
+
+
+def _check(real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: int):
+    if prefix_len < 1:
+        raise ValueError(f"rollout: prefix_len must be >= 1, got {prefix_len}")
+    if segment_len < 1 or rollout_len < segment_len or rollout_len % segment_len:
+        raise ValueError(
+            f"rollout: rollout_len ({rollout_len}) must be a positive multiple of segment_len ({segment_len})"
+        )
+    if real.shape[1] < prefix_len + rollout_len:
+        raise ValueError(f"rollout: real batch has {real.shape[1]} tokens, needs prefix_len + rollout_len = "
+                         f"{prefix_len + rollout_len}")
+
+
+def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: int,
+                     beta: float, mem_len: int | None = None, grad: bool = True):
+    """Yield (segment index, fake [B, S, V] straight-through one-hots, real segment [B, S]).
+
+    With ``grad=True`` each yielded fake carries the graph of its own segment; the caller must
+    back-propagate (or drop) it before asking for the next one, which starts from detached memory.
+    """
+    _check(real, prefix_len, rollout_len, segment_len)
+    V = gen.cfg.vocab_size
+    mem_len = gen.cfg.mem_len if mem_len is None else mem_len
+    with torch.no_grad():
+        mems = None
+        if prefix_len > 1:
+            _, mems = gen(real[:, : prefix_len - 1], mem_len=mem_len)
+    x = real[:, prefix_len - 1]  # last prefix token: fed with gradient so every sample has one
+    with torch.set_grad_enabled(grad):
+        for s in range(rollout_len // segment_len):
+            state = gen.init_state(mems, batch_size=real.shape[0])  # memory K/V, grad to projections
+            fakes = []
+            for _ in range(segment_len):
+                logits = gen.step(x, state, max_context=mem_len + segment_len)
+                y, _ = gumbel_softmax_st(logits, beta)
+                fakes.append(y)
+                x = y
+            fake = torch.stack(fakes, dim=1)  # [B, S, V]
+            start = prefix_len + s * segment_len
+            yield s, fake, real[:, start: start + segment_len]
+            mems = gen.state_mems(state, mem_len=mem_len, detach=True)
+            x = x.detach()
+            del state, fakes
+
+
+def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, segment_len, beta,
+                               weight: float = 1.0, mem_len=None, on_segment: Callable | None = None) -> float:
+    """Accumulate the generator's adversarial gradient over one rollout, segment by segment.
+
+    Each segment contributes ``weight · L_gen / n_segments`` and is back-propagated immediately.
+    Returns the mean adversarial loss over segments. The caller zeroes and steps the optimizer.
+    """
+    n = rollout_len // segment_len
+    total = 0.0
+    for s, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len):
+        d_f = disc(fake)
+        with torch.no_grad():
+            d_r = disc(real_seg)
+        lg = loss.gen_loss(d_r, d_f, fake=fake)
+        (weight * lg / n).backward()
+        total += float(lg)
+        if on_segment is not None:
+            on_segment(s)
+    return total / n
+
+
+@torch.no_grad()
+def sample_fakes(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len=None) -> torch.Tensor:
+    """A rollout without gradient: fake one-hots [B, rollout_len, V] (for the D step)."""
+    parts = [f for _, f, _ in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len, grad=False)]
+    return torch.cat(parts, dim=1)
+
+
+def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, prefix_len: int) -> tuple[float, float, float]:
+    """Accumulate D's gradient over the rollout's segments. Returns (loss, mean D_r, mean D_f)."""
+    n = fake.shape[1] // segment_len
+    tot = dr_tot = df_tot = 0.0
+    for s in range(n):
+        f = fake[:, s * segment_len: (s + 1) * segment_len]
+        r = real[:, prefix_len + s * segment_len: prefix_len + (s + 1) * segment_len]
+        d_r, d_f = disc(r), disc(f)
+        gp = gradient_penalty_or_zero(disc, loss, r, f, gp_weight)
+        ld = loss.disc_loss(d_r, d_f, gp)
+        (ld / n).backward()
+        tot += float(ld)
+        dr_tot += float(d_r.mean())
+        df_tot += float(d_f.mean())
+    return tot / n, dr_tot / n, df_tot / n
+
+
+def gradient_penalty_or_zero(disc, loss, real_ids, fake, weight):
+    """The loss's gradient penalty, or 0 for losses without one."""
+    if not getattr(loss, "uses_gp", False) or weight == 0:
+        return torch.zeros((), device=fake.device)
+    return gradient_penalty(disc, real_ids, fake, weight)
+

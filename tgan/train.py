@@ -1,0 +1,63 @@
+"""python -m tgan.train: MLE pre-training, discriminator pre-training, adversarial training.
+
+    python -m tgan.train --loss ppo_gp                      # bundled Bach corpus, all stages
+    python -m tgan.train --loss rsgan_gp --data /path/to/maestro-v3.0.0 --preset paper
+    torchrun --nproc_per_node 8 -m tgan.train --loss ppo_gp --data ...
+
+Every TrainConfig field is a flag (``--help`` lists them with their defaults).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import torch
+
+from tgan.gan import distributed as D
+from tgan.gan.config import build_parser, config_from_args
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    info = D.init_distributed(args.device or "")
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    on_gpu = torch.cuda.is_available() and not (args.device or "").startswith("cpu")
+    try:
+        cfg = config_from_args(args, on_gpu)
+    except ValueError as e:
+        parser.error(str(e))
+    if not cfg.run_dir:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        if info.enabled:  # every rank must agree on the directory
+            obj = [stamp]
+            torch.distributed.broadcast_object_list(obj, src=0)
+            stamp = obj[0]
+        cfg.run_dir = f"runs/{cfg.loss}-{stamp}"
+    from tgan.model.checkpoint import latest_checkpoint
+
+    if not args.resume and latest_checkpoint(cfg.run_dir) is not None:
+        parser.error(f"--run-dir {cfg.run_dir} already holds checkpoints: pass --resume to continue that run, "
+                     "or choose another --run-dir")
+    from tgan.gan.trainer import Trainer, TrainingDiverged
+    from tgan.data.errors import DataError
+
+    try:
+        trainer = Trainer(cfg, info, resume=args.resume)
+        summary = trainer.run()
+    except (TrainingDiverged, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        D.cleanup(info)
+    if info.is_main:
+        print(f"run directory: {cfg.run_dir}")
+        for k, v in summary.get("printable", {}).items():
+            print(f"  {k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
