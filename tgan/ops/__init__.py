@@ -7,3 +7,5 @@ from tgan.ops._backend import backend_name, use_triton
 from tgan.ops.rel_attention import rel_attention
 
 __all__ = ["backend_name", "use_triton", "rel_attention"]
+from tgan.ops.gumbel_softmax import gumbel_noise, gumbel_softmax_st, sample_logits  # noqa: E402
+__all__ += ["gumbel_noise", "gumbel_softmax_st", "sample_logits"]
