@@ -1,10 +1,16 @@
 """Shared test setup.
 
-TRITON_INTERPRET must be set before triton is imported anywhere, so the kernels run on the CPU.
+Triton reads TRITON_INTERPRET when a kernel is defined, so one pytest process runs the kernels
+either under the interpreter (on the CPU) or compiled (on a GPU), not both:
+  - ``pytest`` (the default, CI): TRITON_INTERPRET=1 is set here before triton is imported; the
+    kernels run on CPU tensors; ``gpu`` tests are skipped;
+  - ``TRITON_INTERPRET=0 pytest -m gpu`` on a CUDA machine: the compiled kernels against the
+    references; tests that need the interpreter (fixture ``triton_backend`` on CPU tensors) skip.
 """
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRET = os.environ["TRITON_INTERPRET"] == "1"
 
 import pathlib  # noqa: E402
 import random  # noqa: E402
@@ -34,9 +40,14 @@ def maestro_mini():
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    no_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    interpreted = pytest.mark.skip(reason="compiled kernels: run `TRITON_INTERPRET=0 pytest -m gpu` on a CUDA machine")
+    needs_interpreter = pytest.mark.skip(reason="runs kernels on CPU tensors: needs TRITON_INTERPRET=1 (the default)")
     for item in items:
         if "gpu" in item.keywords:
-            item.add_marker(skip)
+            if not torch.cuda.is_available():
+                item.add_marker(no_cuda)
+            elif INTERPRET:
+                item.add_marker(interpreted)
+        elif not INTERPRET and "triton_backend" in getattr(item, "fixturenames", ()):
+            item.add_marker(needs_interpreter)

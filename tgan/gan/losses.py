@@ -104,7 +104,7 @@ class PPOGP:
         self.steps += 1
         if self.steps % self.snapshot_every == 0:
             self.snapshot = self._copy()
-        return float(loss)
+        return loss.item()
 
     def disc_loss(self, d_r, d_f, gp):
         w = (d_f.shape[0] * torch.softmax(d_f, dim=0)).detach()

@@ -76,7 +76,7 @@ def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, s
             d_r = disc(real_seg)
         lg = loss.gen_loss(d_r, d_f, fake=fake)
         (weight * lg / n).backward()
-        total += float(lg)
+        total += lg.item()
         if on_segment is not None:
             on_segment(s)
     return total / n
@@ -100,9 +100,9 @@ def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, pr
         gp = gradient_penalty_or_zero(disc, loss, r, f, gp_weight)
         ld = loss.disc_loss(d_r, d_f, gp)
         (ld / n).backward()
-        tot += float(ld)
-        dr_tot += float(d_r.mean())
-        df_tot += float(d_f.mean())
+        tot += ld.item()
+        dr_tot += d_r.mean().item()
+        df_tot += d_f.mean().item()
     return tot / n, dr_tot / n, df_tot / n
 
 

@@ -44,7 +44,9 @@ def rel_attention(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
            distance d (0 .. R-1).
         u, vb: [H, D] learned content and position biases.
         scale: score scale, default D**-0.5.
-        dropout_p: attention-probability dropout (training only).
+        dropout_p: attention-probability dropout (training only). The Triton path draws its
+            mask in-kernel (Philox, seeded from torch's default CPU generator, so
+            torch.manual_seed repeats it); it is not the mask F.dropout draws on the torch path.
 
     Returns:
         [B, T, H, D]. Query i (absolute position M+i) sees keys j <= M+i with

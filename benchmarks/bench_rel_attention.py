@@ -1,0 +1,166 @@
+"""rel_attention benchmarks: fused Triton kernel vs eager PyTorch formulations.
+
+Providers:
+  eager      Transformer-XL's formulation: einsums + rel_shift (``naive.rel_attention_relshift``)
+  reference  the gather reference (``naive.rel_attention``)
+  sdpa       F.scaled_dot_product_attention, causal (bottom-right aligned, as query i sees keys
+             j <= M+i) over the same shapes WITHOUT the relative term: a floor, not the same op
+  triton     the fused kernels (``tgan.ops._rel_attention_triton``), CUDA only
+Modes: fwd, bwd (gradients of all inputs; the forward runs outside the timed function), fwd+bwd.
+
+GPU: T = 128, 512, 2048 with M = T, H = 8, D = 64, bf16, B = 16384 // T (16k query tokens).
+CPU: fp32, T = 32, 128 (M = T, 1024 query tokens), torch providers only, so that
+`pytest benchmarks/bench_rel_attention.py --benchmark-only` stays near a minute on a laptop CPU.
+
+FLOP count (benchmark.extra_info). P = B·H·(T·M + T(T+1)/2) visible (query, key) pairs (causal:
+query i sees M+i+1 keys; with M = T that is 3/4 of the T x L pairs). One "product" = 2·P·D FLOPs.
+  - `tflops`: the op's own work, the same count for every provider, so the column compares
+    speed: forward 3 products (QK^T, the relative term (q+vb)·r per pair, PV); backward 8
+    (recomputed QK^T and relative term, dO·V^T, dV, dK, dq through k, dq through r, dr).
+  - `kernel_tflops` (triton): what the kernels execute. The relative product of a tile pair
+    covers a window of 2·BN distances for BN keys (factor RW = 2), so forward 2 + RW = 4
+    products; backward: dk/dv pass 4 + RW, dq pass 3 + 2·RW, dr pass 2 + 2·RW, 19 in all.
+  - `sdpa_tflops` (sdpa): its own 2 forward / 5 backward products.
+Diagonal tiles computed in full and masked are not counted.
+Bytes (`min_bytes`): each input read once and each output written once (e = element size):
+forward e·(2·B·T·H·D + 2·B·L·H·D + L·H·D) + 4·B·H·T; backward adds dO and delta reads and the
+gradients: e·(4·B·T·H·D + 4·B·L·H·D + 2·L·H·D) + 8·B·H·T. Worked out for the GPU shapes (bf16,
+16k tokens; arithmetic, not measurements): forward 9.7 / 38.7 / 154.6 GFLOP (`flops`) over
+about 101-105 MB (`min_bytes`) at T = 128 / 512 / 2048, i.e. 96 / 378 / 1467 FLOP per byte;
+backward 25.8 / 103.1 / 412.4 GFLOP, 127 / 504 / 1957 FLOP per byte. The kernels execute 4/3
+of the forward count and 19/8 of the backward count (`kernel_flops`).
+"""
+import platform
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tgan.ops import naive
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+H, D = 8, 64
+TOKENS = 16384 if CUDA else 1024
+T_VALUES = (128, 512, 2048) if CUDA else (32, 128)
+PROVIDERS = ("eager", "reference", "sdpa", "triton")
+MODES = ("fwd", "bwd", "fwd+bwd")
+RW = 2  # relative window factor of the kernels' tiles (2·BN rows of r per BN keys)
+
+
+def _sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def _device_name():
+    return torch.cuda.get_device_name() if CUDA else (platform.processor() or platform.machine())
+
+
+def _inputs(B, T, M, dtype):
+    L = M + T
+    shapes = [(B, T, H, D), (B, L, H, D), (B, L, H, D), (L, H, D), (H, D), (H, D)]
+    return [torch.randn(s, device=DEVICE, dtype=dtype).requires_grad_() for s in shapes]
+
+
+def _provider_fn(provider, T, M):
+    if provider == "eager":
+        return naive.rel_attention_relshift
+    if provider == "reference":
+        return naive.rel_attention
+    if provider == "triton":
+        from tgan.ops import _rel_attention_triton as impl
+
+        return lambda *xs: impl.rel_attention(*xs)
+    from torch.nn.attention.bias import causal_lower_right
+
+    mask = causal_lower_right(T, M + T)  # is_causal=True would align top-left when M > 0
+
+    def sdpa(q, k, v, r, u, vb):  # q, k, v already [B, H, *, D]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    return sdpa
+
+
+def _flop_info(B, T, M, mode, provider):
+    pairs = B * H * (T * M + T * (T + 1) // 2)
+    product = 2 * pairs * D
+    fwd, bwd = {"fwd": (1, 0), "bwd": (0, 1), "fwd+bwd": (1, 1)}[mode]
+    info = {"flops": product * (3 * fwd + 8 * bwd)}
+    if provider == "triton":
+        info["kernel_flops"] = product * ((2 + RW) * fwd + (9 + 5 * RW) * bwd)
+    if provider == "sdpa":
+        info["sdpa_flops"] = product * (2 * fwd + 5 * bwd)
+    return info
+
+
+def _min_bytes(B, T, M, mode, elem):
+    L = M + T
+    fwd = elem * (2 * B * T * H * D + 2 * B * L * H * D + L * H * D) + 4 * B * H * T
+    bwd = elem * (4 * B * T * H * D + 4 * B * L * H * D + 2 * L * H * D) + 8 * B * H * T
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[mode]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("T", T_VALUES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rel_attention(benchmark, provider, T, mode):
+    if provider == "triton" and not CUDA:
+        pytest.skip("the triton provider needs a CUDA device")
+    dtype = torch.bfloat16 if CUDA else torch.float32
+    M, B = T, max(1, TOKENS // T)
+    fn = _provider_fn(provider, T, M)
+    xs = _inputs(B, T, M, dtype)
+    if provider == "sdpa":
+        xs = [x.detach().transpose(1, 2).contiguous().requires_grad_() if x.dim() == 4 else x
+              for x in xs]
+    grad = torch.randn_like(xs[0])
+    wrt = [x for x in xs if provider != "sdpa" or x.dim() == 4]
+
+    def run_fwd():
+        out = fn(*xs)
+        _sync()
+        return out
+
+    def run_fwd_bwd():
+        out = fn(*xs)
+        torch.autograd.grad(out, wrt, grad)
+        _sync()
+
+    if CUDA:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        run_fwd_bwd()  # warm-up: compilation and autotuning stay out of the timings
+        if mode == "fwd":
+            with torch.no_grad():
+                benchmark(run_fwd)
+        elif mode == "bwd":
+            out = fn(*xs)
+
+            def run_bwd():
+                torch.autograd.grad(out, wrt, grad, retain_graph=True)
+                _sync()
+
+            benchmark(run_bwd)
+        else:
+            benchmark(run_fwd_bwd)
+    except torch.cuda.OutOfMemoryError:
+        pytest.skip(f"{provider} T={T}: out of GPU memory")
+
+    info = {"device": _device_name(), "dtype": str(dtype).replace("torch.", ""),
+            "torch": torch.__version__, "B": B, "T": T, "M": M, "H": H, "D": D,
+            "min_bytes": _min_bytes(B, T, M, mode, xs[0].element_size())}
+    if provider == "triton":
+        import triton
+
+        info["triton"] = triton.__version__
+    if CUDA:
+        info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    stats = getattr(benchmark, "stats", None)
+    seconds = stats.stats.median if stats is not None else None
+    for key, flops in _flop_info(B, T, M, mode, provider).items():
+        info[key] = flops
+        if seconds:
+            info[key.replace("flops", "tflops")] = flops / seconds / 1e12
+    benchmark.extra_info.update(info)

@@ -1,0 +1,376 @@
+"""Segment-recurrent relative (Transformer-XL) attention: forward and backward Triton kernels.
+
+Notation (per batch b and head h): T queries of the current segment, L = M+T keys/values of
+[memory; segment], r the relative embedding by distance. Query i sits at absolute position M+i,
+sees keys j <= M+i, and
+
+    s[i, j] = ((q_i + u)·k_j + (q_i + vb)·r[M+i-j]) * scale.
+
+The [T, L] score and probability matrices are never written to memory (flash-style: query tiles,
+key tiles, online softmax in fp32; the backward recomputes probabilities from the saved
+log-sum-exp). Scores are kept in base-2 units (`qk_scale = scale * log2(e)`, exp2) and the saved
+log-sum-exp `lse2` is in those units too.
+
+The relative term without a [T, L] bias. For a query tile [i0, i0+BM) and a key tile [j0, j0+BN)
+the distances M+i-j span a window of BM+BN-1 consecutive rows of r, starting at
+dmin = M+i0-j0-(BN-1). The kernel loads that window (2*BN rows, BM <= BN, the last rows unused),
+computes the relative scores of every query against every distance in it with one tensor-core
+product [BM, D] @ [D, 2BN], then skews: the score of row a and key b sits in column a-b+BN-1 of
+that product and is picked with `tl.gather` (`_skew_to_keys`). Cost per tile pair: the relative
+product is 2x the size of QK^T (2BN columns instead of BN) plus a register gather of [BM, BN];
+loading r per (i, j) pair instead would move a [BM, BN, D] block per tile (BN times more bytes).
+
+The backward needs the transpose of the skew (`_skew_to_window`, a gather too) and a gradient for
+r, which sums over all (i, j) pairs of one distance: dr[d] = sum_{b,i} dS[i, M+i-d] (q_i + vb).
+Pairs of one distance lie on a diagonal that crosses every key tile and every query tile, so
+neither the key-tile loop (dk, dv) nor the query-tile loop (dq) owns it. It gets its own pass,
+`rel_attention_bwd_dr_kernel`, that owns a tile of distances and loops over queries in "distance
+layout" (column c = distance d0+c): there the relative term is a plain product with r's tile and
+it is the content term and dO·V^T that are skewed. Each distance row is written by exactly one
+program (per batch split), so dr needs no atomics and is deterministic; the price is a third
+recomputation of the scores (about 6 [BM, BN, D] products per tile against 6 and 7 for the dk/dv
+and dq passes, so the backward does about 19 such products per tile pair against 4 forward).
+The alternative, atomically adding each tile pair's [2BN, D] window of dr from the dk/dv pass,
+saves that recomputation but issues 2*BN*D fp32 atomics per tile pair (8192 at BN = D = 64),
+with every tile pair of one diagonal hitting the same rows; it was not taken (not measured).
+
+T_BUCKET and L_BUCKET (next powers of two of T and M+T) are unused by the code: they are the
+launchers' autotuning keys, which must be kernel arguments.
+
+Dropout (training): a Philox stream indexed by (b*H + h, i, j), `seed` chosen per call, recomputed
+identically in every backward pass; probabilities are normalised before dropout, as
+`F.dropout(softmax(s))` does.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _skew_to_keys(p_win, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """[BM, 2BN] scores by window column -> [BM, BN]: out[a, b] = p_win[a, a - b + BN - 1]."""
+    a = tl.arange(0, BLOCK_M)[:, None]
+    b = tl.arange(0, BLOCK_N)[None, :]
+    return tl.gather(p_win, a - b + (BLOCK_N - 1), axis=1)
+
+
+@triton.jit
+def _skew_to_window(x, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Transpose of `_skew_to_keys`: [BM, BN] -> [BM, 2BN], out[a, w] = x[a, a - w + BN - 1] or 0.
+
+    x is interleaved with zeros first ([BM, 2BN], x at even columns) so the gather reads a
+    source as wide as its index (a gather whose index is longer than its source along the axis
+    is a case some Triton releases fail to compile) and an out-of-band column reads a zero.
+    """
+    xz = tl.reshape(tl.join(x, tl.zeros_like(x)), (BLOCK_M, 2 * BLOCK_N))
+    a = tl.arange(0, BLOCK_M)[:, None]
+    w = tl.arange(0, 2 * BLOCK_N)[None, :]
+    b = a - w + (BLOCK_N - 1)
+    idx = tl.where((b >= 0) & (b < BLOCK_N), 2 * b, 1)
+    return tl.gather(xz, idx, axis=1)
+
+
+@triton.jit
+def _dropout_keep(seed, bh, i2, j2, T, L, dropout_p):
+    """Keep mask for query rows i2, key columns j2 (broadcastable): a Philox draw per (bh, i, j)."""
+    offs = (bh.to(tl.int64) * T + i2) * L + j2
+    return tl.rand(seed, offs) >= dropout_p
+
+
+@triton.jit
+def _load_rows(ptr, rows, row_stride, row_mask, offs_d, d_stride, D):
+    """[len(rows), BD] tile of a row-major view; rows outside row_mask and columns >= D read 0.
+
+    Offsets inside one (batch, head) slice are int32 (the launcher checks they fit; the slice
+    base is int64): 64-bit offsets per element took the forward from 220 to 255 registers per
+    thread (64 x 64 tiles, 8 warps, sm_90; ptxas via triton 3.9, compiled, not run).
+    """
+    mask = row_mask[:, None] & (offs_d[None, :] < D)
+    return tl.load(ptr + rows[:, None] * row_stride + offs_d[None, :] * d_stride,
+                   mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T):
+    """(q+u) and (q+vb) for a query tile, in q's dtype (the product inputs), [BM, BD] each."""
+    q = _load_rows(Q + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D).to(tl.float32)
+    u = tl.load(U + h * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    vb = tl.load(VB + h * D + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
+    dt = Q.dtype.element_ty
+    return (q + u[None, :]).to(dt), (q + vb[None, :]).to(dt)
+
+
+@triton.jit
+def rel_attention_fwd_kernel(
+    Q, K, V, R, U, VB, O, LSE,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    srr, srh, srd, sob, sot, soh, sod,
+    H, T, L, M, D, NR, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Grid (cdiv(T, BM), B*H). Writes O [B, T, H, D] and LSE [B, H, T] (base-2 log-sum-exp)."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    i0 = pid_m * BLOCK_M
+    offs_m = i0 + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_w = tl.arange(0, 2 * BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    q_base = b.to(tl.int64) * sqb + h * sqh
+    k_base = b.to(tl.int64) * skb + h * skh
+    v_base = b.to(tl.int64) * svb + h * svh
+    qu, qv = _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    # Key tiles from 0 (memory is fully visible) to the last key the tile's last query sees. Key 0
+    # is visible to every query, so after the first tile every row max is finite (no inf - inf).
+    j_end = tl.minimum(L, M + i0 + BLOCK_M)
+    for j0 in range(0, j_end, BLOCK_N):
+        offs_j = j0 + offs_n
+        k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
+        v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
+        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w  # distance held by each window row
+        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
+        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
+        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
+        s = s * qk_scale
+        visible = (offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if HAS_DROPOUT:
+            keep = _dropout_keep(seed, bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
+            p = tl.where(keep, p * (1.0 / (1.0 - dropout_p)), 0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
+        m_i = m_new
+
+    o = acc / l_i[:, None]
+    o_ptr = O + b.to(tl.int64) * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod
+    tl.store(o_ptr, o.to(O.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+    tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.log2(l_i), mask=offs_m < T)
+
+
+@triton.jit
+def _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh, i2, j2, T, L, dropout_p,
+                       HAS_DROPOUT: tl.constexpr):
+    """From base-2 scores and dO·V^T: (probabilities after dropout, dS = dL/ds / scale).
+
+    p = exp2(s - lse2) are the softmax probabilities; with dropout the output used
+    p * keep / (1 - p_drop), so dL/dp = dO·V^T * keep / (1 - p_drop), and
+    dS = p * (dL/dp - delta) with delta_i = dO_i·O_i.
+    """
+    p = tl.where(visible, tl.exp2(s - lse2[:, None]), 0.0)
+    if HAS_DROPOUT:
+        keep = _dropout_keep(seed, bh, i2, j2, T, L, dropout_p)
+        inv = 1.0 / (1.0 - dropout_p)
+        p_drop = tl.where(keep, p * inv, 0.0)
+        dp = tl.where(keep, do_vt * inv, 0.0)
+    else:
+        p_drop = p
+        dp = do_vt
+    return p_drop, p * (dp - delta[:, None])
+
+
+@triton.jit
+def rel_attention_bwd_dkdv_kernel(
+    Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    srr, srh, srd, sdob, sdot, sdoh, sdod,
+    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Grid (cdiv(L, BN), B*H): one key tile, loop over the query tiles that see it.
+
+    DK, DV are contiguous [B, L, H, D] in k's dtype.
+    """
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    j0 = pid_n * BLOCK_N
+    offs_j = j0 + tl.arange(0, BLOCK_N)
+    offs_mm = tl.arange(0, BLOCK_M)
+    offs_w = tl.arange(0, 2 * BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    q_base = b.to(tl.int64) * sqb + h * sqh
+    do_base = b.to(tl.int64) * sdob + h * sdoh
+    k = _load_rows(K + b.to(tl.int64) * skb + h * skh, offs_j, skt, offs_j < L, offs_d, skd, D)
+    v = _load_rows(V + b.to(tl.int64) * svb + h * svh, offs_j, svt, offs_j < L, offs_d, svd, D)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    # the first query that sees key j0 is i = j0 - M
+    i_start = (tl.maximum(j0 - M, 0) // BLOCK_M) * BLOCK_M
+    for i0 in range(i_start, T, BLOCK_M):
+        offs_m = i0 + offs_mm
+        qu, qv = _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T)
+        do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
+        lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+        delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
+        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
+        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
+        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
+        s = s * qk_scale
+        visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
+                   & (offs_m[:, None] < T))
+        do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        p_drop, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
+                                        offs_m[:, None], offs_j[None, :], T, L, dropout_p,
+                                        HAS_DROPOUT)
+        dv += tl.dot(tl.trans(p_drop.to(do.dtype)), do, input_precision=DOT_PREC)
+        dk += tl.dot(tl.trans(ds.to(qu.dtype)), qu, input_precision=DOT_PREC)
+
+    out = b.to(tl.int64) * L * H * D + offs_j[:, None] * (H * D) + h * D + offs_d[None, :]
+    mask = (offs_j[:, None] < L) & (offs_d[None, :] < D)
+    tl.store(DK + out, (dk * scale).to(DK.dtype.element_ty), mask=mask)
+    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rel_attention_bwd_dq_kernel(
+    Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DU_PART, DVB_PART,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    srr, srh, srd, sdob, sdot, sdoh, sdod,
+    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
+
+    DQ is contiguous [B, T, H, D] in q's dtype. DU_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
+    this tile's sums over its queries of the content part (dq through q+u) and of the relative
+    part (dq through q+vb); du and dvb are their sums.
+    """
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    i0 = pid_m * BLOCK_M
+    offs_m = i0 + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_w = tl.arange(0, 2 * BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    k_base = b.to(tl.int64) * skb + h * skh
+    v_base = b.to(tl.int64) * svb + h * svh
+    qu, qv = _load_query_tile(Q, U, VB, b.to(tl.int64) * sqb + h * sqh, sqt, sqd, h, D,
+                              offs_m, offs_d, T)
+    do = _load_rows(DO + b.to(tl.int64) * sdob + h * sdoh, offs_m, sdot, offs_m < T, offs_d,
+                    sdod, D)
+    lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    dq_ac = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    dq_rel = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    j_end = tl.minimum(L, M + i0 + BLOCK_M)
+    for j0 in range(0, j_end, BLOCK_N):
+        offs_j = j0 + offs_n
+        k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
+        v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
+        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
+        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
+        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
+        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
+        s = s * qk_scale
+        visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
+                   & (offs_m[:, None] < T))
+        do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
+                                   offs_m[:, None], offs_j[None, :], T, L, dropout_p, HAS_DROPOUT)
+        dq_ac += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
+        ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
+        dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
+
+    dq_ac = dq_ac * scale
+    dq_rel = dq_rel * scale
+    out = b.to(tl.int64) * T * H * D + offs_m[:, None] * (H * D) + h * D + offs_d[None, :]
+    tl.store(DQ + out, (dq_ac + dq_rel).to(DQ.dtype.element_ty),
+             mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+    # rows beyond T have ds = 0, so the column sums are over real queries only
+    part = ((b.to(tl.int64) * tl.num_programs(0) + pid_m) * H + h) * D + offs_d
+    tl.store(DU_PART + part, tl.sum(dq_ac, axis=0), mask=offs_d < D)
+    tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
+
+
+@triton.jit
+def rel_attention_bwd_dr_kernel(
+    Q, K, V, R, U, VB, DO, LSE, DELTA, DR_PART,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    srr, srh, srd, sdob, sdot, sdoh, sdod,
+    B, H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, b_per_split,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Grid (cdiv(L, BN), H, splits): one tile of BN distances, loop over batches and queries.
+
+    Distance layout: column c of a tile holds distance d = d0 + c and key j = M + i - d. For a
+    query tile [i0, i0+BM) those keys form a window of BM+BN-1 rows starting at
+    jmin = M+i0-d0-(BN-1), and key j of row a is window row a - c + BN - 1, the same skew as the
+    forward's with the roles of keys and distances swapped.
+    DR_PART is fp32 [splits, L, H, D]; split s sums batches [s*b_per_split, (s+1)*b_per_split).
+    """
+    pid_d = tl.program_id(0)
+    h = tl.program_id(1)
+    split = tl.program_id(2)
+    d0 = pid_d * BLOCK_N
+    offs_c = d0 + tl.arange(0, BLOCK_N)
+    offs_mm = tl.arange(0, BLOCK_M)
+    offs_w = tl.arange(0, 2 * BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    r_tile = _load_rows(R + h * srh, offs_c, srr, offs_c < NR, offs_d, srd, D)
+    acc = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    # the first query with a key at distance d0 (j = M + i - d0 >= 0) is i = d0 - M
+    i_start = (tl.maximum(d0 - M, 0) // BLOCK_M) * BLOCK_M
+    b_lo = split * b_per_split
+    b_hi = tl.minimum(B, b_lo + b_per_split)
+    for b in range(b_lo, b_hi):
+        bh = b * H + h
+        b64 = tl.cast(b, tl.int64)
+        q_base = b64 * sqb + h * sqh
+        k_base = b64 * skb + h * skh
+        v_base = b64 * svb + h * svh
+        do_base = b64 * sdob + h * sdoh
+        for i0 in range(i_start, T, BLOCK_M):
+            offs_m = i0 + offs_mm
+            qu, qv = _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T)
+            do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
+            lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+            delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+            keys = M + i0 - d0 - (BLOCK_N - 1) + offs_w  # key held by each window row
+            kmask = (keys >= 0) & (keys < L)
+            k_win = _load_rows(K + k_base, keys, skt, kmask, offs_d, skd, D)
+            v_win = _load_rows(V + v_base, keys, svt, kmask, offs_d, svd, D)
+            s = _skew_to_keys(tl.dot(qu, tl.trans(k_win), input_precision=DOT_PREC),
+                              BLOCK_M, BLOCK_N)
+            s += tl.dot(qv, tl.trans(r_tile), input_precision=DOT_PREC)
+            s = s * qk_scale
+            j2 = M + offs_m[:, None] - offs_c[None, :]  # key of each (query, distance)
+            visible = (j2 >= 0) & (offs_c[None, :] < L) & (offs_m[:, None] < T)
+            do_vt = _skew_to_keys(tl.dot(do, tl.trans(v_win), input_precision=DOT_PREC),
+                                  BLOCK_M, BLOCK_N)
+            _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
+                                       offs_m[:, None], j2, T, L, dropout_p, HAS_DROPOUT)
+            acc += tl.dot(tl.trans(ds.to(qv.dtype)), qv, input_precision=DOT_PREC)
+
+    out = (split.to(tl.int64) * L + offs_c[:, None]) * (H * D) + h * D + offs_d[None, :]
+    tl.store(DR_PART + out, acc * scale, mask=(offs_c[:, None] < L) & (offs_d[None, :] < D))
+
+
+@triton.jit
+def rel_attention_dropout_mask_kernel(KEEP, T, L, seed, dropout_p,
+                                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Grid (cdiv(T, BM), cdiv(L, BN), B*H): the keep mask the kernels draw, as int8 [B, H, T, L].
+
+    For tests and debugging: it lets a reference reproduce the kernels' dropout exactly.
+    """
+    bh = tl.program_id(2)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_j = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    keep = _dropout_keep(seed, bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
+    ptr = KEEP + (bh.to(tl.int64) * T + offs_m[:, None]) * L + offs_j[None, :]
+    tl.store(ptr, keep.to(tl.int8), mask=(offs_m[:, None] < T) & (offs_j[None, :] < L))

@@ -1,0 +1,259 @@
+"""rel_attention: the fused Triton kernels against the gather reference, and the rel_shift port.
+
+On the CPU the kernels run under the Triton interpreter (TRITON_INTERPRET=1, set by conftest) in
+fp32/fp16 on small odd shapes; `TGAN_BACKEND=triton` forces them through the public op. The
+`gpu` tests compare bf16/fp16 errors with PyTorch's own; they need TRITON_INTERPRET=0.
+"""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tgan.ops import naive, rel_attention
+from tgan.ops._backend import interpret_mode
+
+NAMES = ("q", "k", "v", "r", "u", "vb")
+
+
+def assert_close(name, actual, expected, atol, rtol):
+    """allclose that says how far off, where, and how many elements fail."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != expected {tuple(e.shape)}"
+    diff = (a - e).abs()
+    bad = ~(diff <= atol + rtol * e.abs())  # also catches NaN
+    if bad.any():
+        worst = torch.where(bad, diff.nan_to_num(float("inf")), -1.0)
+        flat = int(worst.flatten().argmax())
+        idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape))
+        rel = diff / e.abs().clamp_min(1e-12)
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {a.numel()} elements exceed atol={atol}, rtol={rtol}; "
+            f"max abs err {diff.max().item():.3e}, max rel err {rel.max().item():.3e}; "
+            f"worst at {idx}: got {a[idx].item():.6g}, expected {e[idx].item():.6g}"
+        )
+
+
+def make_inputs(B, T, M, H, D, dtype=torch.float32, extra_r=0, device="cpu"):
+    """q [B,T,H,D], k, v [B,M+T,H,D], r [M+T+extra_r,H,D], u, vb [H,D], leaf tensors."""
+    L = M + T
+    shapes = [(B, T, H, D), (B, L, H, D), (B, L, H, D), (L + extra_r, H, D), (H, D), (H, D)]
+    return [torch.randn(s, dtype=torch.float64).to(device=device, dtype=dtype).requires_grad_()
+            for s in shapes]
+
+
+def out_and_grads(fn, inputs, grad_out, **kwargs):
+    out = fn(*inputs, **kwargs)
+    grads = torch.autograd.grad(out, inputs, grad_out.to(out.dtype))
+    return out, grads
+
+
+def as_float64(inputs):
+    return [x.detach().double().requires_grad_() for x in inputs]
+
+
+@pytest.fixture
+def triton_backend(monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TGAN_BACKEND", "triton")
+    from tgan.ops import _rel_attention_triton as impl
+
+    return impl
+
+
+def check_kernel(inputs, atol=1e-4, rtol=1e-4, **kwargs):
+    """Kernel (through the public op) vs the fp64 gather reference: output and all six gradients."""
+    ref_in = as_float64(inputs)
+    grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)
+    out, grads = out_and_grads(rel_attention, inputs, grad_out.to(inputs[0].device), **kwargs)
+    assert "RelAttentionFunction" in type(out.grad_fn).__name__, "the kernel did not run"
+    ref, ref_grads = out_and_grads(naive.rel_attention, ref_in, grad_out, **kwargs)
+    assert_close("out", out, ref, atol, rtol)
+    for name, g, gr in zip(NAMES, grads, ref_grads):
+        assert_close(f"d{name}", g, gr, atol, rtol)
+    return grads
+
+
+# ----------------------------------------------------------------- rel_shift port (no kernel)
+
+
+@pytest.mark.parametrize("T,M", [(1, 0), (1, 9), (7, 0), (63, 37), (16, 48)])
+def test_relshift_equals_gather_reference(T, M):
+    inputs = make_inputs(2, T, M, 3, 10, dtype=torch.float64, extra_r=4)
+    grad_out = torch.randn(2, T, 3, 10, dtype=torch.float64)
+    out, grads = out_and_grads(naive.rel_attention_relshift, inputs, grad_out)
+    ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out)
+    assert_close("out", out, ref, 1e-12, 1e-12)
+    for name, g, gr in zip(NAMES, grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 1e-12, 1e-12)
+
+
+# ----------------------------------------------------------------------- kernel, interpreter
+
+
+@pytest.mark.parametrize("T,M,H", [(63, 0, 2), (63, 37, 3), (63, 128, 2)])
+def test_kernel_matches_reference(triton_backend, T, M, H):
+    grads = check_kernel(make_inputs(2, T, M, H, 50, extra_r=5))
+    assert grads[3][M + T:].abs().max() == 0  # rows of r past the largest distance
+
+
+@pytest.mark.parametrize("D", [32, 64, 128])
+def test_kernel_head_dims(triton_backend, D):
+    check_kernel(make_inputs(2, 20, 11, 2, D), scale=0.3)
+
+
+@pytest.mark.parametrize("M", [0, 37])
+def test_kernel_decode_one_query(triton_backend, M):
+    check_kernel(make_inputs(2, 1, M, 3, 50))
+
+
+@pytest.mark.parametrize("bm,bn", [(16, 16), (16, 32), (32, 64), (64, 64)])
+def test_kernel_other_tiles(triton_backend, monkeypatch, bm, bn):
+    # the interpreter runs 32 x 32 tiles; the GPU autotunes among 64 x 64, 32 x 64, 32 x 32 and
+    # 16 x 32 / 16 x 64 when decoding: every tile shape must give the same result
+    monkeypatch.setattr(triton_backend, "_blocks", lambda T, D: (bm, bn, 64))
+    check_kernel(make_inputs(2, 40, 19, 1, 50))
+
+
+def test_kernel_strided_inputs(triton_backend):
+    B, T, M, H, D = 2, 17, 9, 2, 24
+    L = M + T
+    q = torch.randn(B, H, T, D).transpose(1, 2).requires_grad_()  # [B, T, H, D], not contiguous
+    kv = torch.randn(B, L, H, 2 * D)
+    k, v = kv[..., :D].requires_grad_(), kv[..., D:].requires_grad_()
+    r = torch.randn(H, L, D).transpose(0, 1).requires_grad_()
+    u, vb = torch.randn(H, D, requires_grad=True), torch.randn(H, D, requires_grad=True)
+    inputs = [q, k, v, r, u, vb]
+    rel_attention(*inputs).sum().backward()  # the output gradient is an expanded (stride 0) tensor
+    ref_in = as_float64(inputs)
+    naive.rel_attention(*ref_in).sum().backward()
+    for name, x, xr in zip(NAMES, inputs, ref_in):
+        assert_close(f"d{name}", x.grad, xr.grad, 1e-4, 1e-4)
+
+
+def test_kernel_r_without_grad(triton_backend):
+    q, k, v, r, u, vb = make_inputs(2, 9, 5, 2, 16)
+    r = r.detach()
+    out = rel_attention(q, k, v, r, u, vb)
+    grads = torch.autograd.grad(out.sum(), (q, k, v, u, vb))
+    ref_in = as_float64([q, k, v, r, u, vb])
+    ref_grads = torch.autograd.grad(naive.rel_attention(*ref_in).sum(),
+                                    [ref_in[i] for i in (0, 1, 2, 4, 5)])
+    for name, g, gr in zip(("q", "k", "v", "u", "vb"), grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
+
+
+def test_kernel_fp16_error_within_twice_torch(triton_backend):
+    inputs = make_inputs(2, 20, 11, 2, 64, dtype=torch.float16)
+    check_half_precision(inputs)
+
+
+def check_half_precision(inputs, slack=1e-3):
+    """Kernel error vs fp64 at most 2x the reference's own error in the same dtype (+ slack)."""
+    grad_out = torch.randn(inputs[0].shape, dtype=torch.float64, device=inputs[0].device)
+    exact, exact_g = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out)
+    low_in = [x.detach().clone().requires_grad_() for x in inputs]
+    low, low_g = out_and_grads(naive.rel_attention, low_in, grad_out)
+    out, out_g = out_and_grads(rel_attention, inputs, grad_out)
+    assert "RelAttentionFunction" in type(out.grad_fn).__name__, "the kernel did not run"
+    for name, a, b, e in zip(("out",) + tuple(f"d{n}" for n in NAMES), (out,) + out_g,
+                             (low,) + low_g, (exact,) + exact_g):
+        err = (a.double() - e).abs().max().item()
+        ref_err = (b.double() - e).abs().max().item()
+        assert err <= 2 * ref_err + slack, (
+            f"{name}: kernel max abs err {err:.3e} > 2 x reference's {ref_err:.3e} + {slack}"
+        )
+
+
+# ---------------------------------------------------------------------------------- dropout
+
+
+def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeypatch):
+    B, T, M, H, D, p, seed = 2, 21, 14, 2, 32, 0.3, 1234
+    inputs = make_inputs(B, T, M, H, D)
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
+    visible = torch.arange(M + T)[None, :] <= torch.arange(T)[:, None] + M
+    dropped = 1 - keep[..., visible].float().mean().item()
+    assert abs(dropped - p) < 0.05, f"dropped fraction {dropped:.3f}, expected about {p}"
+
+    grad_out = torch.randn(B, T, H, D, dtype=torch.float64)
+    out, grads = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_p=p,
+                               dropout_seed=seed)
+    # the reference with F.dropout replaced by the kernels' mask
+    masked = SimpleNamespace(dropout=lambda x, p, training: x * keep.to(x.dtype) / (1 - p))
+    monkeypatch.setattr(naive, "F", masked)
+    ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out, dropout_p=p)
+    assert_close("out", out, ref, 1e-4, 1e-4)
+    for name, g, gr in zip(NAMES, grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
+
+
+def test_dropout_seed_repeats_and_varies(triton_backend):
+    inputs = [x.detach() for x in make_inputs(1, 9, 4, 1, 16)]
+    run = lambda **kw: rel_attention(*inputs, dropout_p=0.5, **kw)  # noqa: E731
+    torch.manual_seed(7)
+    a = run()
+    torch.manual_seed(7)
+    b = run()
+    c = run()
+    assert torch.equal(a, b), "the same torch seed must draw the same dropout mask"
+    assert not torch.equal(a, c), "a new call must draw a new dropout mask"
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_bad_inputs_raise_clear_errors(triton_backend):
+    q, k, v, r, u, vb = [x.detach() for x in make_inputs(2, 5, 3, 2, 8)]
+    with pytest.raises(ValueError, match="k must be"):
+        rel_attention(q, k[:, :, :1], v, r, u, vb)
+    with pytest.raises(ValueError, match="v must have"):
+        rel_attention(q, k, v[:, :-1], r, u, vb)
+    with pytest.raises(ValueError, match="r must be"):
+        rel_attention(q, k, v, r[:7], u, vb)  # M+T = 8 rows needed
+    with pytest.raises(ValueError, match="vb must be"):
+        rel_attention(q, k, v, r, u, vb[:1])
+    with pytest.raises(TypeError, match="dtype"):
+        rel_attention(q, k.half(), v, r, u, vb)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        rel_attention(*(x.int() for x in (q, k, v, r, u, vb)))
+    with pytest.raises(TypeError, match="not supported by the kernel"):
+        rel_attention(*(x.double() for x in (q, k, v, r, u, vb)))
+    with pytest.raises(ValueError, match="dropout_p"):
+        rel_attention(q, k, v, r, u, vb, dropout_p=1.0)
+    if interpret_mode():
+        with pytest.raises(NotImplementedError, match="bfloat16"):
+            rel_attention(*(x.bfloat16() for x in (q, k, v, r, u, vb)))
+
+
+# ------------------------------------------------------------------------------ GPU, compiled
+
+
+def _needs_compiled_kernels():
+    if interpret_mode():
+        pytest.skip("GPU tests check the compiled kernels: run them with TRITON_INTERPRET=0")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("T,M,D", [(256, 256, 64), (63, 128, 50), (1, 300, 128), (128, 0, 32)])
+def test_gpu_low_precision_error_within_twice_torch(triton_backend, dtype, T, M, D):
+    _needs_compiled_kernels()
+    check_half_precision(make_inputs(2, T, M, 4, D, dtype=dtype, device="cuda"), slack=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_fp32_and_dropout(triton_backend, monkeypatch):
+    _needs_compiled_kernels()
+    check_kernel(make_inputs(2, 200, 77, 3, 50, device="cuda"), atol=2e-4, rtol=2e-4)
+    B, T, M, H, D, p, seed = 2, 130, 70, 2, 64, 0.1, 99
+    inputs = make_inputs(B, T, M, H, D, device="cuda")
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cuda")
+    grad_out = torch.randn(B, T, H, D, dtype=torch.float64, device="cuda")
+    out, grads = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_p=p,
+                               dropout_seed=seed)
+    monkeypatch.setattr(naive, "F", SimpleNamespace(
+        dropout=lambda x, p, training: x * keep.to(x.dtype) / (1 - p)))
+    ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out, dropout_p=p)
+    assert_close("out", out, ref, 2e-4, 2e-4)
+    for name, g, gr in zip(NAMES, grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 2e-4, 2e-4)

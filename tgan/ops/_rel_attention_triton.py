@@ -1,0 +1,316 @@
+"""Triton path of ``rel_attention``: launchers, custom ops and the autograd Function.
+
+Layers (as every op here): kernels in ``tgan.kernels.rel_attention`` -> custom ops
+``tgan::rel_attention_fwd`` / ``tgan::rel_attention_bwd`` (opaque to torch.compile, with fake
+implementations for tracing) -> ``RelAttentionFunction`` -> ``rel_attention`` below, called by the
+public ``tgan.ops.rel_attention`` once the inputs are checked and the backend chose Triton.
+
+Tiles: BLOCK_M queries x BLOCK_N keys (or distances, in the dr pass) with BLOCK_M <= BLOCK_N, so
+the relative window of a tile pair (BLOCK_M + BLOCK_N - 1 rows of r) fits in 2*BLOCK_N rows. On a
+GPU the autotuner picks tiles and warps from `_CONFIGS` (`_DECODE_CONFIGS` when T <= 16: a query
+tile is at least 16 rows, the smallest tl.dot). The lists come from compiling every kernel for
+sm_90 with triton 3.9 and 3.6 (register and stack figures from the cubins; compiled, not run on
+a GPU): with 3.9 and bf16, D = 64, 64 x 64 tiles hold the forward in 220 registers per thread at
+8 warps but make the backward spill (144-352 bytes of stack), while 32 x 64 at 8 warps and
+32 x 32 at 4 warps spill little or not at all; 3.6 spills more everywhere and uses wgmma only
+for 64-row tiles, D = 128 spills in every config. So the autotuner chooses by timing among both
+kinds. fp32 products in "ieee" precision (see `_dot_precision`) run on FMA units and spill
+heavily: on a GPU fp32 is the exact path, not the fast one. Keys: power-of-two buckets of T and
+M+T (a decoding loop whose cache grows by one token does not re-tune every step), D, dropout,
+dtypes.
+Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cost is per
+operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from tgan.ops._backend import interpret_mode
+
+_LOG2E = 1.4426950408889634
+_SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _block_d(D: int) -> int:
+    return max(16, _next_pow2(D))  # D padded to a power of two, masked in the kernels
+
+
+def _blocks(T: int, D: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_D) under the interpreter (GPU tiles are autotuned)."""
+    return (16 if T <= 16 else 32), 32, _block_d(D)
+
+
+# (BLOCK_M, BLOCK_N, num_warps) tried by the autotuner; see the module docstring
+_CONFIGS = ((64, 64, 8), (32, 64, 8), (32, 64, 4), (32, 32, 4), (32, 32, 8))
+_DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8))
+
+
+def _configs(T: int):
+    return _DECODE_CONFIGS if T <= 16 else _CONFIGS
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 products follow torch's own TF32 switch (off by default), so the fp32 kernel is as
+    # exact as the fp32 reference unless the user opted into TF32 for matmuls.
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"  # ignored for fp16/bf16 inputs
+
+
+_TUNED: dict = {}
+
+
+def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
+    """Launch kernel ``name``; ``grid(BLOCK_M, BLOCK_N)`` gives the grid for the chosen tiles.
+
+    Under the interpreter: the fixed tiles of ``_blocks``. On a GPU: autotuned over ``_configs(T)``;
+    outputs are plain stores, and the buffers named in ``reset`` (written by fewer programs with
+    larger tiles) are zeroed before each timed config.
+    """
+    from tgan.kernels import rel_attention as kern
+
+    fn = getattr(kern, name)
+    if interpret_mode():
+        bm, bn, bd = _blocks(T, D)
+        fn[grid(bm, bn)](*args, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, **meta)
+        return
+    key = (name, T <= 16)
+    if key not in _TUNED:
+        import triton
+
+        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=2)
+                   for bm, bn, w in _configs(T)]
+        _TUNED[key] = triton.autotune(
+            configs=configs, key=["T_BUCKET", "L_BUCKET", "D", "HAS_DROPOUT"],
+            reset_to_zero=list(reset) or None,
+        )(fn)
+    _TUNED[key][lambda m: grid(m["BLOCK_M"], m["BLOCK_N"])](*args, BLOCK_D=_block_d(D), **meta)
+
+
+def _min_block_m(T: int, D: int) -> int:
+    return _blocks(T, D)[0] if interpret_mode() else min(c[0] for c in _configs(T))
+
+
+def _buckets(T: int, L: int) -> list[int]:
+    return [_next_pow2(T), _next_pow2(L)]
+
+
+def _strides(*ts):
+    out = []
+    for t in ts:
+        out.extend(t.stride())
+    return out
+
+
+def _check_offsets(**tensors) -> None:
+    """The kernels index inside one (batch, head) slice with int32 offsets (see _load_rows)."""
+    for name, t in tensors.items():
+        row_dim = 0 if t.dim() == 3 else 1  # r is [R, H, D], the others [B, rows, H, D]
+        # window rows reach up to 2*BLOCK_N (<= 128) past the last row, masked but addressed
+        extent = (t.shape[row_dim] + 128) * abs(t.stride(row_dim))
+        extent += sum(abs(t.stride(d)) * t.shape[d] for d in range(row_dim + 1, t.dim()))
+        if extent >= 2**31:
+            raise ValueError(
+                f"rel_attention (triton): {name} {tuple(t.shape)} with strides {t.stride()} spans "
+                f"{extent} elements per batch entry, beyond the kernels' int32 offsets; make it "
+                "contiguous or split the batch"
+            )
+
+
+def _draw_seed() -> int:
+    """A Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
+    return int(torch.randint(0, 2**31 - 1, (1,), device="cpu").item())
+
+
+# -------------------------------------------------------------------------------------- launchers
+
+
+def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int):
+    """Forward launch. q [B, T, H, D]; k, v [B, L, H, D]; r [R, H, D]; u, vb [H, D].
+
+    Returns (o [B, T, H, D] in q's dtype, lse2 [B, H, T] fp32, base-2 log-sum-exp of the scaled
+    scores, which the backward uses to recompute probabilities).
+    """
+    B, T, H, D = q.shape
+    L = k.shape[1]
+    _check_offsets(q=q, k=k, v=v, r=r)
+    u, vb = u.contiguous(), vb.contiguous()
+    o = q.new_empty(q.shape)
+    lse = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
+    args = [q, k, v, r, u, vb, o, lse, *_strides(q, k, v, r, o),
+            H, T, L, L - T, D, r.shape[0], scale * _LOG2E, seed, dropout_p, *_buckets(T, L)]
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
+    _launch("rel_attention_fwd_kernel", lambda bm, bn: (_cdiv(T, bm), B * H), args, T, D, meta)
+    return o, lse
+
+
+def _dr_splits(B: int, H: int, L: int, device: torch.device) -> int:
+    """Batch splits of the dr pass: enough programs to fill the device (about 2 per SM)."""
+    if device.type != "cuda":
+        return min(B, 2)  # exercises the split path in interpreter tests at no cost
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    n_tiles = _cdiv(L, 64)  # distance tiles at the largest BLOCK_N
+    return max(1, min(B, math.ceil(2 * sms / max(1, H * n_tiles))))
+
+
+def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: float, seed: int,
+                      compute_dr: bool = True):
+    """Backward launch: (dq, dk, dv, dr, du, dvb), each shaped and typed as its input.
+
+    dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
+    the backward's work, is skipped). Three passes: dk/dv per key tile, dq (+ du, dvb partial
+    sums) per query tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+    """
+    B, T, H, D = q.shape
+    L = k.shape[1]
+    _check_offsets(do=do)
+    u, vb = u.contiguous(), vb.contiguous()
+    # delta_i = dO_i·O_i = sum_j P_ij dP_ij: one row reduction, cheaper here than in every pass
+    delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, H, T]
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
+    scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, seed, dropout_p,
+               *_buckets(T, L)]
+    strides = _strides(q, k, v, r, do)
+    inputs = [q, k, v, r, u, vb, do, lse, delta]
+
+    dk = torch.empty((B, L, H, D), device=q.device, dtype=k.dtype)
+    dv = torch.empty((B, L, H, D), device=q.device, dtype=v.dtype)
+    _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), B * H),
+            [*inputs, dk, dv, *strides, *scalars], T, D, meta)
+
+    dq = torch.empty((B, T, H, D), device=q.device, dtype=q.dtype)
+    # one row of partial sums per (batch, query tile); sized for the smallest tiles, zero where
+    # larger tiles write fewer rows
+    du_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=q.device,
+                          dtype=torch.float32)
+    dvb_part = torch.zeros_like(du_part)
+    _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), B * H),
+            [*inputs, dq, du_part, dvb_part, *strides, *scalars], T, D, meta,
+            reset=("DU_PART", "DVB_PART"))
+    du = du_part.sum((0, 1)).to(u.dtype)
+    dvb = dvb_part.sum((0, 1)).to(vb.dtype)
+
+    dr = None
+    if compute_dr:
+        splits = _dr_splits(B, H, L, q.device)
+        per = _cdiv(B, splits)
+        splits = _cdiv(B, per)
+        dr_part = torch.empty((splits, L, H, D), device=q.device, dtype=torch.float32)
+        _launch("rel_attention_bwd_dr_kernel", lambda bm, bn: (_cdiv(L, bn), H, splits),
+                [*inputs, dr_part, *strides, B, *scalars, per], T, D, meta)
+        dr = r.new_zeros(r.shape)
+        dr[:L] = dr_part.sum(0).to(r.dtype)  # rows >= M+T are no distance of any pair
+    return dq, dk, dv, dr, du, dvb
+
+
+def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
+                               device) -> torch.Tensor:
+    """The keep mask the kernels draw for (seed, dropout_p), bool [B, H, T, L], for tests."""
+    keep = torch.empty((B, H, T, L), device=device, dtype=torch.int8)
+    from tgan.kernels.rel_attention import rel_attention_dropout_mask_kernel
+
+    bm = bn = 16 if interpret_mode() else 64
+    rel_attention_dropout_mask_kernel[(_cdiv(T, bm), _cdiv(L, bn), B * H)](
+        keep, T, L, seed, dropout_p, BLOCK_M=bm, BLOCK_N=bn
+    )
+    return keep.bool()
+
+
+# ------------------------------------------------------------------------------------ custom ops
+
+
+@torch.library.custom_op("tgan::rel_attention_fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: torch.Tensor, u: torch.Tensor,
+            vb: torch.Tensor, scale: float, dropout_p: float, seed: int
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    return rel_attention_fwd(q, k, v, r, u, vb, scale, dropout_p, seed)
+
+
+@_fwd_op.register_fake
+def _(q, k, v, r, u, vb, scale, dropout_p, seed):
+    B, T, H, _ = q.shape
+    return q.new_empty(q.shape), q.new_empty((B, H, T), dtype=torch.float32)
+
+
+@torch.library.custom_op("tgan::rel_attention_bwd", mutates_args=())
+def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: torch.Tensor,
+            u: torch.Tensor, vb: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, scale: float,
+            dropout_p: float, seed: int, compute_dr: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                       torch.Tensor]:
+    dq, dk, dv, dr, du, dvb = rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale, dropout_p,
+                                                seed, compute_dr)
+    if dr is None:
+        dr = r.new_empty((0,))  # custom ops return tensors; empty stands for "not computed"
+    return dq, dk, dv, dr, du, dvb
+
+
+@_bwd_op.register_fake
+def _(do, q, k, v, r, u, vb, o, lse, scale, dropout_p, seed, compute_dr):
+    dr = r.new_empty(r.shape if compute_dr else (0,))
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dr,
+            u.new_empty(u.shape), vb.new_empty(vb.shape))
+
+
+class RelAttentionFunction(torch.autograd.Function):
+    """Autograd for the fused kernels; saves q, k, v, r, u, vb, o and the log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int):
+        o, lse = _fwd_op(q, k, v, r, u, vb, scale, dropout_p, seed)
+        ctx.save_for_backward(q, k, v, r, u, vb, o, lse)
+        ctx.scale, ctx.dropout_p, ctx.seed = scale, dropout_p, seed
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, r, u, vb, o, lse = ctx.saved_tensors
+        compute_dr = bool(ctx.needs_input_grad[3])
+        dq, dk, dv, dr, du, dvb = _bwd_op(do, q, k, v, r, u, vb, o, lse, ctx.scale, ctx.dropout_p,
+                                          ctx.seed, compute_dr)
+        return dq, dk, dv, (dr if compute_dr else None), du, dvb, None, None, None
+
+
+def rel_attention(q, k, v, r, u, vb, *, scale=None, dropout_p=0.0, dropout_seed=None):
+    """Fused Triton relative attention (inputs already checked by ``tgan.ops.rel_attention``).
+
+    Shapes: q [B, T, H, D]; k, v [B, M+T, H, D]; r [R >= M+T, H, D]; u, vb [H, D] -> [B, T, H, D].
+    dtypes float32, float16, bfloat16. ``dropout_seed`` fixes the Philox stream of the in-kernel
+    dropout (default: drawn from torch's CPU generator, so ``torch.manual_seed`` repeats runs);
+    ``rel_attention_dropout_mask`` returns the mask a seed gives.
+    """
+    if q.dtype not in _SUPPORTED:
+        raise TypeError(
+            f"rel_attention (triton): dtype {q.dtype} is not supported by the kernel; expected one "
+            f"of {_SUPPORTED} (use TGAN_BACKEND=torch for the float64 reference)"
+        )
+    if q.dtype == torch.bfloat16 and interpret_mode():
+        # the interpreter's tl.dot multiplies bfloat16 operands as raw bits (triton 3.9): its
+        # results are garbage, so refuse rather than return them
+        raise NotImplementedError(
+            "rel_attention (triton): bfloat16 cannot run under the Triton interpreter "
+            "(TRITON_INTERPRET=1); use float16/float32 there, or a CUDA device"
+        )
+    if not 0.0 <= float(dropout_p) < 1.0:
+        raise ValueError(f"rel_attention (triton): dropout_p must be in [0, 1), got {dropout_p}")
+    D = q.shape[-1]
+    scale = float(D ** -0.5 if scale is None else scale)
+    dropout_p = float(dropout_p)
+    if dropout_p > 0.0:
+        seed = _draw_seed() if dropout_seed is None else int(dropout_seed)
+        if not 0 <= seed < 2**31 - 1:
+            raise ValueError(f"rel_attention (triton): dropout_seed must be in [0, 2**31 - 1), "
+                             f"got {dropout_seed}")
+    else:
+        seed = 0
+    return RelAttentionFunction.apply(q, k, v, r, u, vb, scale, dropout_p, seed)
