@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tgan.gan.losses import RSGAN
+from tgan.gan.memory import SavedTensorBytes
 from tgan.gan.rollout import generator_adversarial_step
 from tgan.model import BertDiscriminator, TransformerXL, preset
 
@@ -25,25 +26,6 @@ DEVICE = "cuda" if CUDA else "cpu"
 SEGMENT = 128
 LENGTHS = (256, 512, 1024) if not CUDA else (256, 512, 1024, 2048, 4096)
 BATCH = 4
-
-
-class _SavedBytes:
-    def __init__(self):
-        self.live = self.peak = 0
-
-    def pack(self, t):
-        n = t.numel() * t.element_size()
-        self.live += n
-        self.peak = max(self.peak, self.live)
-        return _Held(t, n, self)
-
-
-class _Held:
-    def __init__(self, t, n, owner):
-        self.t, self.n, self.owner = t, n, owner
-
-    def __del__(self):
-        self.owner.live -= self.n
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +43,11 @@ def test_generator_adversarial_step(benchmark, models, rollout_len):
     g, d = models
     prefix = 5
     real = torch.randint(2, 300, (BATCH, prefix + rollout_len), device=DEVICE)
-    counter = _SavedBytes()
+    counter = SavedTensorBytes()
 
     def step():
         g.zero_grad(set_to_none=True)
-        with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda h: h.t):
+        with counter:
             generator_adversarial_step(g, d, RSGAN(), real, prefix, rollout_len, SEGMENT, beta=2.0)
         if CUDA:
             torch.cuda.synchronize()

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from tgan.gan.losses import RSGAN
+from tgan.gan.memory import SavedTensorBytes
 from tgan.gan.rollout import generator_adversarial_step, rollout_segments, sample_fakes
 from tgan.model import BertConfig, BertDiscriminator, GeneratorConfig, TransformerXL
 
@@ -16,44 +17,11 @@ def _models():
     return g, d
 
 
-class SavedBytes:
-    """Peak bytes of tensors autograd holds for backward (live count, freed with the graph)."""
-
-    def __init__(self):
-        self.live = self.peak = 0
-
-    def _pack(self, t):
-        n = t.numel() * t.element_size()
-        self.live += n
-        self.peak = max(self.peak, self.live)
-        return _Held(t, n, self)
-
-    @staticmethod
-    def _unpack(h):
-        return h.t
-
-    def __enter__(self):
-        self.ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-        self.ctx.__enter__()
-        return self
-
-    def __exit__(self, *a):
-        self.ctx.__exit__(*a)
-
-
-class _Held:
-    def __init__(self, t, n, owner):
-        self.t, self.n, self.owner = t, n, owner
-
-    def __del__(self):
-        self.owner.live -= self.n
-
-
 def _peak(rollout_len, segment_len=8):
     torch.manual_seed(0)
     g, d = _models()
     real = torch.randint(2, V, (2, 4 + rollout_len))
-    with SavedBytes() as sb:
+    with SavedTensorBytes() as sb:
         generator_adversarial_step(g, d, RSGAN(), real, 4, rollout_len, segment_len, beta=2.0)
     return sb.peak
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tgan.model.embedding import embed_ids_or_onehots
 from tgan.model.config import BertConfig
 
 
@@ -80,13 +81,7 @@ class BertDiscriminator(nn.Module):
 
     def embed_words(self, x: torch.Tensor) -> torch.Tensor:
         """Word embeddings [B, T, d] of ids [B, T] or of float one-hots [B, T, V] (differentiable)."""
-        if x.is_floating_point():
-            # Generators predict no MASK: one-hots over the first V <= vocab_size ids are accepted.
-            V = x.shape[-1]
-            if V > self.cfg.vocab_size:
-                raise ValueError(f"BertDiscriminator: soft input last dim must be <= {self.cfg.vocab_size}, got {tuple(x.shape)}")
-            return x.to(self.word.weight.dtype) @ self.word.weight[:V]
-        return self.word(x.long())
+        return embed_ids_or_onehots(self.word.weight, x, "BertDiscriminator")
 
     def encode_embedded(self, e: torch.Tensor, key_padding=None) -> torch.Tensor:
         """Encoder output [B, T, d] from word embeddings [B, T, d]."""

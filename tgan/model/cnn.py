@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tgan.model.embedding import embed_ids_or_onehots
 from tgan.model.config import CNNConfig
 
 
@@ -29,13 +30,7 @@ class CNNDiscriminator(nn.Module):
 
     def embed_words(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, d_embed] from ids or one-hots."""
-        if x.is_floating_point():
-            # Generators predict no MASK: one-hots over the first V <= vocab_size ids are accepted.
-            V = x.shape[-1]
-            if V > self.cfg.vocab_size:
-                raise ValueError(f"CNNDiscriminator: soft input last dim must be <= {self.cfg.vocab_size}, got {tuple(x.shape)}")
-            return x.to(self.word.weight.dtype) @ self.word.weight[:V]
-        return self.word(x.long())
+        return embed_ids_or_onehots(self.word.weight, x, "CNNDiscriminator")
 
     def score_embedded(self, e: torch.Tensor) -> torch.Tensor:
         """One logit per sequence [B] from embeddings [B, T, d_embed]."""
