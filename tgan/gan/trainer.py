@@ -230,6 +230,8 @@ class Trainer:
         cfg = self.cfg
         self.gen.train()
         self.stream = SegmentStream(self.data.sample, cfg.batch_size, self.gcfg.tgt_len, cfg.segments, self.device)
+        if self.stage_step == 0 and not self.history["val_nll"]:
+            self._validate()  # the curve starts from the untrained model
         bar = self._bar(steps, "stage 1/3 MLE")
         t0, toks = time.time(), 0
         while self.stage_step < steps:

@@ -1,0 +1,207 @@
+"""python -m tgan.evaluate on tiny MIDI folders written here, with and without a tiny checkpoint."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from tgan.data import CACHE_ENV, Note, Vocab, write_midi
+from tgan.data.sources import hash_split
+from tgan.evaluate import default_out, main
+from tgan.metrics.notes_stats import STATISTICS
+from tgan.model import (BertConfig, BertDiscriminator, CNNConfig, CNNDiscriminator, GeneratorConfig,
+                        TransformerXL)
+from tgan.model.checkpoint import save_checkpoint
+
+
+def random_notes(rng, n, lo=48, hi=84):
+    t, notes = 0.0, []
+    for _ in range(n):
+        t += float(rng.choice([0.0, 0.1, 0.25, 0.5]))
+        notes.append(Note(int(rng.integers(lo, hi)), int(rng.integers(30, 110)), round(t, 2),
+                          round(t + float(rng.choice([0.1, 0.3, 0.6])), 2)))
+    return notes
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """A data folder (4 train pieces, 1 validation piece) and a folder of 3 samples."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    want, i = {"train": 4, "validation": 1}, 0
+    while any(want.values()):
+        name = f"piece_{i}.mid"
+        split = hash_split(name)
+        if want.get(split):
+            write_midi(random_notes(rng, 60), data / name)
+            want[split] -= 1
+        i += 1
+    samples = tmp_path / "run" / "samples"
+    samples.mkdir(parents=True)
+    for k in range(3):
+        write_midi(random_notes(rng, 50, 60, 72), samples / f"sample_{k}.mid")
+    return data, samples
+
+
+def run(capsys, *argv):
+    code = main([*map(str, argv), "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_table_and_json(folders, capsys, tmp_path):
+    data, samples = folders
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--markdown", tmp_path / "t.md")
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(lines) == 4  # header, separator, data, samples
+    assert "NLL | CA  | PLL" in lines[0] and lines[0].rstrip(" |").endswith("IOI")
+    assert lines[2].startswith("| data: data (train, 4 pieces)")
+    assert "samples: " in lines[3] and "(3 files)" in lines[3]
+    assert "(+" in lines[3] or "(-" in lines[3]  # differences to the data row
+    assert lines[3].split("|")[2].strip() == "n/a"  # no checkpoint: no NLL
+    path = default_out(samples)
+    assert path == samples.parent / "samples-evaluation.json" and f"wrote {path}" in out
+    r = json.loads(path.read_text())
+    assert r["data"]["pieces"] == 4 and r["samples"][0]["pieces"] == 3
+    stats = r["samples"][0]["stats"]["correct"]
+    assert set(stats["mean"]) == set(STATISTICS) and stats["n"]["PCU"] == 3
+    assert stats["std"]["NPU"] >= 0
+    d = r["samples"][0]["diff"]["correct"]["NPU"]
+    assert d == pytest.approx(stats["mean"]["NPU"] - r["data"]["stats"]["correct"]["mean"]["NPU"])
+    assert r["options"]["split"] == "train" and r["model"] is None
+    assert (tmp_path / "t.md").read_text() == r["markdown"]
+
+
+def test_both_conventions_clip_and_two_sample_sets(folders, capsys, tmp_path):
+    data, samples = folders
+    other = tmp_path / "other"
+    other.mkdir()
+    write_midi(random_notes(np.random.default_rng(5), 20), other / "x.midi")
+    out_json = tmp_path / "r.json"
+    code, out, err = run(capsys, "--data", data, "--samples", samples, other, "--convention", "both",
+                         "--clip-seconds", 2, "--max-pieces", 2, "--out", out_json)
+    assert code == 0, err
+    assert "| correct convention" in out and "| paper convention" in out
+    assert out.count("| samples: ") == 4 and "first 2 s" in out
+    r = json.loads(out_json.read_text())
+    assert r["conventions"] == ["correct", "paper"] and r["data"]["pieces"] == 2
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--clip-tokens", 40,
+                         "--out", out_json)
+    assert code == 0 and "first 40 tokens" in out
+
+
+def test_non_midi_file_is_skipped_and_counted(folders, capsys, caplog):
+    data, samples = folders
+    (samples / "readme.txt").write_text("not music")
+    code, out, err = run(capsys, "--data", data, "--samples", samples)
+    assert code == 0
+    assert "(3 files, 1 skipped)" in out and "readme.txt" in caplog.text
+    r = json.loads(default_out(samples).read_text())
+    assert r["samples"][0]["skipped"][0]["path"].endswith("readme.txt")
+
+
+@pytest.mark.parametrize("case", ["empty", "missing", "data"])
+def test_bad_folders_exit_2_with_a_clear_message(folders, capsys, tmp_path, case):
+    data, samples = folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = {"empty": ["--data", data, "--samples", samples, empty],
+            "missing": ["--data", data, "--samples", tmp_path / "nope"],
+            "data": ["--data", tmp_path / "nodata", "--samples", samples]}[case]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("error: ")
+    assert {"empty": f"sample folder {empty} is empty", "missing": "does not exist",
+            "data": f"data path {tmp_path / 'nodata'} does not exist"}[case] in err
+
+
+def test_bad_flags_exit_2(folders, capsys):
+    data, samples = folders
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(data), "--samples", str(samples), "--clip-seconds", "1",
+              "--clip-tokens", "5"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(data), "--samples", str(samples), "--max-pieces", "0"])
+    assert e.value.code == 2 and "--max-pieces must be >= 1" in capsys.readouterr().err
+
+
+def _tiny_run(run_dir, disc="bert", models=("gen", "disc")):
+    v = Vocab.maestro()
+    gcfg = GeneratorConfig(vocab_size=v.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
+                           tgt_len=16, mem_len=16, eval_mem_len=32, dropout=0.0, attn_dropout=0.0)
+    bcfg = BertConfig(vocab_size=v.size, n_layer=1, d_model=16, n_head=2, d_inner=32, max_len=32,
+                      dropout=0.0, attn_dropout=0.0)
+    ccfg = CNNConfig(vocab_size=v.size, d_embed=8, n_filters=4)
+    d = BertDiscriminator(bcfg) if disc == "bert" else CNNDiscriminator(ccfg)
+    all_models = {"gen": TransformerXL(gcfg), "disc": d}
+    save_checkpoint(run_dir, 7, "run", {k: all_models[k] for k in models},
+                    configs={"generator": gcfg.to_dict(), "bert": bcfg.to_dict(), "cnn": ccfg.to_dict(),
+                             "train": {"disc": disc, "eval_len": 128}, "vocab": "maestro"})
+    return run_dir
+
+
+def test_checkpoint_fills_nll_ca_pll(folders, capsys, tmp_path):
+    data, samples = folders
+    ck = _tiny_run(tmp_path / "run")
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck,
+                         "--device", "cpu", "--pll-pieces", 1)
+    assert code == 0, err
+    r = json.loads(default_out(samples).read_text())
+    nll = r["model"]["NLL"]
+    assert nll["split"] == "validation" and nll["chunks"] >= 1
+    assert 0 < nll["value"] < 2 * math.log(Vocab.maestro().size)  # an untrained model: ~ln V
+    assert r["data"]["PLL"]["value"] <= 0 and r["data"]["PLL"]["block_len"] == 32
+    s = r["samples"][0]
+    assert s["PLL"]["value"] <= 0 and s["PLL"]["blocks"] >= 3  # one piece: 3 blocks or more
+    assert 0 <= s["CA"]["accuracy"] <= 1 and s["CA"]["block_len"] == 32 and s["CA"]["n_test"] >= 2
+    row = [line for line in out.splitlines() if line.startswith("| samples:")][0].split("|")
+    assert [c.strip() != "n/a" for c in row[2:5]] == [True, True, True]
+    assert float(row[2]) == pytest.approx(nll["value"], abs=1e-3)
+    assert "PLL in 32-token blocks" in out
+
+
+def test_cnn_checkpoint_gives_pll_ca_na(folders, capsys, tmp_path):
+    data, samples = folders
+    ck = _tiny_run(tmp_path / "run", disc="cnn")
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck)
+    assert code == 0, err
+    row = [line for line in out.splitlines() if line.startswith("| samples:")][0].split("|")
+    assert row[2].strip() != "n/a" and row[3].strip() == "n/a" and row[4].strip() == "n/a"
+    assert "PLL and CA: n/a" in out and "CNN discriminator" in out
+
+
+@pytest.mark.parametrize("case", ["no_generator", "not_a_checkpoint"])
+def test_wrong_checkpoint_exits_2(folders, capsys, tmp_path, case):
+    data, samples = folders
+    if case == "no_generator":
+        ck = _tiny_run(tmp_path / "run", models=("disc",))
+        expected = "holds no generator"
+    else:
+        ck = tmp_path / "plain"
+        ck.mkdir()
+        expected = f"{ck} holds no complete checkpoint"
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck)
+    assert code == 2 and expected in err and out == ""
+
+
+def test_plot_writes_figures(folders, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    data, samples = folders
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--plot", "--max-pieces", 2,
+                         "--out", tmp_path / "res.json")
+    assert code == 0, err
+    plots = tmp_path / "res-plots"
+    assert (plots / "histograms.png").stat().st_size > 1000
+    assert sorted(p.name for p in (plots / "set1-samples").iterdir()) == \
+        ["sample_0.png", "sample_1.png", "sample_2.png"]
+
+
+def test_plot_without_matplotlib_says_how_to_install(folders, capsys, monkeypatch):
+    data, samples = folders
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--plot")
+    assert code == 2 and 'pip install -e ".[plot]"' in err

@@ -1,0 +1,101 @@
+"""Figures of an evaluation: a piano roll per sample and histograms of pitch and inter-onset
+interval, data against samples. Needs matplotlib (``pip install -e ".[plot]"``).
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so no GUI backend and no
+global figure state are involved.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tgan.data.notes import Performance
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = 'plotting needs matplotlib: pip install -e ".[plot]" (or pip install matplotlib)'
+IOI_MAX = 2.0  # seconds; longer inter-onset intervals go into the last bin
+
+
+def require_matplotlib():
+    """The matplotlib module, or ImportError whose message says how to install it."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    return matplotlib
+
+
+def _save(fig, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def piano_roll(perf: Performance, path, title: str = "") -> Path:
+    """Write a piano roll of ``perf`` (time in s against MIDI pitch, shade = velocity) as PNG."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    ax = fig.add_subplot()
+    if perf.notes:
+        # One bar collection per (pitch, velocity band): a few hundred artists, not one per note.
+        bars: dict[tuple[int, int], list] = {}
+        for n in perf.notes:
+            bars.setdefault((n.pitch, n.velocity // 8), []).append((n.start, n.end - n.start))
+        for (pitch, band), spans in bars.items():
+            color = (0.1, 0.2, 0.6, 0.25 + 0.75 * min(band, 15) / 15)
+            ax.broken_barh(spans, (pitch - 0.4, 0.8), color=color)
+        pitches = [n.pitch for n in perf.notes]
+        ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+        ax.set_xlim(0, max(perf.duration, 1e-3))
+    else:
+        ax.text(0.5, 0.5, "no notes", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title or Path(perf.source).name)
+    return _save(fig, Path(path))
+
+
+def onset_intervals(perf: Performance) -> np.ndarray:
+    """Time between consecutive distinct onsets, seconds (chords count once)."""
+    starts = np.unique(np.fromiter((n.start for n in perf.notes), np.float64, len(perf.notes)))
+    return np.diff(starts)
+
+
+def histograms(sets: Sequence[tuple[str, Sequence[Performance]]], path) -> Path:
+    """Write pitch and inter-onset-interval histograms (densities) of several sets, one line per
+    set, e.g. ``[("data", pieces), ("samples", pieces)]``; intervals above 2 s share the last bin."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    ax_p, ax_i = fig.subplots(1, 2)
+    pitch_bins = np.arange(-0.5, 128.5, 1.0)
+    ioi_bins = np.linspace(0.0, IOI_MAX, 41)
+    for name, pieces in sets:
+        pitches = np.fromiter((n.pitch for p in pieces for n in p.notes), np.int64)
+        iois = np.concatenate([onset_intervals(p) for p in pieces] or [np.zeros(0)])
+        if len(pitches):
+            ax_p.hist(pitches, bins=pitch_bins, density=True, histtype="step", label=name)
+        if len(iois):
+            ax_i.hist(np.minimum(iois, IOI_MAX), bins=ioi_bins, density=True, histtype="step",
+                      label=name)
+    ax_p.set_xlabel("MIDI pitch")
+    ax_p.set_ylabel("density")
+    ax_p.set_title("pitch")
+    ax_i.set_xlabel(f"inter-onset interval (s, > {IOI_MAX:g} in the last bin)")
+    ax_i.set_title("inter-onset interval")
+    for ax in (ax_p, ax_i):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    return _save(fig, Path(path))

@@ -1,0 +1,120 @@
+"""Formatting evaluation results: a Markdown table in the shape of Table 1, and JSON.
+
+A result is a plain dict (built by ``python -m tgan.evaluate``)::
+
+    {"conventions": ["correct", ...],
+     "data":    {"name", "split", "pieces", "skipped": [...], "stats": {conv: {"mean", "std", "n"}},
+                 "PLL": {"value", ...} or None, ...},
+     "samples": [{"name", "pieces", "skipped", "stats", "diff": {conv: {stat: d}},
+                  "PLL": ... or None, "CA": {"accuracy", ...} or None, ...}, ...],
+     "model":   {"NLL": {"value", ...} or None, ...} or None,
+     "notes":   ["...", ...], "options": {...}}
+
+Rows: the data set, then each sample set; columns NLL, CA, PLL and the nine statistics. A sample
+row shows its mean and, in parentheses, its difference to the data row; "n/a" where a value was
+not computed (or is NaN). NLL and CA belong to the model and the sample set, so the data row has
+none.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tgan.metrics.notes_stats import STATISTICS
+
+COLUMNS = ("NLL", "CA", "PLL") + STATISTICS
+# Decimals per column: counts and semitones with 2, rates, seconds and nats with 3.
+DECIMALS = {"NLL": 3, "CA": 3, "PLL": 3, "PCU": 2, "NPU": 2, "EBR": 3, "ISR": 3, "PRS": 3,
+            "TUP": 2, "PR": 2, "APS": 2, "IOI": 3}
+NA = "n/a"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def format_value(value, column: str, diff=None) -> str:
+    """``value`` with the column's decimals, ``diff`` appended as "(+d)"; "n/a" for None/NaN."""
+    if not _finite(value):
+        return NA
+    dec = DECIMALS.get(column, 3)
+    text = f"{value:.{dec}f}"
+    if _finite(diff):
+        text += f" ({diff:+.{dec}f})"
+    return text
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _value(entry, key: str):
+    return None if not entry else entry.get(key)
+
+
+def table_rows(result: dict, convention: str) -> list[list[str]]:
+    """The table as cells: a header row, then the data row and one row per sample set."""
+    if convention not in result["conventions"]:
+        raise ValueError(f"convention must be one of {result['conventions']}, got {convention!r}")
+    data = result["data"]
+    model = result.get("model") or {}
+    header = [f"{convention} convention"] + list(COLUMNS)
+    d_mean = data["stats"][convention]["mean"]
+    d_pll = _value(data.get("PLL"), "value")
+    rows = [header, [_escape(f"data: {data['name']} ({data['split']}, {data['pieces']} pieces)"),
+                     NA, NA, format_value(d_pll, "PLL")]
+            + [format_value(d_mean.get(k), k) for k in STATISTICS]]
+    nll = _value(model.get("NLL"), "value")
+    for s in result["samples"]:
+        mean = s["stats"][convention]["mean"]
+        diff = s.get("diff", {}).get(convention, {})
+        pll = _value(s.get("PLL"), "value")
+        pll_diff = pll - d_pll if _finite(pll) and _finite(d_pll) else None
+        skipped = f", {len(s['skipped'])} skipped" if s.get("skipped") else ""
+        rows.append([_escape(f"samples: {s['name']} ({s['pieces']} files{skipped})"),
+                     format_value(nll, "NLL"), format_value(_value(s.get("CA"), "accuracy"), "CA"),
+                     format_value(pll, "PLL", pll_diff)]
+                    + [format_value(mean.get(k), k, diff.get(k)) for k in STATISTICS])
+    return rows
+
+
+def markdown_table(result: dict, convention: str) -> str:
+    """One Markdown table (GitHub style) for one convention of the note statistics."""
+    rows = table_rows(result, convention)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i else ("-" * (w + 2))
+                         for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
+
+
+def markdown_report(result: dict) -> str:
+    """Every convention's table, then the notes (what was computed, what is n/a and why)."""
+    parts = [markdown_table(result, c) for c in result["conventions"]]
+    notes = ["Means over pieces; in parentheses the difference to the data row. Standard "
+             "deviations and counts are in the JSON."] + list(result.get("notes", []))
+    parts.append("\n".join(f"- {n}" for n in notes))
+    return "\n\n".join(parts) + "\n"
+
+
+def jsonable(obj):
+    """``obj`` with NaN/inf replaced by None (strict JSON has no NaN), tuples as lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return jsonable(obj.item())
+    return obj
+
+
+def write_json(result: dict, path) -> Path:
+    """Write ``result`` (NaN as null) to ``path``, creating its folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return path
