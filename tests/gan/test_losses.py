@@ -45,7 +45,7 @@ def test_ppo_gp_generator_and_discriminator_formulas():
     rc = r.clamp(0.6, 1.4)
     target = [min(r[0] * 1.0, rc[0] * 1.0), min(r[1] * 0.0, rc[1] * 0.0), max(r[2] * -0.5, rc[2] * -0.5)]
     want = -sum(float(t) for t in target) / 3
-    assert math.isclose(float(ppo.gen_loss(d_r, d_f, fake=fake)), want, rel_tol=1e-5)
+    assert math.isclose(ppo.gen_loss(d_r, d_f, fake=fake).item(), want, rel_tol=1e-5)
     w = 3 * torch.softmax(d_f, 0)
     want_d = float((w * d_f - d_r).mean()) + 0.1
     assert math.isclose(float(ppo.disc_loss(d_r, d_f, torch.tensor(0.1))), want_d, rel_tol=1e-6)

@@ -30,11 +30,14 @@ def _check(real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: i
 
 
 def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: int,
-                     beta: float, mem_len: int | None = None, grad: bool = True):
+                     beta: float, mem_len: int | None = None, grad: bool = True, cache: str | None = None):
     """Yield (segment index, fake [B, S, V] straight-through one-hots, real segment [B, S]).
 
     With ``grad=True`` each yielded fake carries the graph of its own segment; the caller must
     back-propagate (or drop) it before asking for the next one, which starts from detached memory.
+    ``cache``: the key/value cache implementation (``tgan.ops.kv_cache``; None = "auto"). One cache
+    of capacity mem_len + segment_len serves every segment: its buffers are reused in place once
+    the previous segment's graph is back-propagated.
     """
     _check(real, prefix_len, rollout_len, segment_len)
     V = gen.cfg.vocab_size
@@ -46,7 +49,8 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
     x = real[:, prefix_len - 1]  # last prefix token: fed with gradient so every sample has one
     with torch.set_grad_enabled(grad):
         for s in range(rollout_len // segment_len):
-            state = gen.init_state(mems, batch_size=real.shape[0])  # memory K/V, grad to projections
+            state = gen.init_state(mems, batch_size=real.shape[0], cache=cache,  # memory K/V, grad to projections
+                                   capacity=mem_len + segment_len)
             fakes = []
             for _ in range(segment_len):
                 logits = gen.step(x, state, max_context=mem_len + segment_len)
@@ -58,11 +62,13 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
             yield s, fake, real[:, start: start + segment_len]
             mems = gen.state_mems(state, mem_len=mem_len, detach=True)
             x = x.detach()
+            cache = state.cache  # reused by the next segment
             del state, fakes
 
 
 def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, segment_len, beta,
-                               weight: float = 1.0, mem_len=None, on_segment: Callable | None = None) -> float:
+                               weight: float = 1.0, mem_len=None, on_segment: Callable | None = None,
+                               cache: str | None = None) -> float:
     """Accumulate the generator's adversarial gradient over one rollout, segment by segment.
 
     Each segment contributes ``weight · L_gen / n_segments`` and is back-propagated immediately.
@@ -70,7 +76,8 @@ def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, s
     """
     n = rollout_len // segment_len
     total = 0.0
-    for s, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len):
+    for s, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
+                                              cache=cache):
         d_f = disc(fake)
         with torch.no_grad():
             d_r = disc(real_seg)
@@ -83,9 +90,10 @@ def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, s
 
 
 @torch.no_grad()
-def sample_fakes(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len=None) -> torch.Tensor:
+def sample_fakes(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len=None, cache=None) -> torch.Tensor:
     """A rollout without gradient: fake one-hots [B, rollout_len, V] (for the D step)."""
-    parts = [f for _, f, _ in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len, grad=False)]
+    parts = [f for _, f, _ in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
+                                               grad=False, cache=cache)]
     return torch.cat(parts, dim=1)
 
 

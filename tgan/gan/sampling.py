@@ -16,7 +16,7 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
                     temperature: float = 0.95, top_k: int = 32, top_p: float = 1.0,
                     context: int | None = None, eos_id: int | None = None, seed: int | None = None,
                     device="cpu", progress=None, max_seconds: float | None = None,
-                    token_seconds: torch.Tensor | None = None) -> torch.Tensor:
+                    token_seconds: torch.Tensor | None = None, cache: str | None = None) -> torch.Tensor:
     """Sample ``length`` tokens per sequence (primer included).
 
     Args:
@@ -32,6 +32,9 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         max_seconds, token_seconds: stop early once every sample spans ``max_seconds`` of music,
             ``token_seconds`` [V] giving the time each id advances (TIME_SHIFT ids, 0 elsewhere);
             checked every 32 tokens to keep host synchronisation rare.
+        cache: the key/value cache implementation (``tgan.ops.kv_cache``; None = "auto"). Its
+            capacity is twice the context, so the sliding window moves to the buffer's front once
+            every ``context`` tokens instead of being copied at every token.
 
     Returns:
         LongTensor [B, length].
@@ -50,7 +53,7 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         out = [primer[:, i] for i in range(primer.shape[1])]
     else:
         out = []
-    state = gen.init_state(None, batch_size=batch_size)
+    state = gen.init_state(None, batch_size=batch_size, cache=cache, capacity=min(2 * (context + 1), length + 1))
     # Start token: with no primer, EOS stands for "start of piece" (data files end with it).
     first = out[0] if out else torch.full((batch_size,), eos_id if eos_id is not None else 0, device=device)
     logits = gen.step(first, state, max_context=context)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tgan.model.config import GeneratorConfig
-from tgan.ops import rel_attention
+from tgan.ops import KVCache, rel_attention
 
 
 def sinusoid(length: int, d_model: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -89,20 +89,29 @@ class FeedForward(nn.Module):
 
 @dataclass
 class DecodeState:
-    """Per-layer keys/values of the positions a next token attends to, plus the layer inputs
+    """Keys/values of the positions a next token attends to (a ``KVCache``), plus the layer inputs
     (hidden states) of the tokens generated since the last memory refresh.
 
-    ``k[l], v[l]``: [B, L, H, D]; ``hidden[l]``: list of [B, 1, d] tensors, one per step.
+    ``k[l], v[l]``: [B, L, H, D] views of the cache; ``hidden[l]``: list of [B, 1, d] tensors, one per
+    step; ``r[l]``: the layer's projected relative embeddings [R, H, D], computed once per state.
     """
 
-    k: list
-    v: list
+    cache: KVCache
     mems: list  # layer inputs [B, M, d] the cache was built from
     hidden: list = field(default_factory=list)
+    r: list = field(default_factory=list)
+
+    @property
+    def k(self) -> list:
+        return [self.cache.keys(layer) for layer in range(len(self.mems))]
+
+    @property
+    def v(self) -> list:
+        return [self.cache.values(layer) for layer in range(len(self.mems))]
 
     @property
     def length(self) -> int:
-        return self.k[0].shape[1]
+        return self.cache.length(0)
 
 
 class TransformerXL(nn.Module):
@@ -204,16 +213,60 @@ class TransformerXL(nn.Module):
         return out
 
     # -- token by token ----------------------------------------------------------------------------
-    def init_state(self, mems, batch_size: int | None = None, like: torch.Tensor | None = None) -> DecodeState:
+    def init_state(self, mems, batch_size: int | None = None, like: torch.Tensor | None = None,
+                   cache: str | KVCache | None = None, capacity: int | None = None) -> DecodeState:
         """A decoding state whose keys/values are projected from ``mems`` (with gradient to the
-        projections when grad is enabled). ``mems=None`` starts from an empty context."""
+        projections when grad is enabled). ``mems=None`` starts from an empty context.
+
+        Args:
+            mems: None or n_layer tensors [B, M, d_model].
+            batch_size: B when ``mems`` is None.
+            cache: the key/value cache: an implementation name ("auto" (default), "cpp", "torch",
+                "cat"; see ``tgan.ops.kv_cache``), or a ``KVCache`` to reuse (reset here; a rollout
+                passes the previous segment's so that no buffer is allocated per segment).
+            capacity: positions the cache holds before it grows (memory + the tokens to come);
+                default M + ``mem_len()``. A step past it grows the buffers (or, with a sliding
+                window and no pending graph, moves the window to their front).
+        """
         if mems is None:
             if batch_size is None:
                 raise ValueError("init_state: batch_size is required when mems is None")
             w = self.embed.weight
             mems = [w.new_zeros(batch_size, 0, self.cfg.d_model) for _ in range(self.cfg.n_layer)]
-        ks, vs = zip(*(self.attn[l].kv(m) for l, m in enumerate(mems)))
-        return DecodeState(k=list(ks), v=list(vs), mems=list(mems), hidden=[[] for _ in mems])
+        B, M = mems[0].shape[0], mems[0].shape[1]
+        cap = M + max(self.mem_len(), 1) if capacity is None else capacity
+        if cap < max(M, 1):
+            raise ValueError(f"init_state: capacity must be >= max(1, memory length {M}), got {cap}")
+        cfg, w = self.cfg, self.embed.weight
+        dtype = w.dtype
+        if torch.is_autocast_enabled(w.device.type):  # projections come out in the autocast dtype
+            dtype = torch.get_autocast_dtype(w.device.type)
+        if isinstance(cache, KVCache) and cache.matches(cfg.n_layer, cfg.n_head, cfg.d_head, dtype, w.device):
+            kv = cache
+            kv.reset(batch=B, capacity=max(cap, kv.capacity or 0))
+        else:
+            impl = cache.impl if isinstance(cache, KVCache) else (cache or "auto")
+            kv = KVCache(cfg.n_layer, B, cap, cfg.n_head, cfg.d_head, dtype, w.device, impl=impl, grow=True)
+        if M > 0:
+            for layer, m in enumerate(mems):
+                kv.append(layer, *self.attn[layer].kv(m))
+        n = cfg.n_layer
+        return DecodeState(cache=kv, mems=list(mems), hidden=[[] for _ in range(n)], r=[None] * n)
+
+    def _rel_for_step(self, state: DecodeState, layer: int, length: int, like: torch.Tensor) -> torch.Tensor:
+        """Projected relative embeddings [R >= length, H, D] of ``layer``, computed once per state.
+
+        Projecting the sinusoids at every step cost O(L·d·H·D) per layer and token and kept an
+        [L, H, D] tensor per step for backward; one projection per segment, sliced by rel_attention,
+        gives the same values (rows are independent) and accumulates its gradient once.
+        """
+        r = state.r[layer]
+        attn = self.attn[layer]
+        stale = r is not None and torch.is_grad_enabled() and not r.requires_grad and attn.r_net.weight.requires_grad
+        if r is None or r.shape[0] < length or stale:
+            R = max(length, state.cache.capacity or 0, 2 * (0 if r is None else r.shape[0]))
+            r = state.r[layer] = attn.rel(self.pos_emb(R, like))
+        return r
 
     def step(self, x_t: torch.Tensor, state: DecodeState, max_context: int | None = None) -> torch.Tensor:
         """Feed one token per sequence and return next-token logits [B, V].
@@ -229,17 +282,13 @@ class TransformerXL(nn.Module):
         x = x_t[:, None]  # [B, 1] or [B, 1, V]
         h = self.embed_input(x)  # [B, 1, d]
         limit = self.mem_len() if max_context is None else max_context
-        past = state.length  # read once: layers below append as we go
-        L = min(past, limit) + 1
-        pos = self.pos_emb(L, h)
+        L = min(state.length, limit) + 1  # positions attended: the window and the new token
+        append = state.cache.append
         for layer in range(self.cfg.n_layer):
             attn = self.attn[layer]
             state.hidden[layer].append(h)
-            k_new, v_new = attn.kv(h)
-            k = torch.cat([state.k[layer][:, past - (L - 1):], k_new], dim=1)
-            v = torch.cat([state.v[layer][:, past - (L - 1):], v_new], dim=1)
-            state.k[layer], state.v[layer] = k, v
-            h = self.ff[layer](attn.attend(h, k, v, attn.rel(pos)))
+            k, v = append(layer, *attn.kv(h), limit)  # [B, L, H, D] views of the cache
+            h = self.ff[layer](attn.attend(h, k, v, self._rel_for_step(state, layer, L, h)))
         return self.logits(h[:, 0])
 
     def state_mems(self, state: DecodeState, mem_len: int | None = None, detach: bool = True) -> list:
