@@ -104,11 +104,11 @@ class TrainConfig:
 
 # Per-preset overrides of the defaults above (paper values stay for small/paper).
 PRESET_TRAIN = {
-    # Measured on 2 CPU cores: every stage plus samples in about 5 minutes (corpus cached).
-    "tiny": dict(batch_size=8, mle_steps=1200, lr=1e-3, warmup=100, segments=4, eval_every=300, eval_chunks=16,
-                 eval_len=512, disc_steps=300, disc_lr=3e-4, gan_steps=160, gan_start=10, gan_every=5,
-                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, rollout_len=128, segment_len=32, checkpoint_every=200,
-                 sample_count=2, sample_len=512, log_every=10),
+    # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
+    "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, segments=4, eval_every=500, eval_chunks=16,
+                 eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
+                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, rollout_len=256, segment_len=64, checkpoint_every=500,
+                 sample_count=2, sample_len=1024, log_every=10),
     "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
     "paper": dict(),
 }
