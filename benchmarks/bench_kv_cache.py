@@ -28,6 +28,8 @@ import platform
 
 import pytest
 import torch
+
+from tgan.gan.memory import SavedTensorBytes as SavedBytes  # noqa: F401  (bench_rollout imports it)
 import torch.nn.functional as F
 
 from tgan.model import GeneratorConfig, TransformerXL
@@ -67,46 +69,6 @@ def device_name():
 def _skip_missing(provider):
     if provider == "cpp" and not cpp_available():
         pytest.skip("the C++ extension tgan._C is not built")
-
-
-class SavedBytes:
-    """Peak bytes of the distinct storages autograd holds for backward (see the module docstring)."""
-
-    def __init__(self):
-        self.held, self.live, self.peak = {}, 0, 0
-
-    def _pack(self, t):
-        st = t.untyped_storage()
-        key = st.data_ptr()
-        entry = self.held.get(key)
-        if entry is None:
-            entry = self.held[key] = [st.nbytes(), 0]
-            self.live += entry[0]
-            self.peak = max(self.peak, self.live)
-        entry[1] += 1
-        return _Held(t, key, self)
-
-    def __enter__(self):
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda h: h.t)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._hooks.__exit__(*exc)
-
-
-class _Held:
-    __slots__ = ("t", "key", "owner")
-
-    def __init__(self, t, key, owner):
-        self.t, self.key, self.owner = t, key, owner
-
-    def __del__(self):
-        entry = self.owner.held[self.key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            del self.owner.held[self.key]
-            self.owner.live -= entry[0]
 
 
 def grad_buffer_bytes(cache) -> int:

@@ -36,7 +36,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kv_cache import (CUDA, DEVICE, MODEL, SavedBytes, _skip_missing, _sync, device_name,  # noqa: E402
+from bench_kv_cache import (CUDA, DEVICE, MODEL, SavedBytes, _one_thread, _skip_missing, _sync, device_name,  # noqa: E402
                             grad_buffer_bytes, small_generator)
 
 from tgan.gan.rollout import rollout_segments  # noqa: E402
@@ -53,13 +53,6 @@ CPU_ROLLOUTS = {"cpp": {(256, 256), (512, 256), (4096, 256), (1024, 1024)},
 GEN_LEN = 4096
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    if not CUDA:
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("R,S", ROLLOUTS)

@@ -4,6 +4,8 @@ far below the cat cache's."""
 import pytest
 import torch
 
+from tgan.gan.memory import SavedTensorBytes
+
 from tgan.gan.rollout import rollout_segments
 from tgan.gan.sampling import generate_tokens
 from tgan.model import GeneratorConfig, TransformerXL
@@ -82,48 +84,10 @@ def test_generation_with_a_sliding_window_matches_the_cat_cache(impl):
     assert torch.equal(out, ref)
 
 
-class DistinctSavedBytes:
-    """Peak bytes of the distinct storages that autograd holds for backward (a view of a cache
-    buffer counts its buffer once), from torch.autograd.graph.saved_tensors_hooks."""
-
-    def __init__(self):
-        self.held, self.live, self.peak = {}, 0, 0
-
-    def _pack(self, t):
-        st = t.untyped_storage()
-        key = st.data_ptr()
-        if key not in self.held:
-            self.held[key] = [st.nbytes(), 0]
-            self.live += st.nbytes()
-            self.peak = max(self.peak, self.live)
-        self.held[key][1] += 1
-        return _Held(t, key, self)
-
-    def __enter__(self):
-        self.ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda h: h.t)
-        self.ctx.__enter__()
-        return self
-
-    def __exit__(self, *a):
-        self.ctx.__exit__(*a)
-
-
-class _Held:
-    def __init__(self, t, key, owner):
-        self.t, self.key, self.owner = t, key, owner
-
-    def __del__(self):
-        entry = self.owner.held[self.key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            del self.owner.held[self.key]
-            self.owner.live -= entry[0]
-
-
 def _peak(impl, segment):
     g = _gen(vocab_size=11, d_model=16, n_head=2, d_head=16, d_inner=16, mem_len=8)
     real = torch.randint(2, 11, (1, 2 + segment))
-    with DistinctSavedBytes() as sb:
+    with SavedTensorBytes() as sb:
         for _, fake, _ in rollout_segments(g, real, 2, segment, segment, beta=1.0, cache=impl):
             fake.sum().backward()
     return sb.peak
