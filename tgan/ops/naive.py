@@ -10,6 +10,16 @@ import torch
 import torch.nn.functional as F
 
 
+def _softmax_pv(scores, visible, scale, dropout_p, v):
+    """Scaled scores [B, H, T, L] masked where not ``visible`` [T, L], softmax in fp32, dropout,
+    times v [B, L, H, D] -> [B, T, H, D]."""
+    scores = (scores.float() * scale).masked_fill(~visible, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p, training=True)
+    return torch.einsum("bhij,bjhd->bihd", probs, v)
+
+
 def rel_attention(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
     """Transformer-XL relative attention, causal over [memory; segment] (reference).
 
@@ -29,12 +39,7 @@ def rel_attention(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
     dist = pos_q[:, None] - torch.arange(L, device=q.device)[None, :]  # [T, L]
     visible = dist >= 0
     bd = bd_by_dist.gather(-1, dist.clamp(min=0).expand(B, H, T, L))
-    scores = (ac + bd).float() * scale
-    scores = scores.masked_fill(~visible, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(q.dtype)
-    if dropout_p > 0.0:
-        probs = F.dropout(probs, p=dropout_p, training=True)
-    return torch.einsum("bhij,bjhd->bihd", probs, v)
+    return _softmax_pv(ac + bd, visible, scale, dropout_p, v)
 
 
 def rel_attention_relshift(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
@@ -57,12 +62,7 @@ def rel_attention_relshift(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
     bd = padded.reshape(B, H, L + 1, T)[:, :, 1:].reshape(B, H, T, L)
     pos_q = torch.arange(T, device=q.device) + M
     visible = torch.arange(L, device=q.device)[None, :] <= pos_q[:, None]  # [T, L]
-    scores = (ac + bd).float() * scale
-    scores = scores.masked_fill(~visible, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(q.dtype)
-    if dropout_p > 0.0:
-        probs = F.dropout(probs, p=dropout_p, training=True)
-    return torch.einsum("bhij,bjhd->bihd", probs, v)
+    return _softmax_pv(ac + bd, visible, scale, dropout_p, v)
 
 
 # ---- Gumbel-softmax straight-through sampling, top-k / top-p sampling (tgan.ops.gumbel_softmax) ----
