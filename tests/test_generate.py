@@ -93,3 +93,15 @@ def test_stops_at_the_requested_seconds():
     g.out_bias.data[VOCAB.time_shift(100)] = 50.0  # the model always advances one second
     toks = generate_tokens(g, 2, 1000, top_k=1, seed=0, max_seconds=10.0, token_seconds=secs)
     assert 10 <= toks.shape[1] <= 64  # checked every 32 tokens
+
+
+def test_max_seconds_without_token_seconds_is_a_clear_error():
+    g = TransformerXL(GeneratorConfig(vocab_size=VOCAB.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32))
+    with pytest.raises(ValueError, match="token_seconds"):
+        generate_tokens(g, 1, 10, max_seconds=1.0)
+
+
+def test_same_seed_same_samples():
+    g = TransformerXL(GeneratorConfig(vocab_size=40, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32, init_std=0.5))
+    a, b = (generate_tokens(g, 2, 20, top_k=0, seed=5) for _ in range(2))
+    assert torch.equal(a, b) and not torch.equal(a, generate_tokens(g, 2, 20, top_k=0, seed=6))

@@ -41,6 +41,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
     """
     if length <= 0:
         raise ValueError(f"generate_tokens: length must be > 0, got {length}")
+    if max_seconds is not None and token_seconds is None:
+        raise ValueError("generate_tokens: max_seconds needs token_seconds (the seconds each id advances)")
     was = gen.training
     gen.eval()
     context = gen.cfg.eval_mem_len if context is None else context
@@ -54,7 +56,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
     else:
         out = []
     state = gen.init_state(None, batch_size=batch_size, cache=cache, capacity=min(2 * (context + 1), length + 1))
-    # Start token: with no primer, EOS stands for "start of piece" (data files end with it).
+    # Start token: with no primer, EOS stands for "start of piece" (training crops that begin a
+    # piece put EOS before it, see tgan.gan.data_feed).
     first = out[0] if out else torch.full((batch_size,), eos_id if eos_id is not None else 0, device=device)
     logits = gen.step(first, state, max_context=context)
     for tok in out[1:]:
@@ -66,8 +69,7 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)
     while len(out) < length:
-        s = int(torch.randint(0, 2**31 - 1, (1,), generator=g)) if g is not None else None
-        nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, seed=s)
+        nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
         if eos_id is not None:
             nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
             done |= nxt == eos_id
