@@ -9,8 +9,6 @@ on ``rollout_len``.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from tgan.gan.losses import gradient_penalty
@@ -40,7 +38,6 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
     the previous segment's graph is back-propagated.
     """
     _check(real, prefix_len, rollout_len, segment_len)
-    V = gen.cfg.vocab_size
     mem_len = gen.cfg.mem_len if mem_len is None else mem_len
     with torch.no_grad():
         mems = None
@@ -67,26 +64,23 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
 
 
 def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, segment_len, beta,
-                               weight: float = 1.0, mem_len=None, on_segment: Callable | None = None,
-                               cache: str | None = None) -> float:
+                               weight: float = 1.0, mem_len=None, cache: str | None = None) -> float:
     """Accumulate the generator's adversarial gradient over one rollout, segment by segment.
 
     Each segment contributes ``weight · L_gen / n_segments`` and is back-propagated immediately.
     Returns the mean adversarial loss over segments. The caller zeroes and steps the optimizer.
     """
     n = rollout_len // segment_len
-    total = 0.0
-    for s, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
+    total = torch.zeros((), device=real.device)  # summed on the device: one host sync per step
+    for _, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
                                               cache=cache):
         d_f = disc(fake)
         with torch.no_grad():
             d_r = disc(real_seg)
         lg = loss.gen_loss(d_r, d_f, fake=fake)
         (weight * lg / n).backward()
-        total += lg.item()
-        if on_segment is not None:
-            on_segment(s)
-    return total / n
+        total += lg.detach()
+    return total.item() / n
 
 
 @torch.no_grad()
@@ -100,7 +94,7 @@ def sample_fakes(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len=
 def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, prefix_len: int) -> tuple[float, float, float]:
     """Accumulate D's gradient over the rollout's segments. Returns (loss, mean D_r, mean D_f)."""
     n = fake.shape[1] // segment_len
-    tot = dr_tot = df_tot = 0.0
+    sums = torch.zeros(3, device=fake.device)  # loss, D_r, D_f summed on the device: one host sync
     for s in range(n):
         f = fake[:, s * segment_len: (s + 1) * segment_len]
         r = real[:, prefix_len + s * segment_len: prefix_len + (s + 1) * segment_len]
@@ -108,10 +102,9 @@ def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, pr
         gp = gradient_penalty_or_zero(disc, loss, r, f, gp_weight)
         ld = loss.disc_loss(d_r, d_f, gp)
         (ld / n).backward()
-        tot += ld.item()
-        dr_tot += d_r.mean().item()
-        df_tot += d_f.mean().item()
-    return tot / n, dr_tot / n, df_tot / n
+        sums += torch.stack([ld.detach(), d_r.detach().mean(), d_f.detach().mean()])
+    tot, dr, df = (sums / n).tolist()
+    return tot, dr, df
 
 
 def gradient_penalty_or_zero(disc, loss, real_ids, fake, weight):

@@ -237,14 +237,15 @@ class Trainer:
         while self.stage_step < steps:
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
             loss.backward()
-            self._apply(loss.item(), self.gen, self.opt["g_mle"], self.sched["g_mle"])
+            lv = loss.item()  # the one host sync of the step
+            self._apply(lv, self.gen, self.opt["g_mle"], self.sched["g_mle"])
             self.stage_step += 1
             toks += n * self.info.world_size
             bar.update(1)
             if self.stage_step % cfg.log_every == 0:
                 tps = toks / max(time.time() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:.0f}")
-                self._log({"loss": loss.item(), "tokens_per_s": tps, "lr": self.sched["g_mle"].get_last_lr()[0]}, "mle/")
+                bar.set_postfix(loss=f"{lv:.3f}", tok_s=f"{tps:.0f}")
+                self._log({"loss": lv, "tokens_per_s": tps, "lr": self.sched["g_mle"].get_last_lr()[0]}, "mle/")
             if cfg.eval_every and self.stage_step % cfg.eval_every == 0 and self.stage_step < steps:
                 self._validate()
             if self.stage_step % cfg.checkpoint_every == 0 and self.stage_step < steps:
@@ -274,12 +275,13 @@ class Trainer:
             loss, acc = mlm_step(self.disc, batch, cfg.mask, v.mask_id, events, rng,
                                  special=(v.pad_id, v.eos_id))
             loss.backward()
-            self._apply(loss.item(), self.disc, self.opt["d_pre"])
+            lv = loss.item()
+            self._apply(lv, self.disc, self.opt["d_pre"])
             self.stage_step += 1
             bar.update(1)
             if self.stage_step % cfg.log_every == 0:
-                bar.set_postfix(mlm=f"{loss.item():.3f}", acc=f"{acc:.2f}")
-                self._log({"mlm_loss": loss.item(), "mlm_acc": acc}, "disc/")
+                bar.set_postfix(mlm=f"{lv:.3f}", acc=f"{acc:.2f}")
+                self._log({"mlm_loss": lv, "mlm_acc": acc}, "disc/")
             if self.stage_step % cfg.checkpoint_every == 0 and self.stage_step < steps:
                 self.save()
         bar.close()
@@ -296,8 +298,8 @@ class Trainer:
             it = self.stage_step
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
             loss.backward()
-            self._apply(loss.item(), self.gen, self.opt["g_mle"], self.sched["g_mle"])
             stats = {"mle_loss": loss.item()}
+            self._apply(stats["mle_loss"], self.gen, self.opt["g_mle"], self.sched["g_mle"])
             if it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0:
                 beta = gumbel_beta(it, steps, cfg.beta_max)
                 real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
