@@ -16,17 +16,15 @@ PRIMER_TOKENS = 50  # conditional samples continue this many real tokens (DESIGN
 
 
 def _note_stats(token_rows, vocab) -> dict:
-    """Mean note statistics (correct convention) of token sequences."""
+    """Mean note statistics (correct convention) of token sequences; {} when none has notes."""
     from tgan.data.events import decode
     from tgan.data.notes import Performance
-    from tgan.metrics import aggregate, note_statistics
+    from tgan.metrics.evaluation import set_statistics
 
-    per = []
-    for row in token_rows:
-        notes, _ = decode(row, vocab)
-        if notes:
-            per.append(note_statistics(Performance(notes)))
-    return aggregate(per)["mean"] if per else {}
+    pieces = [Performance(decode(row, vocab)[0]) for row in token_rows]
+    if not any(p.notes for p in pieces):
+        return {}
+    return set_statistics(pieces)["correct"]["mean"]
 
 
 def write_samples_and_summary(trainer, times: dict) -> dict:

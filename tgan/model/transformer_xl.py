@@ -92,22 +92,15 @@ class DecodeState:
     """Keys/values of the positions a next token attends to (a ``KVCache``), plus the layer inputs
     (hidden states) of the tokens generated since the last memory refresh.
 
-    ``k[l], v[l]``: [B, L, H, D] views of the cache; ``hidden[l]``: list of [B, 1, d] tensors, one per
-    step; ``r[l]``: the layer's projected relative embeddings [R, H, D], computed once per state.
+    ``cache.keys(l)``, ``cache.values(l)``: [B, L, H, D] views; ``hidden[l]``: list of [B, 1, d]
+    tensors, one per step; ``r[l]``: the layer's projected relative embeddings [R, H, D], computed
+    once per state.
     """
 
     cache: KVCache
     mems: list  # layer inputs [B, M, d] the cache was built from
     hidden: list = field(default_factory=list)
     r: list = field(default_factory=list)
-
-    @property
-    def k(self) -> list:
-        return [self.cache.keys(layer) for layer in range(len(self.mems))]
-
-    @property
-    def v(self) -> list:
-        return [self.cache.values(layer) for layer in range(len(self.mems))]
 
     @property
     def length(self) -> int:
@@ -213,8 +206,8 @@ class TransformerXL(nn.Module):
         return out
 
     # -- token by token ----------------------------------------------------------------------------
-    def init_state(self, mems, batch_size: int | None = None, like: torch.Tensor | None = None,
-                   cache: str | KVCache | None = None, capacity: int | None = None) -> DecodeState:
+    def init_state(self, mems, batch_size: int | None = None, cache: str | KVCache | None = None,
+                   capacity: int | None = None) -> DecodeState:
         """A decoding state whose keys/values are projected from ``mems`` (with gradient to the
         projections when grad is enabled). ``mems=None`` starts from an empty context.
 
