@@ -16,6 +16,9 @@ fp32, R in {64, 4096}, torch providers only, so that `pytest benchmarks/bench_gu
 forward R*V*b logits read + R*V*b one-hot written + 8R index bytes; backward R*V*b logits +
 R*V*b incoming gradient read + R*V*b gradient written (b = element size). For R = 131072,
 V = 390, bf16 that is 205.5 MB forward and 306.7 MB backward (arithmetic, not a measurement).
+`test_copy_bandwidth` times `copy_` of an [R, V] tensor (2*R*V*b bytes moved), the yardstick the
+forward's achieved bandwidth is compared with. `saved_bytes`: the peak bytes autograd holds for
+the backward of one forward, the logits not counted (tgan.gan.memory.SavedTensorBytes).
 """
 import platform
 
@@ -23,6 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tgan.gan.memory import SavedTensorBytes
 from tgan.ops import gumbel_softmax_st
 
 CUDA = torch.cuda.is_available()
@@ -94,6 +98,9 @@ def test_gumbel_softmax(benchmark, monkeypatch, provider, mode, R, V, dtype):
             return g
 
     fn()  # warm-up: triton compilation, allocator
+    with SavedTensorBytes(ignore=[x]) as saved:  # what the forward keeps for backward (untimed)
+        probe = op(x)
+    del probe
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     benchmark(fn)
@@ -101,4 +108,30 @@ def test_gumbel_softmax(benchmark, monkeypatch, provider, mode, R, V, dtype):
         provider=provider, mode=mode, R=R, V=V, dtype=dtype, device=_device_name(),
         torch=torch.__version__, min_bytes=_min_bytes(R, V, x.element_size(), mode),
         peak_memory_bytes=torch.cuda.max_memory_allocated() if CUDA else "not measured",
+        saved_bytes=saved.peak,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("V", VOCABS)
+@pytest.mark.parametrize("R", ROWS)
+def test_copy_bandwidth(benchmark, R, V, dtype):
+    """The device's copy bandwidth on an [R, V] tensor: the yardstick of the forward's traffic.
+
+    ``bytes_moved`` = 2·R·V·b (one read, one write), the forward's floor less its 8R index bytes.
+    """
+    if not CUDA and (R > CPU_MAX_ROWS or dtype != "float32"):
+        pytest.skip("CPU run: fp32 and R <= 4096 only")
+    src = torch.randn(R, V, device=DEVICE).to(getattr(torch, dtype))
+    dst = torch.empty_like(src)
+
+    def fn():
+        dst.copy_(src)
+        _sync()
+
+    fn()
+    benchmark(fn)
+    benchmark.extra_info.update(
+        provider="copy", R=R, V=V, dtype=dtype, device=_device_name(), torch=torch.__version__,
+        bytes_moved=2 * src.numel() * src.element_size(),
     )

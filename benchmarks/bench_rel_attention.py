@@ -22,6 +22,13 @@ query i sees M+i+1 keys; with M = T that is 3/4 of the T x L pairs). One "produc
     products; backward: dk/dv pass 4 + RW, dq pass 3 + 2·RW, dr pass 2 + 2·RW, 19 in all.
   - `sdpa_tflops` (sdpa): its own 2 forward / 5 backward products.
 Diagonal tiles computed in full and masked are not counted.
+Activation memory (any device, tgan.gan.memory.SavedTensorBytes): `saved_bytes` = the bytes of the
+distinct storages autograd holds for the backward of one forward, the inputs' own storages not
+counted; `saved_beyond_output_bytes` = the same without the output's storage, which the next layer
+(the output projection) saves in a model anyway: what attention adds to a model's activation
+memory. The fused kernel saves O and an fp32 log-sum-exp per query (so its two figures differ by
+O); the eager formulation saves the [B, H, T, M+T] probabilities and more. `peak_memory_bytes`
+(CUDA): torch.cuda.max_memory_allocated over the whole case.
 Bytes (`min_bytes`): each input read once and each output written once (e = element size):
 forward e·(2·B·T·H·D + 2·B·L·H·D + L·H·D) + 4·B·H·T; backward adds dO and delta reads and the
 gradients: e·(4·B·T·H·D + 4·B·L·H·D + 2·L·H·D) + 8·B·H·T. Worked out for the GPU shapes (bf16,
@@ -36,6 +43,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tgan.gan.memory import SavedTensorBytes
 from tgan.ops import naive
 
 CUDA = torch.cuda.is_available()
@@ -132,6 +140,11 @@ def test_rel_attention(benchmark, provider, T, mode):
         torch.cuda.reset_peak_memory_stats()
     try:
         run_fwd_bwd()  # warm-up: compilation and autotuning stay out of the timings
+        # activation memory: what autograd holds for backward beyond the inputs (untimed)
+        with SavedTensorBytes(ignore=xs) as saved:
+            probe = fn(*xs)
+        saved_bytes, beyond_output = saved.live, saved.live - saved.held_bytes(probe)
+        del probe
         if mode == "fwd":
             with torch.no_grad():
                 benchmark(run_fwd)
@@ -150,7 +163,8 @@ def test_rel_attention(benchmark, provider, T, mode):
 
     info = {"device": _device_name(), "dtype": str(dtype).replace("torch.", ""),
             "torch": torch.__version__, "B": B, "T": T, "M": M, "H": H, "D": D,
-            "min_bytes": _min_bytes(B, T, M, mode, xs[0].element_size())}
+            "min_bytes": _min_bytes(B, T, M, mode, xs[0].element_size()),
+            "saved_bytes": saved_bytes, "saved_beyond_output_bytes": beyond_output}
     if provider == "triton":
         import triton
 

@@ -114,6 +114,22 @@ def test_kernel_other_tiles(triton_backend, monkeypatch, bm, bn):
     check_kernel(make_inputs(2, 40, 19, 1, 50))
 
 
+def test_kernel_saves_only_output_and_logsumexp(triton_backend):
+    """Activation memory: beyond its inputs the kernel keeps O and the log-sum-exp, no [T, L]."""
+    from tgan.gan.memory import SavedTensorBytes
+
+    B, T, M, H, D = 2, 24, 16, 2, 16
+    inputs = make_inputs(B, T, M, H, D)
+    with SavedTensorBytes(ignore=inputs) as kernel:
+        out = rel_attention(*inputs)
+    assert "RelAttentionFunction" in type(out.grad_fn).__name__
+    assert kernel.peak == out.nbytes + B * H * T * 4  # O + fp32 log-sum-exp
+    with SavedTensorBytes(ignore=inputs) as eager:
+        naive.rel_attention_relshift(*inputs)
+    assert eager.peak >= B * H * T * (M + T) * 4  # at least the probabilities
+    assert kernel.peak < eager.peak / 4
+
+
 def test_kernel_strided_inputs(triton_backend):
     B, T, M, H, D = 2, 17, 9, 2, 24
     L = M + T
