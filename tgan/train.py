@@ -3,6 +3,7 @@
     python -m tgan.train --loss ppo_gp                      # bundled Bach corpus, all stages
     python -m tgan.train --loss rsgan_gp --data /path/to/maestro-v3.0.0 --preset paper
     torchrun --nproc_per_node 8 -m tgan.train --loss ppo_gp --data ...
+    python -m tgan.train --loss wgan_gp --init-from runs/ppo_gp-...  # reuse that run's pre-training
 
 Every TrainConfig field is a flag (``--help`` lists them with their defaults).
 """
@@ -43,11 +44,12 @@ def main(argv=None) -> int:
                      "or choose another --run-dir")
     from tgan.gan.trainer import Trainer, TrainingDiverged
     from tgan.data.errors import DataError
+    from tgan.model.checkpoint import CheckpointError
 
     try:
         trainer = Trainer(cfg, info, resume=args.resume)
         summary = trainer.run()
-    except (TrainingDiverged, DataError, FileNotFoundError) as e:
+    except (TrainingDiverged, DataError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

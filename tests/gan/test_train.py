@@ -106,3 +106,59 @@ def test_flags_are_generated_from_every_config_field_and_presets_apply():
     help_ = p.format_help()
     for f in TrainConfig.__dataclass_fields__:
         assert "--" + f.replace("_", "-") in help_
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys):
+    from tgan.model.checkpoint import list_checkpoints
+
+    source = _run(tmp_path, midi_folder, "--loss", "rsgan")  # MLE 4, D pre-training 2, GAN 4 steps
+    kept = [p.name for p in list_checkpoints(source)]
+    # the ends of MLE (4) and of D pre-training (6) are pinned: the newest-3 pruning keeps them
+    assert kept == ["step_00000004", "step_00000006", "step_00000008", "step_00000010"]
+    pretrained = load_checkpoint(source / "checkpoints" / "step_00000006")
+
+    # a BERT run with another loss starts at the adversarial stage from the pre-trained G and D
+    run = tmp_path / "wgan"
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "wgan_gp",
+                        "--init-from", str(source)]) == 0
+    first = load_checkpoint(list_checkpoints(run)[0])
+    assert first.step == 6 and first.extra["stage"] == "gan" and first.meta["pinned"]
+    for name in ("gen", "disc"):
+        assert all(torch.equal(first.models[name][k], pretrained.models[name][k])
+                   for k in pretrained.models[name])
+    keys = set().union(*_metrics(run))
+    assert not any(k.startswith(("mle/", "disc/")) for k in keys) and "gan/g_adv" in keys
+    end = load_checkpoint(run)
+    assert end.extra["stage"] == "done" and end.step == 10
+    assert end.extra["history"]["val_nll"][0] == pretrained.extra["history"]["val_nll"][0]
+
+    # a CNN run takes G only (its D was never pre-trained); an MLE-only run has nothing left to do
+    cnn = tmp_path / "cnn"
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(cnn), "--loss", "rsgan_gp",
+                        "--disc", "cnn", "--init-from", str(source)]) == 0
+    first = load_checkpoint(list_checkpoints(cnn)[0])
+    assert first.step == 4 and first.extra["stage"] == "gan"
+    assert all(torch.equal(first.models["gen"][k], pretrained.models["gen"][k]) for k in first.models["gen"])
+    mle = tmp_path / "mle"
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(mle), "--loss", "mle",
+                        "--init-from", str(source)]) == 0
+    assert load_checkpoint(mle).extra["stage"] == "done"
+    assert not any(k.startswith("mle/") for k in set().union(*_metrics(mle)))
+
+    # errors name the flag: another vocabulary, a mid-stage checkpoint, a missing directory
+    capsys.readouterr()
+    for flags, needle in ((["--vocab", "full"], "--vocab"),):
+        assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "bad"), "--loss", "rsgan",
+                            "--init-from", str(source), *flags]) == 1
+        err = capsys.readouterr().err
+        assert "--init-from" in err and needle in err
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "bad2"), "--loss", "rsgan",
+                        "--init-from", str(source / "checkpoints" / "step_00000008")]) == 1
+    assert "middle of stage 'gan'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--run-dir", str(tmp_path / "bad3"), "--init-from", str(tmp_path / "nope")])
+    assert e.value.code == 2 and "--init-from" in capsys.readouterr().err

@@ -67,3 +67,11 @@ def test_keeps_the_newest_checkpoints(tmp_path):
         save_checkpoint(tmp_path, s, "run", {"gen": g}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000003", "step_00000004"]
     assert json.loads((list_checkpoints(tmp_path)[-1] / "meta.json").read_text())["step"] == 4
+
+
+def test_pinned_checkpoints_are_never_pruned(tmp_path):
+    g, _, _ = _setup()
+    for s in range(6):
+        save_checkpoint(tmp_path, s, "run", {"gen": g}, keep=2, pin=s == 1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001", "step_00000004",
+                                                            "step_00000005"]

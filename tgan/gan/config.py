@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from tgan.gan.losses import LOSSES
 
@@ -22,6 +23,7 @@ class TrainConfig:
     data: str = ""  # MAESTRO folder, folder of MIDI files, or '' for the bundled Bach corpus
     vocab: str = "maestro"  # event vocabulary: maestro (pitches 21..108) | full (0..127)
     run_dir: str = ""  # where checkpoints, samples, logs go ('' = runs/<loss>-<time>)
+    init_from: str = ""  # start from another run's pre-trained models (its run dir or a checkpoint dir) and skip the pre-training stages it finished
     seed: int = 0  # seed of every RNG
     device: str = ""  # cpu | cuda | cuda:N ('' = cuda when available, else cpu)
     deterministic: bool = False  # torch deterministic algorithms (bitwise-reproducible CPU runs)
@@ -100,6 +102,8 @@ class TrainConfig:
             bad("prefix_len", f"must be smaller than --rollout-len ({self.rollout_len})")
         if not 0 < self.ppo_clip < 1:
             bad("ppo_clip", "must be in (0, 1)")
+        if self.init_from and not Path(self.init_from).is_dir():
+            bad("init_from", "must be a run directory or a checkpoint directory")
 
 
 # Per-preset overrides of the defaults above (paper values stay for small/paper).

@@ -34,7 +34,8 @@ from tgan.gan.rollout import discriminator_step, generator_adversarial_step, sam
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
 from tgan.model import BertDiscriminator, CNNDiscriminator, TransformerXL, preset
-from tgan.model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tgan.model.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
+                                   save_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,60 @@ STAGES = ("mle", "disc", "gan", "done")
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses."""
+
+
+def stage_names(loss: str, disc: str) -> list[str]:
+    """The stages a run with this loss and discriminator goes through, in order."""
+    names = ["mle"]
+    if loss != "mle":
+        if disc == "bert":
+            names.append("disc")
+        names.append("gan")
+    return names
+
+
+def _finished_stages(meta: dict) -> list[str]:
+    """Stages a run checkpoint says are complete (it is saved at a stage boundary or mid-stage)."""
+    train, extra = meta.get("configs", {}).get("train", {}), meta.get("extra", {})
+    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"))
+    stage = extra.get("stage", "mle")
+    if stage == "done":
+        return names
+    return names[: names.index(stage)] if stage in names else []
+
+
+def pretrained_checkpoint(path) -> Path:
+    """The checkpoint ``--init-from path`` starts from.
+
+    ``path`` is a checkpoint directory saved at the end of a stage, or a run directory: then its
+    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training), which runs pin.
+    """
+    p = Path(path)
+
+    def meta_of(ck):
+        return json.loads((ck / "meta.json").read_text())
+
+    if (p / "meta.json").is_file():
+        meta = meta_of(p)
+        if meta.get("extra", {}).get("stage_step", 0) != 0 or not _finished_stages(meta):
+            raise CheckpointError(f"--init-from {p}: this checkpoint is in the middle of stage "
+                                  f"{meta.get('extra', {}).get('stage')!r}; pass one saved at the end of a "
+                                  "stage, or the run directory")
+        return p
+    for ck in reversed(list_checkpoints(p)):
+        meta = meta_of(ck)
+        finished = _finished_stages(meta)
+        if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and "gan" not in finished:
+            return ck
+    raise CheckpointError(f"--init-from {p}: no checkpoint of this run ends a pre-training stage (MLE or "
+                          "D pre-training); it has not finished MLE, or its stage-end checkpoints were "
+                          "pruned (pass a checkpoint directory instead)")
+
+
+def _config_mismatch(what: str, theirs: dict, ours: dict) -> str | None:
+    diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(theirs) | set(ours))
+            if theirs.get(k) != ours.get(k)]
+    return f"its {what} differs from this run's ({'; '.join(diff[:4])})" if diff else None
 
 
 class Trainer:
@@ -84,8 +139,11 @@ class Trainer:
         self.history: dict = {"val_nll": []}
         self.stream = None
         self.log = None
-        if resume:
+        self.initialized_from = None
+        if resume and (cfg.init_from == "" or latest_checkpoint(self.run_dir) is not None):
             self._resume()
+        elif cfg.init_from:
+            self._init_from(cfg.init_from)
 
     # -- construction helpers -------------------------------------------------------------------
     def _seed(self, seed: int):
@@ -113,7 +171,7 @@ class Trainer:
         return self.opt["d_adv"]
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def save(self):
+    def save(self, pin: bool = False):
         if self.stream is not None:
             self.stream.crop = None  # crops restart at checkpoints in every run: resumes match
         if not self.info.is_main:
@@ -127,16 +185,13 @@ class Trainer:
                  "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0}
         configs = {"generator": self.gcfg.to_dict(), "bert": self.bcfg.to_dict(), "cnn": self.ccfg.to_dict(),
                    "train": self.cfg.__dict__, "vocab": self.data.vocab.preset}
-        save_checkpoint(self.run_dir, self.global_step, "run", models, optims, self.sched, configs, extra)
+        save_checkpoint(self.run_dir, self.global_step, "run", models, optims, self.sched, configs, extra,
+                        pin=pin)
 
     def plan(self) -> list[tuple[str, int]]:
         """The stages this run goes through, with their step counts."""
-        stages = [("mle", self.cfg.mle_steps)]
-        if self.cfg.loss != "mle":
-            if self.cfg.disc == "bert":
-                stages.append(("disc", self.cfg.disc_steps))
-            stages.append(("gan", self.cfg.gan_steps))
-        return stages
+        steps = {"mle": self.cfg.mle_steps, "disc": self.cfg.disc_steps, "gan": self.cfg.gan_steps}
+        return [(name, steps[name]) for name in stage_names(self.cfg.loss, self.cfg.disc)]
 
     @property
     def global_step(self) -> int:
@@ -174,6 +229,38 @@ class Trainer:
             self._seed(self.cfg.seed + self.global_step)
         logger.info("resumed %s at stage %s step %d", path, self.stage, self.stage_step)
 
+    def _init_from(self, path):
+        """Take the pre-trained models of another run; skip the pre-training stages it finished."""
+        ck = load_checkpoint(pretrained_checkpoint(path), kind="run", map_location=self.device)
+        theirs = ck.configs
+        finished = [s for s in _finished_stages(ck.meta) if s in ("mle", "disc")]
+        problems = []
+        if theirs.get("vocab") != self.data.vocab.preset:
+            problems.append(f"its vocabulary is {theirs.get('vocab')!r}, this run's {self.data.vocab.preset!r} "
+                            "(--vocab)")
+        problems.append(_config_mismatch("generator", theirs.get("generator", {}), self.gcfg.to_dict()))
+        take_disc = "disc" in finished and self.cfg.disc == "bert" and "disc" in ck.models
+        if take_disc:
+            problems.append(_config_mismatch("BERT discriminator", theirs.get("bert", {}), self.bcfg.to_dict()))
+        problems = [p for p in problems if p]
+        if problems:
+            raise CheckpointError(f"--init-from {ck.path}: {'; '.join(problems)}. Use the same --preset, "
+                                  "--vocab and --segment-len as that run")
+        self.gen.load_state_dict(ck.models["gen"])
+        if "g_mle" in ck.optimizers:
+            self.opt["g_mle"].load_state_dict(ck.optimizers["g_mle"])
+            self.sched["g_mle"].load_state_dict(ck.meta["schedulers"]["g_mle"])
+        if take_disc:
+            self.disc.load_state_dict(ck.models["disc"])
+        else:
+            finished = [s for s in finished if s != "disc"]
+        self.history = {"val_nll": [list(x) for x in ck.extra.get("history", {}).get("val_nll", [])]}
+        todo = [name for name, _ in self.plan() if name not in finished]
+        self.stage, self.stage_step = (todo[0] if todo else "done"), 0
+        self.initialized_from = str(ck.path)
+        logger.info("initialized from %s (finished there: %s); starting at stage %s", ck.path,
+                    ", ".join(finished), self.stage)
+
     # -- one guarded update -------------------------------------------------------------------------
     def _apply(self, loss_value: float, model, opt, sched=None) -> bool:
         """Sync gradients, check finiteness everywhere, clip and step; skip on NaN/inf."""
@@ -205,6 +292,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(self.cfg.__dict__, indent=2))
             self.log = ScalarLog(self.run_dir / "logs")
+        if self.initialized_from is not None:
+            self.save(pin=True)  # this run's own copy of its starting point: --resume works from here
+            self.initialized_from = None
         plan = self.plan()
         run_stage = {"mle": self._mle_stage, "disc": self._disc_stage, "gan": self._gan_stage}
         times = {}
@@ -216,7 +306,7 @@ class Trainer:
             run_stage[name](steps)
             times[name] = time.time() - t0
             self.stage, self.stage_step = (plan[i + 1][0] if i + 1 < len(plan) else "done"), 0
-            self.save()
+            self.save(pin=name in ("mle", "disc"))  # pre-trained models stay for --init-from
         summary = self._finish(times)
         if self.log is not None:
             self.log.close()

@@ -108,8 +108,10 @@ class Checkpoint:
 
 def save_checkpoint(run_dir, step: int, kind: str, models: dict, optimizers: dict | None = None,
                     schedulers: dict | None = None, configs: dict | None = None, extra: dict | None = None,
-                    keep: int = 3) -> Path:
+                    keep: int = 3, pin: bool = False) -> Path:
     """Write ``<run_dir>/checkpoints/step_<step>`` atomically and keep the newest ``keep`` of them.
+
+    A checkpoint saved with ``pin=True`` (the end of a pre-training stage) is never pruned.
 
     Args:
         models: name -> nn.Module (unwrapped; DDP wrappers are unwrapped here).
@@ -139,7 +141,7 @@ def save_checkpoint(run_dir, step: int, kind: str, models: dict, optimizers: dic
     meta = {
         "format": FORMAT, "kind": kind, "step": int(step), "models": sorted(models),
         "optimizers": optim_meta, "schedulers": {k: s.state_dict() for k, s in (schedulers or {}).items()},
-        "configs": configs or {}, "extra": extra or {}, "rng": rng_meta,
+        "configs": configs or {}, "extra": extra or {}, "rng": rng_meta, "pinned": bool(pin),
     }
     with open(tmp / "meta.json", "w") as f:  # written last: its presence marks completeness
         json.dump(meta, f)
@@ -149,7 +151,8 @@ def save_checkpoint(run_dir, step: int, kind: str, models: dict, optimizers: dic
         shutil.rmtree(final)
     os.replace(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if not is_pinned(old):
+            shutil.rmtree(old, ignore_errors=True)
     logger.info("saved checkpoint %s", final)
     return final
 
@@ -161,6 +164,14 @@ def list_checkpoints(run_dir) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "meta.json").is_file()]
     return [p for _, p in sorted(found)]
+
+
+def is_pinned(path) -> bool:
+    """Whether a checkpoint directory was saved with ``pin=True``."""
+    try:
+        return bool(json.loads((Path(path) / "meta.json").read_text()).get("pinned"))
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def latest_checkpoint(run_dir) -> Path | None:
