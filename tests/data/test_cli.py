@@ -1,4 +1,4 @@
-"""python -m tgan.data prepare: on a tiny folder, on maestro-mini, and its error exits."""
+"""python -m tgan.data prepare / cache: on a tiny folder, on maestro-mini, and its error exits."""
 import csv
 import subprocess
 import sys
@@ -20,6 +20,35 @@ def test_prepare_tiny_folder(tmp_path, song_folder, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "read from cache" in out and "throughput" not in out
+
+
+def test_cache_lists_and_prunes_unused_folders(tmp_path, song_folder, capsys):
+    import os
+    import time
+
+    cache = tmp_path / "c"
+    base = ["prepare", "--data", str(song_folder), "--cache-dir", str(cache), "--workers", "1", "--quiet"]
+    assert main(base) == 0 and main(base + ["--vocab", "full"]) == 0
+    maestro, full = sorted(cache.iterdir(), key=lambda p: "full" in (p / "index.json").read_text())
+    broken = cache / ".tmp-midi-x-123"  # an interrupted build
+    broken.mkdir()
+    (broken / "train.npy").write_bytes(b"\0" * 10)
+    day = 86400
+    os.utime(maestro / "index.json", (time.time() - 10 * day,) * 2)
+    os.utime(full / "index.json", (time.time() - 10 * day,) * 2)
+    os.utime(broken, (time.time() - 2 * 3600,) * 2)
+    assert main(base) == 0  # a cache hit marks the maestro folder as used now
+    capsys.readouterr()
+
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "3 folder(s)" in out and "[incomplete]" in out and out.count("midi") >= 2
+    assert main(["cache", "--cache-dir", str(cache), "--prune-days", "7", "--dry-run"]) == 0
+    assert "would remove 2 folder(s)" in capsys.readouterr().out and full.exists()
+    assert main(["cache", "--cache-dir", str(cache), "--prune-days", "7"]) == 0
+    assert "removed 2 folder(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in cache.iterdir()) == [maestro.name]
+    assert main(["cache", "--cache-dir", str(cache), "--prune-days", "-1"]) == 2
 
 
 def test_errors_exit_2_without_traceback(tmp_path, capsys):

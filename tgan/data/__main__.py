@@ -1,5 +1,8 @@
 """``python -m tgan.data prepare --data PATH_OR_NAME``: encode a data set into the cache alone
-and print a summary (files, tokens and hours per split, skipped files, throughput)."""
+and print a summary (files, tokens and hours per split, skipped files, throughput).
+
+``python -m tgan.data cache [--prune-days N]``: list the cache's folders (what each holds, size,
+last use); with ``--prune-days`` remove those unused for N days."""
 from __future__ import annotations
 
 import argparse
@@ -28,13 +31,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="encode only the first N files")
     p.add_argument("--rebuild", action="store_true", help="encode even if the cache is current")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = sub.add_parser("cache", help="list the cache folders; --prune-days removes unused ones")
+    c.add_argument("--cache-dir", default=None,
+                   help="cache folder (default $TGAN_CACHE_DIR or ~/.cache/tgan)")
+    c.add_argument("--prune-days", type=float, default=None, metavar="N",
+                   help="remove folders unused for N days (0: every folder), and interrupted builds")
+    c.add_argument("--dry-run", action="store_true", help="with --prune-days: list, remove nothing")
     return parser
+
+
+def _cache_command(args) -> int:
+    import time
+
+    from tgan.data.cache import default_cache_dir, list_cache, prune_cache
+
+    root = args.cache_dir or default_cache_dir()
+    if args.prune_days is not None:
+        if args.prune_days < 0:
+            print(f"error: --prune-days must be >= 0, got {args.prune_days}", file=sys.stderr)
+            return 2
+        gone = prune_cache(args.prune_days, args.cache_dir, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        for e in gone:
+            print(f"{verb} {e.path} ({e.source}, {e.n_bytes / 2**20:.1f} MiB)")
+        print(f"{verb} {len(gone)} folder(s), {sum(e.n_bytes for e in gone) / 2**20:.1f} MiB, from {root}")
+        return 0
+    entries = list_cache(args.cache_dir)
+    now = time.time()
+    for e in entries:
+        state = "" if e.complete else " [incomplete]"
+        print(f"{e.n_bytes / 2**20:8.1f} MiB  used {(now - e.last_used) / 86400:6.1f} days ago  "
+              f"{e.path.name}  {e.source}{state}")
+    print(f"{len(entries)} folder(s), {sum(e.n_bytes for e in entries) / 2**20:.1f} MiB in {root}")
+    return 0
 
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (2 for a data error, no traceback)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command == "cache":
+        return _cache_command(args)
     from tgan.data.datasets import prepare
 
     try:

@@ -10,6 +10,10 @@ A folder holds ``index.json`` (options, per-file metadata, skipped files) and pe
 ``<split>.npy``: the split's files' tokens concatenated (int16), each file's ``offset`` and
 ``n_tokens`` in the index. It is written in a temporary folder and renamed into place, so a
 reader never sees half a cache and two processes building the same one do not clash.
+
+Every read touches ``index.json``, so its modification time is the folder's last use:
+``python -m tgan.data cache --prune-days N`` removes folders unused for N days (a changed data set
+or option leaves its old folder behind) and the temporary folders of interrupted builds.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +82,63 @@ def read_index(folder: Path, key: str) -> dict | None:
     for split in index.get("splits", {}):
         if not (folder / f"{split}.npy").is_file():
             return None
+    try:
+        os.utime(folder / INDEX_NAME)  # last use, for pruning; a read-only cache still reads
+    except OSError:
+        pass
     return index
+
+
+@dataclass
+class CacheEntry:
+    """One folder under the cache directory."""
+
+    path: Path
+    source: str  # what was encoded ('?' for a temporary or broken folder)
+    n_bytes: int
+    last_used: float  # seconds since the epoch
+    complete: bool  # False: the temporary folder of a build, or a folder without a valid index
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def list_cache(cache_dir=None) -> list[CacheEntry]:
+    """The folders of a cache directory, least recently used first."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in root.iterdir():
+        if not folder.is_dir():
+            continue
+        index_file = folder / INDEX_NAME
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+            complete = not folder.name.startswith(".tmp-") and index.get("format") == FORMAT_VERSION
+            source, used = index.get("source", "?"), index_file.stat().st_mtime
+        except (OSError, ValueError):
+            complete, source, used = False, "?", folder.stat().st_mtime
+        entries.append(CacheEntry(folder, source, _folder_bytes(folder), used, complete))
+    return sorted(entries, key=lambda e: e.last_used)
+
+
+def prune_cache(days: float, cache_dir=None, dry_run: bool = False) -> list[CacheEntry]:
+    """Remove folders unused for ``days`` days, and incomplete ones older than an hour.
+
+    Returns the entries removed (or that would be, with ``dry_run``). A build in progress writes
+    its temporary folder continuously, so it is never an hour old.
+    """
+    if days < 0:
+        raise ValueError(f"days must be >= 0, got {days}")
+    now = time.time()
+    gone = [e for e in list_cache(cache_dir)
+            if now - e.last_used > days * 86400 or (not e.complete and now - e.last_used > 3600)]
+    if not dry_run:
+        for e in gone:
+            shutil.rmtree(e.path, ignore_errors=True)
+    return gone
 
 
 def write_cache(folder: Path, index: dict, arrays: dict[str, np.ndarray]) -> None:
