@@ -9,6 +9,8 @@
 #   attention  benchmarks/bench_rel_attention.py         -> $OUT/attention.json
 #   system     bench_kv_cache, bench_rollout, bench_adversarial_step -> $OUT/system.json
 #   report     benchmarks/report.py over every $OUT/*.json -> $OUT/report.md (tables + targets)
+#              (where the stages ran with separate output folders, gather their JSON files and run
+#              `python benchmarks/report.py DIR/*.json` instead)
 #
 # Every stage logs to $OUT/<stage>.log (OUT defaults to ./bench-out) and records the machine
 # (nvidia-smi, versions) in $OUT/env.txt. The package is built with
