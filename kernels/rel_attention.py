@@ -100,6 +100,21 @@ def _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T):
 
 
 @triton.jit
+def _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d, qk_scale,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Base-2 scores [BM, BN] of query tile i0 against key tile j0, and the r window they used.
+
+    Content term (q+u)·k plus the relative term (q+vb)·r[M+i-j], read from the tile pair's window
+    of 2*BN rows of r (`_skew_to_keys`), scaled by qk_scale. Masking is left to the caller.
+    """
+    dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w  # distance held by each window row
+    r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
+    s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
+    s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
+    return s * qk_scale, r_win
+
+
+@triton.jit
 def rel_attention_fwd_kernel(
     Q, K, V, R, U, VB, O, LSE,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
@@ -133,11 +148,8 @@ def rel_attention_fwd_kernel(
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
-        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w  # distance held by each window row
-        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
-        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
-        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
-        s = s * qk_scale
+        s, _ = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                            qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
         visible = (offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
         s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -213,11 +225,8 @@ def rel_attention_bwd_dkdv_kernel(
         do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
         lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
-        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
-        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
-        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
-        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
-        s = s * qk_scale
+        s, _ = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                            qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
@@ -272,11 +281,8 @@ def rel_attention_bwd_dq_kernel(
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
-        dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
-        r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
-        s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
-        s += _skew_to_keys(tl.dot(qv, tl.trans(r_win), input_precision=DOT_PREC), BLOCK_M, BLOCK_N)
-        s = s * qk_scale
+        s, r_win = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                                qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
