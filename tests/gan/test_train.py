@@ -159,6 +159,12 @@ def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys
     assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "bad2"), "--loss", "rsgan",
                         "--init-from", str(source / "checkpoints" / "step_00000008")]) == 1
     assert "middle of stage 'gan'" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "meta.json").write_text("{not json")
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "bad4"), "--loss", "rsgan",
+                        "--init-from", str(corrupt)]) == 1
+    assert "meta.json is unreadable" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["--run-dir", str(tmp_path / "bad3"), "--init-from", str(tmp_path / "nope")])
     assert e.value.code == 2 and "--init-from" in capsys.readouterr().err

@@ -43,20 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _cache_command(args) -> int:
     import time
 
-    from tgan.data.cache import default_cache_dir, list_cache, prune_cache
+    from tgan.data.cache import list_cache, prune_cache, resolve_cache_dir
 
-    root = args.cache_dir or default_cache_dir()
+    root = resolve_cache_dir(args.cache_dir)
     if args.prune_days is not None:
-        if args.prune_days < 0:
-            print(f"error: --prune-days must be >= 0, got {args.prune_days}", file=sys.stderr)
+        try:
+            gone = prune_cache(args.prune_days, root, dry_run=args.dry_run)
+        except ValueError as e:
+            print(f"error: --prune-days: {e}", file=sys.stderr)
             return 2
-        gone = prune_cache(args.prune_days, args.cache_dir, dry_run=args.dry_run)
         verb = "would remove" if args.dry_run else "removed"
         for e in gone:
             print(f"{verb} {e.path} ({e.source}, {e.n_bytes / 2**20:.1f} MiB)")
         print(f"{verb} {len(gone)} folder(s), {sum(e.n_bytes for e in gone) / 2**20:.1f} MiB, from {root}")
         return 0
-    entries = list_cache(args.cache_dir)
+    entries = list_cache(root)
     now = time.time()
     for e in entries:
         state = "" if e.complete else " [incomplete]"

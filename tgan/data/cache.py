@@ -47,6 +47,11 @@ def default_cache_dir() -> Path:
     return base / "tgan"
 
 
+def resolve_cache_dir(cache_dir=None) -> Path:
+    """``cache_dir`` (user-expanded) if given, else ``default_cache_dir()``."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
 def file_sha1(path: str, chunk: int = 1 << 20) -> str:
     """sha1 of a file's bytes."""
     h = hashlib.sha1()
@@ -106,7 +111,7 @@ def _folder_bytes(folder: Path) -> int:
 
 def list_cache(cache_dir=None) -> list[CacheEntry]:
     """The folders of a cache directory, least recently used first."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = resolve_cache_dir(cache_dir)
     if not root.is_dir():
         return []
     entries = []

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tgan.data.cache import (FORMAT_VERSION, cache_key, default_cache_dir, file_sha1,
-                             folder_name, read_index, write_cache)
+from tgan.data.cache import (FORMAT_VERSION, cache_key, file_sha1, folder_name, read_index,
+                             resolve_cache_dir, write_cache)
 from tgan.data.errors import DataError, MidiError
 from tgan.data.events import encode
 from tgan.data.sources import SPLITS, Item, resolve_source
@@ -229,7 +229,7 @@ def prepare(data=None, vocab_name: str = "maestro", cache_dir=None, sustain: boo
     except OSError as e:
         raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
     key = cache_key(options, hashes)
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_root = resolve_cache_dir(cache_dir)
     folder = cache_root / folder_name(source.kind, source.root, key)
 
     index = None if rebuild else read_index(folder, key)

@@ -35,7 +35,7 @@ from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
 from tgan.model import BertDiscriminator, CNNDiscriminator, TransformerXL, preset
 from tgan.model.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                   save_checkpoint)
+                                   read_meta, save_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -73,19 +73,15 @@ def pretrained_checkpoint(path) -> Path:
     newest checkpoint that ends pre-training (MLE, or MLE and D pre-training), which runs pin.
     """
     p = Path(path)
-
-    def meta_of(ck):
-        return json.loads((ck / "meta.json").read_text())
-
     if (p / "meta.json").is_file():
-        meta = meta_of(p)
+        meta = read_meta(p)
         if meta.get("extra", {}).get("stage_step", 0) != 0 or not _finished_stages(meta):
             raise CheckpointError(f"--init-from {p}: this checkpoint is in the middle of stage "
                                   f"{meta.get('extra', {}).get('stage')!r}; pass one saved at the end of a "
                                   "stage, or the run directory")
         return p
     for ck in reversed(list_checkpoints(p)):
-        meta = meta_of(ck)
+        meta = read_meta(ck)
         finished = _finished_stages(meta)
         if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and "gan" not in finished:
             return ck

@@ -166,11 +166,19 @@ def list_checkpoints(run_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def read_meta(path) -> dict:
+    """A checkpoint directory's meta.json (step, stage, configs; no tensors)."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path}: meta.json is unreadable ({e})") from e
+
+
 def is_pinned(path) -> bool:
     """Whether a checkpoint directory was saved with ``pin=True``."""
     try:
-        return bool(json.loads((Path(path) / "meta.json").read_text()).get("pinned"))
-    except (OSError, json.JSONDecodeError):
+        return bool(read_meta(path).get("pinned"))
+    except CheckpointError:
         return False
 
 
@@ -196,10 +204,7 @@ def resolve_checkpoint(path) -> Path:
 def load_checkpoint(path, kind: str | tuple | None = None, map_location="cpu") -> Checkpoint:
     """Load a checkpoint (directory, or run directory -> newest). ``kind`` checks what it holds."""
     p = resolve_checkpoint(path)
-    try:
-        meta = json.loads((p / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {p}: meta.json is unreadable ({e})") from e
+    meta = read_meta(p)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {p}: format {meta.get('format')!r}, expected {FORMAT}")
     kinds = (kind,) if isinstance(kind, str) else kind
