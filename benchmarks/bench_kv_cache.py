@@ -80,6 +80,26 @@ def grad_buffer_bytes(cache) -> int:
     return 2 * c.n_layer * cache.batch * c.n_head * cache.capacity * c.d_head * elem
 
 
+def env_info() -> dict:
+    """extra_info of every decode benchmark: device, torch version, model sizes."""
+    return {"device": device_name(), "torch": torch.__version__,
+            "model": {k: v for k, v in MODEL.items() if k != "mem_len"}}
+
+
+def run_info(benchmark, saved_peak: int, cache, per_key: str, count: int) -> dict:
+    """``env_info()`` plus peak memory and the median time per step (``per_key``, ms, the timed
+    run's median over ``count`` steps)."""
+    grad_bytes = grad_buffer_bytes(cache)
+    info = {**env_info(), "saved_peak_bytes": saved_peak, "cache_grad_bytes": grad_bytes,
+            "peak_bytes": saved_peak + grad_bytes}
+    if CUDA:
+        info["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        info[per_key] = stats.stats.median / count * 1e3
+    return info
+
+
 def small_generator(**changes):
     cfg = dict(MODEL, tgt_len=256, eval_mem_len=4096, dropout=0.0, attn_dropout=0.0)
     cfg.update(changes)
@@ -164,13 +184,4 @@ def test_decode_step(benchmark, provider, B, S):
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     benchmark.pedantic(run, rounds=1 if S > 256 else 5, iterations=1)
-    info = {"device": device_name(), "torch": torch.__version__, "B": B, "S": S, "M": M,
-            "model": {k: v for k, v in MODEL.items() if k != "mem_len"},
-            "saved_peak_bytes": sb.peak, "cache_grad_bytes": grad_buffer_bytes(cache),
-            "peak_bytes": sb.peak + grad_buffer_bytes(cache)}
-    if CUDA:
-        info["max_memory_allocated"] = torch.cuda.max_memory_allocated()
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        info["ms_per_step"] = stats.stats.median / S * 1e3
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(B=B, S=S, M=M, **run_info(benchmark, sb.peak, cache, "ms_per_step", S))

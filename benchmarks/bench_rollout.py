@@ -36,8 +36,8 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kv_cache import (CUDA, DEVICE, MODEL, SavedBytes, _one_thread, _skip_missing, _sync, device_name,  # noqa: E402
-                            grad_buffer_bytes, small_generator)
+from bench_kv_cache import (CUDA, DEVICE, SavedBytes, _one_thread, _skip_missing, _sync, env_info,  # noqa: E402
+                            run_info, small_generator)
 
 from tgan.gan.rollout import rollout_segments  # noqa: E402
 from tgan.gan.sampling import generate_tokens  # noqa: E402
@@ -88,16 +88,8 @@ def test_rollout(benchmark, provider, R, S):
 
     gen.init_state = recording_init_state
     benchmark.pedantic(run, rounds=1, iterations=1)
-    grad_bytes = grad_buffer_bytes(caches[-1])
-    info = {"device": device_name(), "torch": torch.__version__, "B": B, "R": R, "S": S,
-            "mem_len": gen.cfg.mem_len, "model": {k: v for k, v in MODEL.items() if k != "mem_len"},
-            "saved_peak_bytes": peaks[-1], "cache_grad_bytes": grad_bytes, "peak_bytes": peaks[-1] + grad_bytes}
-    if CUDA:
-        info["max_memory_allocated"] = torch.cuda.max_memory_allocated()
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        info["ms_per_token"] = stats.stats.median / R * 1e3
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(B=B, R=R, S=S, mem_len=gen.cfg.mem_len,
+                                **run_info(benchmark, peaks[-1], caches[-1], "ms_per_token", R))
 
 
 def _recompute_tokens(gen, context, n_tokens):
@@ -149,9 +141,8 @@ def test_generate_at_full_context(benchmark, provider):
     # Two rounds, the faster counts: 256 tokens take ~1 s, and single runs on a shared CPU varied
     # by 10-20% (the C++ cache measured both 270 and 327 tokens/s in different runs).
     benchmark.pedantic(run, rounds=1 if provider == "recompute" else 2, iterations=1)
-    benchmark.extra_info.update({"device": device_name(), "torch": torch.__version__, "B": B,
-                                 "context": GEN_LEN, "tokens_timed": n, "tokens_per_s": B * n / min(seconds),
-                                 "model": {k: v for k, v in MODEL.items() if k != "mem_len"}})
+    benchmark.extra_info.update(B=B, context=GEN_LEN, tokens_timed=n, tokens_per_s=B * n / min(seconds),
+                                **env_info())
 
 
 @pytest.mark.parametrize("provider", ("cpp",))
@@ -165,8 +156,7 @@ def test_generate_sample(benchmark, provider):
         _sync()
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    info = {"device": device_name(), "torch": torch.__version__, "B": B, "context": GEN_LEN,
-            "tokens": GEN_LEN, "model": {k: v for k, v in MODEL.items() if k != "mem_len"}}
+    info = {"B": B, "context": GEN_LEN, "tokens": GEN_LEN, **env_info()}
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         info["tokens_per_s"] = B * GEN_LEN / stats.stats.median
