@@ -6,6 +6,12 @@ Providers:
   sdpa       F.scaled_dot_product_attention, causal (bottom-right aligned, as query i sees keys
              j <= M+i) over the same shapes WITHOUT the relative term: a floor, not the same op
   triton     the fused kernels (``tgan.ops._rel_attention_triton``), CUDA only
+  flex       what a user would write with FlexAttention (CUDA only): torch.compile(flex_attention)
+             on (q+u)·k with a ``score_mod`` that adds a precomputed relative term
+             bd = (q+vb)·r^T [B, H, T, M+T] indexed by distance, and a causal block mask
+  compiled   torch.compile of the eager formulation (CUDA only)
+Both compiled baselines are checked against the eager output before they are timed (relative
+error under 3e-2 in bf16), and compile outside the timed function (the warm-up call).
 Modes: fwd, bwd (gradients of all inputs; the forward runs outside the timed function), fwd+bwd.
 
 GPU: T = 128, 512, 2048 with M = T, H = 8, D = 64, bf16, B = 16384 // T (16k query tokens).
@@ -51,7 +57,8 @@ DEVICE = "cuda" if CUDA else "cpu"
 H, D = 8, 64
 TOKENS = 16384 if CUDA else 1024
 T_VALUES = (128, 512, 2048) if CUDA else (32, 128)
-PROVIDERS = ("eager", "reference", "sdpa", "triton")
+PROVIDERS = ("eager", "reference", "sdpa", "triton", "flex", "compiled")
+GPU_ONLY = ("triton", "flex", "compiled")
 MODES = ("fwd", "bwd", "fwd+bwd")
 RW = 2  # relative window factor of the kernels' tiles (2·BN rows of r per BN keys)
 
@@ -71,9 +78,47 @@ def _inputs(B, T, M, dtype):
     return [torch.randn(s, device=DEVICE, dtype=dtype).requires_grad_() for s in shapes]
 
 
+def flex_rel_attention(q, k, v, r, u, vb, flex=None):
+    """Relative attention through FlexAttention: q [B, T, H, D]; k, v [B, M+T, H, D]; r [R, H, D].
+
+    The content term runs inside flex_attention on (q+u)·k; the relative term cannot be a plain
+    score_mod (it depends on q), so it is precomputed as bd [B, H, T, M+T] (the O(T·L) tensor
+    the fused kernel avoids) and indexed by distance M+i-j. ``flex``: a compiled flex_attention
+    (eager flex_attention, the default, runs only without gradients on the CPU).
+    """
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    B, T, H, D = q.shape
+    L = k.shape[1]
+    M, scale = L - T, D ** -0.5
+    bd = torch.einsum("bthd,rhd->bhtr", q + vb, r[:L]) * scale
+
+    def score_mod(score, b, h, qi, kv):
+        d = M + qi - kv
+        return score + bd[b, h, qi, torch.where(d >= 0, d, 0)]  # masked pairs read row 0
+
+    mask = create_block_mask(lambda b, h, qi, kv: kv <= qi + M, None, None, T, L, device=q.device)
+    out = (flex or flex_attention)((q + u).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                   score_mod=score_mod, block_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+_COMPILED = {}
+
+
 def _provider_fn(provider, T, M):
     if provider == "eager":
         return naive.rel_attention_relshift
+    if provider == "compiled":
+        if "eager" not in _COMPILED:
+            _COMPILED["eager"] = torch.compile(naive.rel_attention_relshift, dynamic=False)
+        return _COMPILED["eager"]
+    if provider == "flex":
+        if "flex" not in _COMPILED:
+            from torch.nn.attention.flex_attention import flex_attention
+
+            _COMPILED["flex"] = torch.compile(flex_attention, dynamic=False)
+        return lambda *xs: flex_rel_attention(*xs, flex=_COMPILED["flex"])
     if provider == "reference":
         return naive.rel_attention
     if provider == "triton":
@@ -88,6 +133,10 @@ def _provider_fn(provider, T, M):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     return sdpa
+
+
+def _relative_error(out, ref):
+    return float((out.float() - ref.float()).norm() / ref.float().norm())
 
 
 def _flop_info(B, T, M, mode, provider):
@@ -113,8 +162,8 @@ def _min_bytes(B, T, M, mode, elem):
 @pytest.mark.parametrize("T", T_VALUES)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_rel_attention(benchmark, provider, T, mode):
-    if provider == "triton" and not CUDA:
-        pytest.skip("the triton provider needs a CUDA device")
+    if provider in GPU_ONLY and not CUDA:
+        pytest.skip(f"the {provider} provider needs a CUDA device")
     dtype = torch.bfloat16 if CUDA else torch.float32
     M, B = T, max(1, TOKENS // T)
     fn = _provider_fn(provider, T, M)
@@ -140,6 +189,10 @@ def test_rel_attention(benchmark, provider, T, mode):
         torch.cuda.reset_peak_memory_stats()
     try:
         run_fwd_bwd()  # warm-up: compilation and autotuning stay out of the timings
+        if provider in ("flex", "compiled"):
+            with torch.no_grad():
+                err = _relative_error(fn(*xs), naive.rel_attention_relshift(*xs))
+            assert err < 3e-2, f"{provider} differs from the eager output: relative error {err:.2e}"
         # activation memory: what autograd holds for backward beyond the inputs (untimed)
         with SavedTensorBytes(ignore=xs) as saved:
             probe = fn(*xs)
@@ -168,7 +221,18 @@ def test_rel_attention(benchmark, provider, T, mode):
     if provider == "triton":
         import triton
 
+        from tgan.ops._rel_attention_triton import config_mode
+
         info["triton"] = triton.__version__
+        info["triton_config"] = str(config_mode())
+        from tgan.ops._rel_attention_triton import _TUNED
+
+        # what the autotuner picked per kernel (the cache is per kernel, so this is the last key)
+        for (name, _decode), tuned in _TUNED.items():
+            best = getattr(tuned, "best_config", None)
+            if best is not None:
+                info[f"autotuned_{name.replace('rel_attention_', '').replace('_kernel', '')}"] = (
+                    f"{best.kwargs.get('BLOCK_M')}x{best.kwargs.get('BLOCK_N')}x{best.num_warps}")
     if CUDA:
         info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     stats = getattr(benchmark, "stats", None)

@@ -174,6 +174,9 @@ def gumbel_section(benches: list[Bench], targets: Targets) -> str:
     return text
 
 
+_ATTN_PROVIDERS = ("eager", "reference", "sdpa", "triton", "flex", "compiled")
+
+
 def attention_section(benches: list[Bench], targets: Targets) -> str:
     by = defaultdict(dict)  # (T, mode) -> provider -> Bench
     for b in benches:
@@ -181,7 +184,7 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
             by[(b.get("T"), b.get("mode"))][b.get("provider")] = b
     rows = []
     for (T, mode), p in sorted(by.items(), key=lambda kv: (kv[0][0], _mode_order(kv[0][1]))):
-        t = {n: (p[n].median if n in p else None) for n in ("eager", "reference", "sdpa", "triton")}
+        t = {n: (p[n].median if n in p else None) for n in _ATTN_PROVIDERS}
         kernel, eager = p.get("triton"), p.get("eager")
         speedup = ratio(t["eager"], t["triton"])
         over_sdpa = ratio(t["triton"], t["sdpa"])
@@ -191,8 +194,10 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
                             eager.get("saved_beyond_output_bytes")) if kernel and eager else None)
         any_b = next(iter(p.values()))
         rows.append([T, any_b.get("B"), mode, any_b.get("dtype", "-"),
-                     *(fmt_time(t[n]) for n in ("eager", "reference", "sdpa", "triton")),
+                     *(fmt_time(t[n]) for n in _ATTN_PROVIDERS),
                      fmt_ratio(speedup), fmt_ratio(over_sdpa),
+                     fmt_ratio(ratio(t["flex"], t["triton"])),
+                     fmt_ratio(ratio(t["compiled"], t["triton"])),
                      "-" if not kernel else f"{kernel.get('tflops', 0):.1f} / {kernel.get('kernel_tflops', 0):.1f}",
                      " / ".join(fmt_bytes(p[n].get("saved_bytes")) if n in p else "-"
                                 for n in ("eager", "triton")),
@@ -213,7 +218,8 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
     if not rows:
         return ""
     head = ["T (= M)", "B", "mode", "dtype", "eager", "reference", "sdpa (no rel. term)", "triton",
-            "speed-up vs eager", "triton / sdpa", "triton TFLOP/s op / executed",
+            "flex", "compiled eager", "speed-up vs eager", "triton / sdpa", "speed-up vs flex",
+            "speed-up vs compiled", "triton TFLOP/s op / executed",
             "saved for bwd eager / triton", "triton / eager saved",
             "triton / eager saved, output not counted"]
     return "### Relative attention (benchmarks/bench_rel_attention.py)\n\n" + table(head, rows)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The complete measurement run of a machine, in stages that each fit in ten minutes on a GPU:
 #
-#   bash benchmarks/run.sh STAGE [STAGE ...]      STAGE: tests gumbel attention system report
+#   bash benchmarks/run.sh STAGE [STAGE ...]      STAGE: env tests gumbel attention system report
 #
+#   env        print the machine record ($OUT/env.txt, written before every stage list)
 #   tests      build (if tgan is not importable), then `TRITON_INTERPRET=0 pytest -m gpu`: the
-#              compiled kernels and the CUDA cache against the references (skipped without CUDA)
+#              compiled kernels and the CUDA cache against the references (skipped without CUDA),
+#              with TGAN_TRITON_CONFIG=default unless set: one config per kernel, no autotuning,
+#              so the compiles are bounded (about 40 rel_attention specializations x 1 config)
 #   gumbel     benchmarks/bench_gumbel_softmax.py        -> $OUT/gumbel.json
 #   attention  benchmarks/bench_rel_attention.py         -> $OUT/attention.json
 #   system     bench_kv_cache, bench_rollout, bench_adversarial_step -> $OUT/system.json
@@ -78,9 +81,12 @@ build
 for stage in "$@"; do
     SECONDS=0
     case $stage in
+        env) cat "$OUT/env.txt" ;;
         tests)
+            # pinned tiles (one compile per kernel and specialization) unless the caller chose
             echo "== tests: TRITON_INTERPRET=0 pytest -m gpu (log: $OUT/tests.log)"
-            pytest -m gpu -v -p no:cacheprovider > "$OUT/tests.log" 2>&1
+            TGAN_TRITON_CONFIG=${TGAN_TRITON_CONFIG:-default} \
+                pytest -m gpu -v -p no:cacheprovider > "$OUT/tests.log" 2>&1
             rc=$?
             grep -E "FAILED|ERROR" "$OUT/tests.log" | head -n 20
             tail -n 1 "$OUT/tests.log"
@@ -106,7 +112,7 @@ for stage in "$@"; do
             fi
             ;;
         *)
-            echo "unknown stage '$stage' (expected: tests gumbel attention system report)"
+            echo "unknown stage '$stage' (expected: env tests gumbel attention system report)"
             exit 2
             ;;
     esac

@@ -67,6 +67,7 @@ def test_attention_ratios_and_missing_providers(report, tmp_path):
         _bench(a, "test_rel_attention", {"provider": "triton", "T": 512, "mode": "fwd"}, 3e-3,
                B=32, saved_bytes=80, saved_beyond_output_bytes=10, tflops=100.0,
                kernel_tflops=133.3),
+        _bench(a, "test_rel_attention", {"provider": "flex", "T": 512, "mode": "fwd"}, 6e-3, B=32),
         _bench(a, "test_rel_attention", {"provider": "eager", "T": 512, "mode": "bwd"}, 20e-3, B=32),
         _bench("bench_kv_cache", "test_decode_step", {"provider": "cpp", "B": 1, "S": 256}, 0.8,
                ms_per_step=3.125, peak_bytes=2**20),
@@ -74,6 +75,7 @@ def test_attention_ratios_and_missing_providers(report, tmp_path):
     text = report.report([_write(tmp_path, benches)])
     row = _row(text, "| 512 | 32 | fwd |")
     assert "3.33x" in row and "1.50x" in row and "100.0 / 133.3" in row
+    assert "| 3.33x | 1.50x | 2.00x | - |" in row  # vs eager, over sdpa, vs flex, vs compiled
     assert row.endswith("| 8.0% | 1.0% |")
     assert _row(text, "fwd, T=512: speed-up over eager").endswith("| 3.33x | NOT met |")
     assert _row(text, "fwd, T=512: time over SDPA").endswith("| 1.50x | met |")

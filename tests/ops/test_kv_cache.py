@@ -220,7 +220,9 @@ def test_constructor_errors_and_missing_extension(monkeypatch):
     with pytest.raises(TypeError, match="dtype must be a floating"):
         KVCache(1, 1, 4, 1, 1, dtype=torch.long)
     monkeypatch.setattr(kv_cache, "_C", None)
-    assert KVCache(1, 1, 4, 1, 1).impl == "torch"
+    monkeypatch.setattr(kv_cache, "_WARNED_NO_EXT", False)
+    with pytest.warns(RuntimeWarning, match=r"tgan\._C did not import"):
+        assert KVCache(1, 1, 4, 1, 1).impl == "torch"
     with pytest.raises(RuntimeError, match=r"impl='cpp' needs the C\+\+ extension.*pip install --no-build-isolation -e \."):
         KVCache(1, 1, 4, 1, 1, impl="cpp")
 

@@ -114,6 +114,44 @@ def test_kernel_other_tiles(triton_backend, monkeypatch, bm, bn):
     check_kernel(make_inputs(2, 40, 19, 1, 50))
 
 
+def test_pinned_config_sets_the_tiles_of_every_kernel(triton_backend, monkeypatch):
+    # TGAN_TRITON_CONFIG=BMxBNxW is honoured by the interpreter too: record each launch's tiles
+    from tgan.kernels import rel_attention as kern
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, name, fn):
+            self.name, self.fn = name, fn
+
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                seen[self.name] = (kw["BLOCK_M"], kw["BLOCK_N"])
+                return self.fn[grid](*args, **kw)
+            return launch
+
+    for name in triton_backend._DEFAULT_CONFIGS:
+        monkeypatch.setattr(kern, name, Recorder(name, getattr(kern, name)))
+    monkeypatch.setenv("TGAN_TRITON_CONFIG", "16x64x4")
+    check_kernel(make_inputs(2, 40, 19, 1, 50))
+    assert seen == {name: (16, 64) for name in triton_backend._DEFAULT_CONFIGS}
+
+
+def test_config_modes_and_bad_values(triton_backend, monkeypatch):
+    monkeypatch.delenv("TGAN_TRITON_CONFIG", raising=False)
+    assert triton_backend._configs(128, "rel_attention_fwd_kernel") == triton_backend._CONFIGS
+    monkeypatch.setenv("TGAN_TRITON_CONFIG", "default")
+    for name, cfg in triton_backend._DEFAULT_CONFIGS.items():
+        assert triton_backend._configs(128, name) == (cfg,)
+        assert triton_backend._configs(1, name) == (triton_backend._DECODE_DEFAULT,)
+    monkeypatch.setenv("TGAN_TRITON_CONFIG", "32X64x8")
+    assert triton_backend._configs(128, "rel_attention_bwd_dq_kernel") == ((32, 64, 8),)
+    for bad in ("64x32x8", "48x64x8", "32x64", "fast", "32x64x3"):
+        monkeypatch.setenv("TGAN_TRITON_CONFIG", bad)
+        with pytest.raises(ValueError, match="TGAN_TRITON_CONFIG"):
+            triton_backend.config_mode()
+
+
 def test_kernel_saves_only_output_and_logsumexp(triton_backend):
     """Activation memory: beyond its inputs the kernel keeps O and the log-sum-exp, no [T, L]."""
     from tgan.gan.memory import SavedTensorBytes

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -24,13 +25,29 @@ def backend_name() -> str:
     return name
 
 
+_TRITON_ERROR: list = []  # the import error, once triton failed to import
+_WARNED: set = set()
+
+
 def triton_available() -> bool:
     """True when the triton package imports."""
     try:
         import triton  # noqa: F401
-    except Exception:  # ImportError, or a broken install
+    except Exception as e:  # ImportError, or a broken install
+        _TRITON_ERROR[:] = [e]
         return False
     return True
+
+
+def _warn_no_triton(op: str) -> None:
+    """Say once per op that TGAN_BACKEND=auto runs the reference on CUDA tensors: no triton."""
+    if op not in _WARNED:
+        _WARNED.add(op)
+        err = _TRITON_ERROR[0] if _TRITON_ERROR else "unknown error"
+        warnings.warn(
+            f"{op}: triton did not import ({err}); TGAN_BACKEND=auto runs the PyTorch reference on "
+            "these CUDA tensors, several times slower and with more memory. Install triton, or set "
+            "TGAN_BACKEND=torch to choose the reference explicitly", RuntimeWarning, stacklevel=3)
 
 
 def interpret_mode() -> bool:
@@ -48,7 +65,10 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
         return False
     on_cuda = all(t.is_cuda for t in tensors if isinstance(t, torch.Tensor))
     if name == "auto":
-        return on_cuda and triton_available()
+        if on_cuda and not triton_available():
+            _warn_no_triton(op)
+            return False
+        return on_cuda
     # name == "triton"
     if not triton_available():
         raise RuntimeError(f"{op}: TGAN_BACKEND=triton but triton is not installed")

@@ -20,10 +20,20 @@ M+T (a decoding loop whose cache grows by one token does not re-tune every step)
 dtypes.
 Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cost is per
 operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
+
+``TGAN_TRITON_CONFIG`` pins the tiles instead of autotuning (each autotuned key compiles every
+config of the list for every kernel: 5 x 4 compiles per dtype/D/dropout combination):
+  - ``autotune`` (default): time every config of `_configs(T)` once per key, keep the fastest;
+  - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULT` when T <= 16), one
+    compile per kernel and specialization: the GPU tests' setting, so that a first run on a new
+    machine spends its minutes on checks rather than on compiles;
+  - ``BMxBNxW`` (e.g. ``32x64x8``): BLOCK_M x BLOCK_N tiles with W warps for every kernel; the
+    interpreter honours the tiles too, so any config's indexing can be checked on the CPU.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -55,8 +65,48 @@ _CONFIGS = ((64, 64, 8), (32, 64, 8), (32, 64, 4), (32, 32, 4), (32, 32, 8))
 _DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8))
 
 
-def _configs(T: int):
-    return _DECODE_CONFIGS if T <= 16 else _CONFIGS
+# TGAN_TRITON_CONFIG=default: the forward keeps 64-row tiles (wgmma, no stack at 8 warps with
+# triton 3.9); the backward passes take 32 x 64 at 8 warps, the tiles that spill least there
+_DEFAULT_CONFIGS = {
+    "rel_attention_fwd_kernel": (64, 64, 8),
+    "rel_attention_bwd_dkdv_kernel": (32, 64, 8),
+    "rel_attention_bwd_dq_kernel": (32, 64, 8),
+    "rel_attention_bwd_dr_kernel": (32, 64, 8),
+}
+_DECODE_DEFAULT = (16, 64, 4)
+_POW2_TILES = (16, 32, 64)
+
+
+def config_mode() -> str | tuple[int, int, int]:
+    """``TGAN_TRITON_CONFIG``: "autotune", "default" or a (BLOCK_M, BLOCK_N, num_warps) tuple."""
+    raw = os.environ.get("TGAN_TRITON_CONFIG", "autotune").strip().lower() or "autotune"
+    if raw in ("autotune", "default"):
+        return raw
+    parts = raw.split("x")
+    try:
+        bm, bn, w = (int(x) for x in parts)
+    except ValueError:
+        bm = bn = w = -1
+    if bm not in _POW2_TILES or bn not in _POW2_TILES or bm > bn or w not in (1, 2, 4, 8, 16):
+        raise ValueError(
+            "TGAN_TRITON_CONFIG must be 'autotune', 'default' or BMxBNxW with BM <= BN, both in "
+            f"{_POW2_TILES}, and W in (1, 2, 4, 8, 16) warps (e.g. 32x64x8), got {raw!r}"
+        )
+    return bm, bn, w
+
+
+def _configs(T: int, name: str | None = None):
+    """The (BLOCK_M, BLOCK_N, num_warps) configs kernel ``name`` may run with (see config_mode)."""
+    mode = config_mode()
+    if mode == "autotune":
+        return _DECODE_CONFIGS if T <= 16 else _CONFIGS
+    if mode == "default":
+        if T <= 16:
+            return (_DECODE_DEFAULT,)
+        if name is None:  # any kernel: the union of the pinned configs
+            return tuple(sorted(set(_DEFAULT_CONFIGS.values())))
+        return (_DEFAULT_CONFIGS[name],)
+    return (mode,)
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -81,15 +131,20 @@ def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
 
     fn = getattr(kern, name)
     if interpret_mode():
-        bm, bn, bd = _blocks(T, D)
-        fn[grid(bm, bn)](*args, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, **meta)
+        bm, bn, _ = _interpreter_tiles(T, D)
+        fn[grid(bm, bn)](*args, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), **meta)
+        return
+    if config_mode() != "autotune":
+        (bm, bn, w), = _configs(T, name)
+        fn[grid(bm, bn)](*args, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), num_warps=w,
+                         num_stages=2, **meta)
         return
     key = (name, T <= 16)
     if key not in _TUNED:
         import triton
 
         configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=2)
-                   for bm, bn, w in _configs(T)]
+                   for bm, bn, w in _configs(T, name)]
         _TUNED[key] = triton.autotune(
             configs=configs, key=["T_BUCKET", "L_BUCKET", "D", "HAS_DROPOUT"],
             reset_to_zero=list(reset) or None,
@@ -97,8 +152,17 @@ def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
     _TUNED[key][lambda m: grid(m["BLOCK_M"], m["BLOCK_N"])](*args, BLOCK_D=_block_d(D), **meta)
 
 
+def _interpreter_tiles(T: int, D: int) -> tuple[int, int, int]:
+    """Tiles under the interpreter: ``_blocks``, or the BMxBNxW that TGAN_TRITON_CONFIG pins."""
+    mode = config_mode()
+    return mode if isinstance(mode, tuple) else _blocks(T, D)
+
+
 def _min_block_m(T: int, D: int) -> int:
-    return _blocks(T, D)[0] if interpret_mode() else min(c[0] for c in _configs(T))
+    """The smallest BLOCK_M the dq pass may run with (sizes its per-tile partial sums)."""
+    if interpret_mode():
+        return _interpreter_tiles(T, D)[0]
+    return min(c[0] for c in _configs(T, "rel_attention_bwd_dq_kernel"))
 
 
 def _buckets(T: int, L: int) -> list[int]:

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# One complete first run on a CUDA machine inside a fixed time budget, for a lease of minutes:
+#
+#   OUT=DIR BUDGET=400 bash benchmarks/gpu_session.sh
+#
+# Builds nothing with pip: `tgan.kernels` is linked into the source tree and PYTHONPATH points at
+# it, while the C++ extension builds in the background (`setup.py build_ext --inplace`). Then, each
+# stage capped by what is left of BUDGET seconds (a stage that would not fit is skipped, and a
+# stage past its cap is stopped, so the run always reaches the end and packs its logs):
+#   tests       `pytest -m gpu` with TGAN_TRITON_CONFIG=default (one compile per kernel and
+#               specialization, no autotuning), in three parallel processes; the KV-cache GPU tests
+#               once the extension is built
+#   gumbel      bench_gumbel_softmax                     -> gumbel.json
+#   attention   bench_rel_attention, eager/reference/sdpa/triton, pinned tiles -> attention.json
+#   autotune    the triton provider at T = 512 with the autotuner (records its pick) -> autotune.json
+#   baselines   the flex and compiled providers at T = 512 -> baselines.json
+#   system      bench_kv_cache, bench_adversarial_step   -> kv_cache.json, adversarial.json
+#   report      benchmarks/report.py over the JSON files -> report.md
+# Everything lands in $OUT/session.tgz (plus env.txt, report.md and summary.txt beside it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench-out}
+BUDGET=${BUDGET:-400}
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+START=$SECONDS
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+export TGAN_TRITON_CONFIG=${TGAN_TRITON_CONFIG:-default}
+[ -e tgan/kernels ] || ln -s ../kernels tgan/kernels
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+
+left() { echo $((BUDGET - (SECONDS - START))); }
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+stage() {  # stage NAME CAP COMMAND...: run COMMAND for at most min(CAP, time left - 15) seconds
+    local name=$1 cap=$2
+    shift 2
+    local t=$(($(left) - 15))
+    [ "$t" -lt "$cap" ] || t=$cap
+    if [ "$t" -lt 20 ]; then
+        note "$name: skipped (only $(left)s of the budget left)"
+        return 0
+    fi
+    local s0=$SECONDS
+    timeout -k 5 "$t" "$@" > "$LOGS/$name.log" 2>&1
+    local rc=$?
+    note "$name: rc=$rc in $((SECONDS - s0))s (cap ${t}s): $(tail -n 1 "$LOGS/$name.log")"
+}
+
+bench() {  # bench NAME CAP MAXTIME PYTEST-ARGS...
+    local name=$1 cap=$2 maxtime=$3
+    shift 3
+    stage "$name" "$cap" pytest "$@" --benchmark-only --benchmark-json="$LOGS/$name.json" \
+        --benchmark-max-time="$maxtime" -p no:cacheprovider -q
+}
+
+OUT="$LOGS" TGAN_RUN_NO_BUILD=1 bash benchmarks/run.sh env > /dev/null 2>&1
+cp "$LOGS/env.txt" "$OUT/env.txt"
+(python setup.py build_ext --inplace > "$LOGS/build.log" 2>&1; echo "build rc=$?" >> "$LOGS/build.log") &
+
+gpu_tests() {
+    trap 'kill $(jobs -p) 2>/dev/null' TERM EXIT  # a stage stopped at its cap leaves nothing running
+    local ra=tests/ops/test_rel_attention.py
+    pytest -m gpu -p no:cacheprovider -q -rs "$ra" -k "bfloat16" > "$LOGS/tests-bf16.log" 2>&1 &
+    local p1=$!
+    pytest -m gpu -p no:cacheprovider -q -rs "$ra" -k "float16 and not bfloat16" \
+        > "$LOGS/tests-fp16.log" 2>&1 &
+    local p2=$!
+    pytest -m gpu -p no:cacheprovider -q -rs tests/ops/test_gumbel_softmax.py "$ra" \
+        -k "cuda_kernels or fp32" > "$LOGS/tests-gumbel-fp32.log" 2>&1
+    local rc=$?
+    wait $p1 || rc=1
+    wait $p2 || rc=1
+    until grep -q "build rc=" "$LOGS/build.log" 2>/dev/null; do sleep 1; done  # not our child
+    pytest -m gpu -p no:cacheprovider -q -rs tests/ops/test_kv_cache.py > "$LOGS/tests-kv.log" 2>&1 \
+        || rc=1
+    tail -n 1 "$LOGS"/tests-*.log
+    return $rc
+}
+export -f gpu_tests
+export LOGS
+stage tests 150 bash -c gpu_tests
+grep -h -E "FAILED|ERROR|passed|failed" "$LOGS"/tests-*.log | tee -a "$SUMMARY"
+tail -n 2 "$LOGS/build.log" | tee -a "$SUMMARY"
+
+bench gumbel 60 0.1 benchmarks/bench_gumbel_softmax.py
+bench attention 70 0.2 benchmarks/bench_rel_attention.py -k "eager or reference or sdpa or triton"
+TGAN_TRITON_CONFIG=autotune bench autotune 45 0.2 benchmarks/bench_rel_attention.py -k "triton and 512"
+bench baselines 60 0.2 benchmarks/bench_rel_attention.py -k "(flex or compiled) and 512"
+bench kv_cache 40 0.2 benchmarks/bench_kv_cache.py
+bench adversarial 40 0.2 benchmarks/bench_adversarial_step.py
+shopt -s nullglob
+jsons=("$LOGS"/*.json)
+if [ ${#jsons[@]} -gt 0 ]; then
+    python benchmarks/report.py "${jsons[@]}" > "$OUT/report.md" 2> "$LOGS/report.log"
+    note "report: rc=$? ($OUT/report.md)"
+fi
+note "total: $((SECONDS - START))s of ${BUDGET}s"
+tar -czf "$OUT/session.tgz" -C "$OUT" logs && rm -rf "$LOGS"
