@@ -109,6 +109,9 @@ _COMPILED = {}
 def _provider_fn(provider, T, M):
     if provider == "eager":
         return naive.rel_attention_relshift
+    if provider in ("compiled", "flex"):
+        # the bwd mode calls backward with retain_graph=True, which donated buffers refuse
+        torch._functorch.config.donated_buffer = False
     if provider == "compiled":
         if "eager" not in _COMPILED:
             _COMPILED["eager"] = torch.compile(naive.rel_attention_relshift, dynamic=False)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One complete first run on a CUDA machine inside a fixed time budget, for a lease of minutes:
 #
-#   OUT=DIR BUDGET=400 bash benchmarks/gpu_session.sh
+#   OUT=DIR BUDGET=400 bash benchmarks/gpu_session.sh [STAGE ...]   (default: all, in this order)
 #
 # Builds nothing with pip: `tgan.kernels` is linked into the source tree and PYTHONPATH points at
 # it, while the C++ extension builds in the background (`setup.py build_ext --inplace`). Then, each
@@ -11,10 +11,11 @@
 #               specialization, no autotuning), in three parallel processes; the KV-cache GPU tests
 #               once the extension is built
 #   gumbel      bench_gumbel_softmax                     -> gumbel.json
-#   attention   bench_rel_attention, eager/reference/sdpa/triton, pinned tiles -> attention.json
+#   attention   bench_rel_attention, every provider (eager, reference, sdpa, triton with the
+#               pinned tiles, flex, compiled) in one process -> attention.json
 #   autotune    the triton provider at T = 512 with the autotuner (records its pick) -> autotune.json
-#   baselines   the flex and compiled providers at T = 512 -> baselines.json
-#   system      bench_kv_cache, bench_adversarial_step   -> kv_cache.json, adversarial.json
+#   kv_cache    bench_kv_cache: appends, and decode steps at S = 256 -> kv_cache.json
+#   adversarial bench_adversarial_step at rollouts of 256 and 2048 tokens -> adversarial.json
 #   report      benchmarks/report.py over the JSON files -> report.md
 # Everything lands in $OUT/session.tgz (plus env.txt, report.md and summary.txt beside it).
 set -uo pipefail
@@ -53,7 +54,7 @@ bench() {  # bench NAME CAP MAXTIME PYTEST-ARGS...
     local name=$1 cap=$2 maxtime=$3
     shift 3
     stage "$name" "$cap" pytest "$@" --benchmark-only --benchmark-json="$LOGS/$name.json" \
-        --benchmark-max-time="$maxtime" -p no:cacheprovider -q
+        --benchmark-max-time="$maxtime" -p no:cacheprovider -v
 }
 
 OUT="$LOGS" TGAN_RUN_NO_BUILD=1 bash benchmarks/run.sh env > /dev/null 2>&1
@@ -81,18 +82,30 @@ gpu_tests() {
 }
 export -f gpu_tests
 export LOGS
-stage tests 150 bash -c gpu_tests
-grep -h -E "FAILED|ERROR|passed|failed" "$LOGS"/tests-*.log | tee -a "$SUMMARY"
+[ $# -gt 0 ] || set -- tests gumbel attention autotune kv_cache adversarial
+for name in "$@"; do
+    case $name in
+        tests)
+            stage tests 150 bash -c gpu_tests
+            grep -h -E "FAILED|ERROR|passed|failed" "$LOGS"/tests-*.log | tee -a "$SUMMARY"
+            ;;
+        gumbel) bench gumbel 60 0.1 benchmarks/bench_gumbel_softmax.py ;;
+        attention)  # every provider in one process: the ratios come from one run
+            bench attention 170 0.2 benchmarks/bench_rel_attention.py ;;
+        autotune)
+            TGAN_TRITON_CONFIG=autotune bench autotune 45 0.2 benchmarks/bench_rel_attention.py \
+                -k "triton and 512" ;;
+        kv_cache) bench kv_cache 50 0.2 benchmarks/bench_kv_cache.py -k "append or 256" ;;
+        adversarial)
+            bench adversarial 70 0.2 benchmarks/bench_adversarial_step.py -k "256 or 2048" ;;
+        *) note "unknown stage '$name'"; exit 2 ;;
+    esac
+done
 tail -n 2 "$LOGS/build.log" | tee -a "$SUMMARY"
 
-bench gumbel 60 0.1 benchmarks/bench_gumbel_softmax.py
-bench attention 70 0.2 benchmarks/bench_rel_attention.py -k "eager or reference or sdpa or triton"
-TGAN_TRITON_CONFIG=autotune bench autotune 45 0.2 benchmarks/bench_rel_attention.py -k "triton and 512"
-bench baselines 60 0.2 benchmarks/bench_rel_attention.py -k "(flex or compiled) and 512"
-bench kv_cache 40 0.2 benchmarks/bench_kv_cache.py
-bench adversarial 40 0.2 benchmarks/bench_adversarial_step.py
 shopt -s nullglob
-jsons=("$LOGS"/*.json)
+jsons=()
+for f in "$LOGS"/*.json; do [ -s "$f" ] && jsons+=("$f"); done  # a stage stopped at its cap writes none
 if [ ${#jsons[@]} -gt 0 ]; then
     python benchmarks/report.py "${jsons[@]}" > "$OUT/report.md" 2> "$LOGS/report.log"
     note "report: rc=$? ($OUT/report.md)"

@@ -77,7 +77,7 @@ class Toy:
         for p in self.params():
             p.grad = None
         out = self.run(cache, window, steps)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        (out * torch.linspace(-1, 1, out.numel(), device=out.device).view_as(out)).sum().backward()
         return out.detach(), [p.grad.clone() for p in self.params()]
 
 

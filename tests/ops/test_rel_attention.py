@@ -66,7 +66,8 @@ def check_kernel(inputs, atol=1e-4, rtol=1e-4, **kwargs):
     grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)
     out, grads = out_and_grads(rel_attention, inputs, grad_out.to(inputs[0].device), **kwargs)
     assert "RelAttentionFunction" in type(out.grad_fn).__name__, "the kernel did not run"
-    ref, ref_grads = out_and_grads(naive.rel_attention, ref_in, grad_out, **kwargs)
+    ref, ref_grads = out_and_grads(naive.rel_attention, ref_in, grad_out.to(ref_in[0].device),
+                                   **kwargs)
     assert_close("out", out, ref, atol, rtol)
     for name, g, gr in zip(NAMES, grads, ref_grads):
         assert_close(f"d{name}", g, gr, atol, rtol)
@@ -288,7 +289,7 @@ def _needs_compiled_kernels():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
 @pytest.mark.parametrize("T,M,D", [(256, 256, 64), (63, 128, 50), (1, 300, 128), (128, 0, 32)])
 def test_gpu_low_precision_error_within_twice_torch(triton_backend, dtype, T, M, D):
     _needs_compiled_kernels()
