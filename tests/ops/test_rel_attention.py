@@ -140,11 +140,15 @@ def test_pinned_config_sets_the_tiles_of_every_kernel(triton_backend, monkeypatc
 
 def test_config_modes_and_bad_values(triton_backend, monkeypatch):
     monkeypatch.delenv("TGAN_TRITON_CONFIG", raising=False)
-    assert triton_backend._configs(128, "rel_attention_fwd_kernel") == triton_backend._CONFIGS
+    for name, cfgs in triton_backend._KERNEL_CONFIGS.items():
+        assert triton_backend._configs(128, name) == cfgs and set(cfgs) <= set(triton_backend._CONFIGS)
+        decode = triton_backend._KERNEL_DECODE_CONFIGS[name]
+        assert triton_backend._configs(16, name) == decode
+        assert set(decode) <= set(triton_backend._DECODE_CONFIGS)
     monkeypatch.setenv("TGAN_TRITON_CONFIG", "default")
     for name, cfg in triton_backend._DEFAULT_CONFIGS.items():
         assert triton_backend._configs(128, name) == (cfg,)
-        assert triton_backend._configs(1, name) == (triton_backend._DECODE_DEFAULT,)
+        assert triton_backend._configs(1, name) == (triton_backend._DECODE_DEFAULTS[name],)
     monkeypatch.setenv("TGAN_TRITON_CONFIG", "32X64x8")
     assert triton_backend._configs(128, "rel_attention_bwd_dq_kernel") == ((32, 64, 8),)
     for bad in ("64x32x8", "48x64x8", "32x64", "fast", "32x64x3"):

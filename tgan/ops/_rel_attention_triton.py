@@ -7,24 +7,24 @@ public ``tgan.ops.rel_attention`` once the inputs are checked and the backend ch
 
 Tiles: BLOCK_M queries x BLOCK_N keys (or distances, in the dr pass) with BLOCK_M <= BLOCK_N, so
 the relative window of a tile pair (BLOCK_M + BLOCK_N - 1 rows of r) fits in 2*BLOCK_N rows. On a
-GPU the autotuner picks tiles and warps from `_CONFIGS` (`_DECODE_CONFIGS` when T <= 16: a query
-tile is at least 16 rows, the smallest tl.dot). The lists come from compiling every kernel for
-sm_90 with triton 3.9 and 3.6 (register and stack figures from the cubins; compiled, not run on
-a GPU): with 3.9 and bf16, D = 64, 64 x 64 tiles hold the forward in 220 registers per thread at
-8 warps but make the backward spill (144-352 bytes of stack), while 32 x 64 at 8 warps and
-32 x 32 at 4 warps spill little or not at all; 3.6 spills more everywhere and uses wgmma only
-for 64-row tiles, D = 128 spills in every config. So the autotuner chooses by timing among both
-kinds. fp32 products in "ieee" precision (see `_dot_precision`) run on FMA units and spill
-heavily: on a GPU fp32 is the exact path, not the fast one. Keys: power-of-two buckets of T and
-M+T (a decoding loop whose cache grows by one token does not re-tune every step), D, dropout,
-dtypes.
+GPU the autotuner picks each kernel's tiles and warps from its own list in `_KERNEL_CONFIGS`
+(`_KERNEL_DECODE_CONFIGS` when T <= 16: a query tile is at least 16 rows, the smallest tl.dot). The
+lists hold only configs that compile without spills for sm_90 with triton 3.9 at both of
+`benchmarks/compile_report.py`'s shapes (bf16; D = 64, and the paper's D = 50 with dropout):
+64 x 64 tiles make every backward pass spill (220-896 bytes), 32 x 64 x 4 spills in the forward
+at D = 50 and in every backward pass, 32 x 64 x 8 and 32 x 32 x 4 spill in the dq and dr passes
+at D = 50 (and 32 x 32 x 4 in dr at D = 64 too); only 32 x 32 x 8 is spill-free in all four
+kernels (benchmarks/RESULTS.md, "Compiled code"). fp32 products in "ieee" precision (see
+`_dot_precision`) run on FMA units and spill heavily: on a GPU fp32 is the exact path, not the
+fast one. Keys: power-of-two buckets of T and M+T (a decoding loop whose cache grows by one token
+does not re-tune every step), D, dropout, dtypes.
 Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cost is per
 operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
 
 ``TGAN_TRITON_CONFIG`` pins the tiles instead of autotuning (each autotuned key compiles every
-config of the list for every kernel: 5 x 4 compiles per dtype/D/dropout combination):
-  - ``autotune`` (default): time every config of `_configs(T)` once per key, keep the fastest;
-  - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULT` when T <= 16), one
+config of a kernel's list: 4 + 3 + 1 + 1 compiles per dtype/D/dropout combination):
+  - ``autotune`` (default): time every config of `_configs(T, name)` once per key, keep the fastest;
+  - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULTS` when T <= 16), one
     compile per kernel and specialization: the GPU tests' setting, so that a first run on a new
     machine spends its minutes on checks rather than on compiles;
   - ``BMxBNxW`` (e.g. ``32x64x8``): BLOCK_M x BLOCK_N tiles with W warps for every kernel; the
@@ -60,22 +60,37 @@ def _blocks(T: int, D: int) -> tuple[int, int, int]:
     return (16 if T <= 16 else 32), 32, _block_d(D)
 
 
-# (BLOCK_M, BLOCK_N, num_warps) tried by the autotuner; see the module docstring
+# (BLOCK_M, BLOCK_N, num_warps) candidates; compile_report.py compiles them all
 _CONFIGS = ((64, 64, 8), (32, 64, 8), (32, 64, 4), (32, 32, 4), (32, 32, 8))
-_DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8))
+_DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8), (16, 16, 8), (16, 32, 8))
+# what the autotuner may pick per kernel: the spill-free candidates (see the module docstring)
+_KERNEL_CONFIGS = {
+    "rel_attention_fwd_kernel": ((64, 64, 8), (32, 64, 8), (32, 32, 4), (32, 32, 8)),
+    "rel_attention_bwd_dkdv_kernel": ((32, 64, 8), (32, 32, 4), (32, 32, 8)),
+    "rel_attention_bwd_dq_kernel": ((32, 32, 8),),
+    "rel_attention_bwd_dr_kernel": ((32, 32, 8),),
+}
+# T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills 5840
+# bytes at 16 x 64 x 4 and 628-700 at 16 x 32 x 4 and 16 x 64 x 8; 16 x 16 x 8 and 16 x 32 x 8 do not
+_KERNEL_DECODE_CONFIGS = {
+    "rel_attention_fwd_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
+    "rel_attention_bwd_dkdv_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
+    "rel_attention_bwd_dq_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
+    "rel_attention_bwd_dr_kernel": ((16, 16, 8), (16, 32, 8)),
+}
 
-
-# TGAN_TRITON_CONFIG=default, measured on an H200 (triton 3.6, bf16, T = M = 512, D = 64,
-# benchmarks/bench_rel_attention.py): the forward at 64 x 64 x 8 warps took 0.81 ms against
-# 0.91 ms for the autotuner's pick (32 x 64 x 4); the autotuner picked 32 x 32 x 4 for the three
-# backward passes, 3.20 ms against 5.03 ms for 32 x 64 x 8
+# TGAN_TRITON_CONFIG=default. Measured on an H200 (triton 3.6, bf16, T = M = 512, D = 64,
+# benchmarks/bench_rel_attention.py): the forward at 64 x 64 x 8 took 0.81 ms against 0.91 ms for
+# the autotuner's pick (32 x 64 x 4); for the backward the autotuner picked 32 x 32 x 4 in all
+# three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dq and dr take 32 x 32 x 8 instead, the
+# only spill-free tiles for them at D = 50 with dropout (not yet timed on a GPU).
 _DEFAULT_CONFIGS = {
     "rel_attention_fwd_kernel": (64, 64, 8),
     "rel_attention_bwd_dkdv_kernel": (32, 32, 4),
-    "rel_attention_bwd_dq_kernel": (32, 32, 4),
-    "rel_attention_bwd_dr_kernel": (32, 32, 4),
+    "rel_attention_bwd_dq_kernel": (32, 32, 8),
+    "rel_attention_bwd_dr_kernel": (32, 32, 8),
 }
-_DECODE_DEFAULT = (16, 64, 4)
+_DECODE_DEFAULTS = {name: cfgs[0] for name, cfgs in _KERNEL_DECODE_CONFIGS.items()}
 _POW2_TILES = (16, 32, 64)
 
 
@@ -101,13 +116,14 @@ def _configs(T: int, name: str | None = None):
     """The (BLOCK_M, BLOCK_N, num_warps) configs kernel ``name`` may run with (see config_mode)."""
     mode = config_mode()
     if mode == "autotune":
-        return _DECODE_CONFIGS if T <= 16 else _CONFIGS
+        if name is None:  # any kernel: every candidate
+            return _DECODE_CONFIGS if T <= 16 else _CONFIGS
+        return (_KERNEL_DECODE_CONFIGS if T <= 16 else _KERNEL_CONFIGS)[name]
     if mode == "default":
-        if T <= 16:
-            return (_DECODE_DEFAULT,)
+        table = _DECODE_DEFAULTS if T <= 16 else _DEFAULT_CONFIGS
         if name is None:  # any kernel: the union of the pinned configs
-            return tuple(sorted(set(_DEFAULT_CONFIGS.values())))
-        return (_DEFAULT_CONFIGS[name],)
+            return tuple(sorted(set(table.values())))
+        return (table[name],)
     return (mode,)
 
 

@@ -1,0 +1,360 @@
+"""Offline compile report: the Triton kernels compiled for a GPU target on any machine, no GPU.
+
+    python benchmarks/compile_report.py [--arch sm_90] [--json F] [--default-only] [--markdown F]
+
+Every kernel x config at the benchmark shapes (and the paper preset's D = 50) is compiled the
+way the runtime would compile it: the real launchers (``tgan.ops``) run on CPU tensors with the
+kernels replaced by recorders, so the argument list, the constexprs and triton's integer and
+alignment specializations are those of a real launch; each recorded launch is then compiled with
+``triton.compile`` for the target. Per compile it reports (JSON: a list of objects)
+
+  kernel, config, case, arch         what was compiled
+  use                                "default" (TGAN_TRITON_CONFIG=default), "autotune" (the
+                                     autotuner may pick it) or "no" (a candidate left out)
+  registers, spill_bytes             ``ptxas -v`` on the PTX (spill stores + loads)
+  stack_bytes, shared_bytes          the stack frame; shared memory from the compiled metadata
+  instructions                       SASS instructions of the cubin (``cuobjdump -sass``)
+  loop_instructions                  SASS instructions of the largest innermost loop (back-edge)
+  mufu                               special-function instructions (MUFU: ex2, lg2, rcp, ...)
+  wgmma, mma                         Hopper warpgroup MMAs, and mma.sync (the pre-Hopper form)
+
+and, for the benchmark shapes, an ESTIMATE (a model, not a measurement) of the time against the
+op's floor: warp-instructions issued (1 per cycle per scheduler, 4 schedulers per SM, MUFU at a
+quarter rate) over the grid, against the bytes the op must move at the copy bandwidth measured on
+an H200 (3.29 TB/s, benchmarks/RESULTS.md). It needs triton with the NVIDIA backend (its wheel
+ships ptxas and cuobjdump); TRITON_INTERPRET must not be 1 (the script clears it for itself).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "0"  # before triton is imported: compile, do not interpret
+
+import torch  # noqa: E402
+
+H200_SMS, H200_CLOCK, COPY_BW = 132, 1.98e9, 3.29e12  # SMs, max SM clock (nvidia-smi), measured copy_
+
+
+# ------------------------------------------------------------------------------------ recording
+
+
+class _Recorder:
+    """Stands in for a @triton.jit kernel: ``rec[grid](*args, **kw)`` records instead of running."""
+
+    def __init__(self, fn, sink, case):
+        self.fn, self.sink, self.case = fn, sink, case
+        self.arg_names = fn.arg_names
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            self.sink.append({"fn": self.fn, "grid": grid, "args": args, "kw": dict(kw),
+                              "case": self.case})
+        return launch
+
+
+def _record(module, run, case: str) -> list[dict]:
+    """Launches that ``run()`` makes of the jit kernels in ``module``."""
+    sink: list[dict] = []
+    saved = {}
+    for name in dir(module):
+        obj = getattr(module, name)
+        if hasattr(obj, "arg_names") and hasattr(obj, "params"):  # a JITFunction
+            saved[name] = obj
+            setattr(module, name, _Recorder(obj, sink, case))
+    try:
+        run()
+    finally:
+        for name, obj in saved.items():
+            setattr(module, name, obj)
+    return sink
+
+
+def rel_attention_launches(configs: list[str]) -> list[dict]:
+    """Launches of the relative-attention forward and backward at the report's shapes."""
+    from tgan.kernels import rel_attention as kern
+    from tgan.ops import _rel_attention_triton as impl
+
+    impl._dr_splits = lambda B, H, L, device: max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
+    cases = [  # name, B, T, M, H, D, dropout, backward
+        ("bench T=M=512 H=8 D=64", 32, 512, 512, 8, 64, 0.0, True),
+        ("paper T=128 M=1024 H=10 D=50 dropout", 4, 128, 1024, 10, 50, 0.1, True),
+        ("decode T=1 M=1024 H=10 D=50", 8, 1, 1024, 10, 50, 0.0, False),
+        ("rollout T=1 M=1024 H=10 D=50 dropout", 8, 1, 1024, 10, 50, 0.1, True),
+    ]
+    out = []
+    for config in configs:
+        os.environ["TGAN_TRITON_CONFIG"] = config
+        for name, B, T, M, H, D, p, bwd in cases:
+            if (T <= 16) != config.startswith("16x") and config != "default":
+                continue  # decode tiles for T <= 16 only, and only those there
+            L = M + T
+            q = torch.randn(B, T, H, D, dtype=torch.bfloat16)
+            k, v = (torch.randn(B, L, H, D, dtype=torch.bfloat16) for _ in range(2))
+            r = torch.randn(L, H, D, dtype=torch.bfloat16)
+            u = vb = torch.randn(H, D, dtype=torch.bfloat16)
+
+            def run():
+                o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, D ** -0.5, p, 1234)
+                if bwd:
+                    impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse,
+                                           D ** -0.5, p, 1234)
+            for launch in _record(kern, run, name):
+                launch["config"] = config
+                launch["shape"] = dict(B=B, T=T, M=M, H=H, D=D)
+                out.append(launch)
+    os.environ.pop("TGAN_TRITON_CONFIG", None)
+    return out
+
+
+def gumbel_launches() -> list[dict]:
+    """Launches of the Gumbel kernels on CUDA-sized tiles (R = 131072, V = 310 / 390)."""
+    from tgan.kernels import gumbel_softmax as kern
+    from tgan.ops import gumbel_softmax as ops
+
+    config = ops._config
+    ops._config = lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)
+    ops._interpreted = lambda t: False
+    out = []
+    try:
+        for dtype in (torch.bfloat16, torch.float32):
+            for V in (310, 390):
+                R = 131072
+                x = torch.randn(R, V, dtype=dtype)
+                emb = torch.randn(V, 500, dtype=dtype)
+                name = f"R={R} V={V} {str(dtype).replace('torch.', '')}"
+
+                def run():
+                    ops.gumbel_softmax_fwd(x, None, 7, 0)
+                    ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, 7, 0, 2.0)
+                    if dtype == torch.bfloat16:
+                        ops.gumbel_softmax_fwd(x[:4096], None, 7, 0, embedding=emb)
+                        ops.gumbel_softmax_bwd(torch.randn(4096, 500, dtype=dtype), x[:4096], None,
+                                               7, 0, 2.0, embedding=emb,
+                                               index=torch.zeros(4096, dtype=torch.long))
+                        ops.sample_logits_fwd(x[:64], None, 7, 0, 0.95, 32, 1.0)
+                for launch in _record(kern, run, name):
+                    w = launch["kw"].get("num_warps", 4)
+                    launch["config"] = (f"{launch['kw'].get('BLOCK_R')}x{launch['kw'].get('BLOCK_V')}"
+                                        f"x{w}")
+                    launch["shape"] = dict(R=launch["args"][5], V=V, dtype=str(dtype))
+                    out.append(launch)
+    finally:
+        ops._config = config
+    return out
+
+
+# ------------------------------------------------------------------------------------ compiling
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    if not path.exists():
+        raise SystemExit(f"compile_report: {path} not found (triton's NVIDIA backend ships it)")
+    return str(path)
+
+
+def compile_launch(launch: dict, arch: int):
+    """triton.compile of one recorded launch for sm_<arch>, the way JITFunction.run would."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    fn, kw = launch["fn"], dict(launch["kw"])
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*launch["args"], **kw)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, specialization, options)
+    return compile(ASTSource(fn, signature, constexprs, attrs), target=target,
+                   options=options.__dict__)
+
+
+def _ptxas(arch: int) -> str:
+    """The ptxas triton itself assembles with for this arch (its PTX version needs that one)."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except (ImportError, AttributeError):  # older triton: one ptxas in the wheel
+        return _tool("ptxas")
+
+
+_PTXAS = re.compile(r"Used (\d+) registers")
+_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_SASS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+
+
+def measure(kernel, arch: int) -> dict:
+    """Registers and spills (ptxas -v), and SASS counts (cuobjdump) of a compiled kernel."""
+    with tempfile.TemporaryDirectory() as d:
+        ptx, cubin = Path(d) / "k.ptx", Path(d) / "k.cubin"
+        ptx.write_text(kernel.asm["ptx"])
+        cubin.write_bytes(kernel.asm["cubin"])
+        sm = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+        v = subprocess.run([_ptxas(arch), f"-arch={sm}", "-v", str(ptx), "-o", str(Path(d) / "o")],
+                           capture_output=True, text=True)
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", str(cubin)], capture_output=True,
+                              text=True).stdout
+    report = v.stderr + v.stdout
+    if v.returncode != 0:
+        raise SystemExit(f"compile_report: ptxas failed on {kernel.name}: {report.strip()[-400:]}")
+    regs = _PTXAS.search(report)
+    stack = _STACK.search(report)
+    instrs = [(int(a, 16), text) for a, text in _SASS.findall(sass)]
+    instrs = [(a, t) for a, t in instrs if not t.startswith("NOP")]
+    loops = []
+    for addr, text in instrs:
+        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if m and int(m.group(1), 16) < addr:
+            loops.append((int(m.group(1), 16), addr))
+    inner = [lp for lp in loops if not any(o != lp and lp[0] <= o[0] and o[1] <= lp[1] for o in loops)]
+    loop_n = max((sum(1 for a, _ in instrs if s <= a <= e) for s, e in inner), default=0)
+    return {
+        "registers": int(regs.group(1)) if regs else None,
+        "stack_bytes": int(stack.group(1)) if stack else None,
+        "spill_bytes": int(stack.group(2)) + int(stack.group(3)) if stack else None,
+        "shared_bytes": int(getattr(kernel.metadata, "shared", 0)),
+        "instructions": len(instrs),
+        "loop_instructions": loop_n,
+        "loops": len(inner),
+        "mufu": sum(1 for _, t in instrs if "MUFU" in t),
+        "wgmma": sum(1 for _, t in instrs if "HGMMA" in t),
+        "mma": sum(1 for _, t in instrs if re.search(r"\bHMMA\b", t)),
+    }
+
+
+# ------------------------------------------------------------------------------------ estimates
+
+
+def _grid(launch) -> tuple[int, int, int]:
+    g = launch["grid"]
+    g = tuple(g) + (1,) * (3 - len(g))
+    return g[0], g[1], g[2]
+
+
+def estimate(launch: dict, m: dict) -> dict:
+    """Issue-time model over the grid vs the byte floor (an ESTIMATE, see the module docstring)."""
+    name = launch["fn"].__name__
+    warps = launch["kw"].get("num_warps", 4)
+    programs = 1
+    for g in _grid(launch):
+        programs *= g
+    per_warp = m["instructions"] + 7 * m["mufu"]  # MUFU: 8 issue cycles for a warp (16 lanes/clk/SM)
+    if name.startswith("rel_attention") and m["loop_instructions"]:
+        s = launch["shape"]
+        bm, bn = launch["kw"]["BLOCK_M"], launch["kw"]["BLOCK_N"]
+        T, M = s["T"], s["M"]
+        if "dkdv" in name:  # per key tile, the query tiles that see it, on average
+            tiles = (T * M + T * T / 2) / (M + T) / bm
+        elif "dr" in name:  # per distance tile, every query tile of every batch entry of the split
+            tiles = -(-T // bm) * launch["args"][-1]
+        else:  # per query tile, the visible key tiles
+            tiles = (M + T / 2) / bn
+        per_warp += m["loop_instructions"] * max(0.0, tiles - 1)
+    cycles = per_warp * warps * programs / (H200_SMS * 4)
+    est = {"est_issue_us": round(cycles / H200_CLOCK * 1e6, 1)}
+    if name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel") and not launch["kw"].get("OUT_EMB") \
+            and not launch["kw"].get("FUSED_EMB"):
+        R, V = launch["args"][5], launch["args"][6]
+        elem = 2 if "bfloat16" in launch["shape"]["dtype"] else 4
+        nbytes = (2 * R * V * elem + 8 * R) if "fwd" in name else 3 * R * V * elem
+        est["floor_us"] = round(nbytes / COPY_BW * 1e6, 1)
+        est["est_over_floor"] = round(est["est_issue_us"] / est["floor_us"], 2)
+    return est
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def _use(kernel: str, cfg: str, launch: dict) -> str:
+    """How the launcher uses this config: "default" (pinned), "autotune" (may pick it), "no"."""
+    from tgan.ops import _rel_attention_triton as impl
+
+    if not kernel.startswith("rel_attention"):
+        return "default"  # the Gumbel launchers have one config per shape
+    tiles = tuple(int(x) for x in cfg.split("x"))
+    decode = launch["shape"]["T"] <= 16
+    default = (impl._DECODE_DEFAULTS if decode else impl._DEFAULT_CONFIGS)[kernel]
+    if tiles == default:
+        return "default"
+    allowed = (impl._KERNEL_DECODE_CONFIGS if decode else impl._KERNEL_CONFIGS)[kernel]
+    return "autotune" if tiles in allowed else "no"
+
+
+def run(arch: int, default_only: bool) -> list[dict]:
+    from tgan.ops import _rel_attention_triton as impl
+
+    if default_only:
+        configs = ["default"]
+    else:
+        configs = [f"{bm}x{bn}x{w}" for bm, bn, w in impl._CONFIGS + impl._DECODE_CONFIGS]
+    launches = rel_attention_launches(configs) + gumbel_launches()
+    rows, seen = [], set()
+    for launch in launches:
+        kw = launch["kw"]
+        cfg = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw.get('num_warps', 4)}" if "BLOCK_M" in kw
+               else launch["config"])
+        key = (launch["fn"].__name__, cfg, launch["case"])
+        if key in seen:
+            continue
+        seen.add(key)
+        print(f"compiling {key[0]} [{cfg}] ({launch['case']})", file=sys.stderr, flush=True)
+        m = measure(compile_launch(launch, arch), arch)
+        rows.append({"kernel": key[0], "config": cfg, "case": launch["case"], "arch": f"sm_{arch}",
+                     "use": _use(key[0], cfg, launch), **m, **estimate(launch, m)})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    import triton
+
+    head = ["kernel", "config (tiles x warps)", "used as", "case", "registers", "spill bytes", "stack",
+            "shared", "SASS", "innermost loop", "MUFU", "wgmma / mma.sync",
+            "estimate: issue time", "estimate: floor", "estimate / floor"]
+    lines = [f"Compiled for {rows[0]['arch'] if rows else '-'} with triton {triton.__version__} "
+             f"(`python benchmarks/compile_report.py`). Issue times and floors are ESTIMATES.", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(x) for x in (
+            r["kernel"], r["config"], r["use"], r["case"], r["registers"], r["spill_bytes"],
+            r["stack_bytes"],
+            r["shared_bytes"], r["instructions"], r["loop_instructions"], r["mufu"],
+            f"{r['wgmma']} / {r['mma']}", f"{r.get('est_issue_us', '-')} us",
+            f"{r['floor_us']} us" if "floor_us" in r else "-",
+            f"{r['est_over_floor']}x" if "est_over_floor" in r else "-")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/compile_report.py",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="sm_90", help="target, e.g. sm_90 (default), sm_80")
+    p.add_argument("--json", default=None, metavar="F", help="write the rows as JSON here")
+    p.add_argument("--markdown", default=None, metavar="F", help="write the table here")
+    p.add_argument("--default-only", action="store_true",
+                   help="only the configs TGAN_TRITON_CONFIG=default runs (one per kernel)")
+    args = p.parse_args(argv)
+    m = re.fullmatch(r"sm_(\d+)a?", args.arch)
+    if not m:
+        p.error(f"--arch must look like sm_90, got {args.arch!r}")
+    rows = run(int(m.group(1)), args.default_only)
+    text = markdown(rows)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""benchmarks/compile_report.py: the kernels' default configs compile for sm_90 without spills.
+
+Compiles for a GPU target on a CPU machine (triton's NVIDIA backend ships ptxas and cuobjdump), in
+a subprocess because the compiler needs TRITON_INTERPRET unset while this test session has it set.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_report.py"
+
+
+@pytest.fixture(scope="module")
+def default_rows(tmp_path_factory):
+    triton = pytest.importorskip("triton")
+    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    if not (bin_dir / "cuobjdump").exists():
+        pytest.skip(f"triton's NVIDIA tools not found in {bin_dir}")
+    out = tmp_path_factory.mktemp("compile") / "rows.json"
+    env = dict(os.environ, TRITON_DEFAULT_FP_FUSION="1")
+    proc = subprocess.run([sys.executable, str(REPORT), "--arch", "sm_90", "--default-only",
+                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_default_configs_compile_for_sm90_without_spills(default_rows):
+    kernels = {r["kernel"] for r in default_rows}
+    assert kernels >= {"rel_attention_fwd_kernel", "rel_attention_bwd_dkdv_kernel",
+                       "rel_attention_bwd_dq_kernel", "rel_attention_bwd_dr_kernel",
+                       "gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel", "sample_kernel"}
+    for r in default_rows:
+        assert set(r) >= {"kernel", "config", "arch", "registers", "spill_bytes", "shared_bytes",
+                          "instructions"}
+        assert r["arch"] == "sm_90" and r["use"] == "default"
+        assert 0 < r["registers"] <= 255 and r["instructions"] > 0, r
+    spilled = [f"{r['kernel']} [{r['config']}] {r['case']}: {r['spill_bytes']} bytes"
+               for r in default_rows if r["spill_bytes"] != 0]
+    assert not spilled, "default configs spill:\n" + "\n".join(spilled)
+
+
+def test_every_launch_case_is_compiled(default_rows):
+    # the rollout case (one-token steps with gradient) runs all four attention kernels
+    rollout = {r["kernel"] for r in default_rows if r["case"].startswith("rollout")}
+    assert len(rollout) == 4
+    assert all(r["wgmma"] + r["mma"] > 0 for r in default_rows if r["kernel"].startswith("rel_"))
