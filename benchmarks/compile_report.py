@@ -260,6 +260,8 @@ def estimate(launch: dict, m: dict) -> dict:
         else:  # per query tile, the visible key tiles
             tiles = (M + T / 2) / bn
         per_warp += m["loop_instructions"] * max(0.0, tiles - 1)
+    elif m["loop_instructions"] and launch["kw"].get("NUM_CHUNKS", 1) > 1 and "gumbel_st" in name:
+        per_warp += m["loop_instructions"] * m["loops"] * (launch["kw"]["NUM_CHUNKS"] - 1)
     cycles = per_warp * warps * programs / (H200_SMS * 4)
     est = {"est_issue_us": round(cycles / H200_CLOCK * 1e6, 1)}
     if name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel") and not launch["kw"].get("OUT_EMB") \

@@ -13,8 +13,10 @@ c % 4. So the noise of an element depends on (seed, offset, r, c) only, never on
 the forward, the backward and ``gumbel_noise_kernel`` regenerate identical values; one Philox call
 serves four columns. Different offsets are different counters: disjoint streams, not shifted copies.
 The 32 random bits x become u = (x + 0.5) * 2^-32 clamped to <= 1 - 2^-24, so 2^-33 <= u < 1, and
-g = -log(E) with E = -log(1 - u) computed as a log1p (exact for tiny u, where the top tail of g
-lives): g lies in about [-2.8, 22.9].
+g = -ln(E) with E = -ln(1 - u) (a Taylor series for u < 1/8, where the top tail of g lives): g lies
+in about [-2.8, 22.9], within 1e-6 of the exact value (`_gumbel_from_bits`). The logarithms are
+`_ln`, a polynomial without tl.log's special-value handling, which on sm_90 compiled to about 24
+FFMA and 22 compare/select instructions per element for the two logs.
 
 Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embedding element, R rows):
   forward, one-hot out, seeded:   read R*V*b logits, write R*V*b one-hot, write R*8 indices.
@@ -27,11 +29,15 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
   Example R = 131072 (B*T), V = 390, bf16: R*V = 51,118,080; forward 205.5 MB, backward 306.7 MB
   (fp32: 410.0 MB and 613.4 MB).
   Per element: Philox 10 rounds x (2 mulhi + 2 mullo + 4 xor + 2 add) / 4 columns = 25 integer ops;
-  noise 1 int->float, 1 div, 2 logs, ~5 flops; forward +2 (add, compare); backward 1 exp2 + ~7 flops
-  and two row reductions. The fused embedding backward adds 2*V*E FLOPs per row (grad_e @ E^T),
-  which dominates: 51.1 GFLOP for the example with E = 500.
-  So the one-hot passes are memory-bound streams (a few ops per byte) as long as the Philox work is
-  shared four ways, which is why each Philox call serves four columns.
+  noise 1 int->float, a degree-8 Taylor series and two polynomial logs (about 26 FFMA in all);
+  forward +2 (add, compare) and a row argmax; backward 1 exp2 + ~7 flops and two row reductions.
+  The fused embedding backward adds 2*V*E FLOPs per row (grad_e @ E^T), which dominates: 51.1
+  GFLOP for the example with E = 500.
+  Measured on an H200 (benchmarks/RESULTS.md) the one-hot passes are NOT memory-bound: the
+  forward took the same 395 us for V = 310 and 390 and for bf16 and fp32, 6.3x the 62 us that
+  its bytes take at copy bandwidth; the per-element arithmetic sets the time. Both vocabularies
+  run in 512-lane tiles (24% and 39% of the lanes idle); chunked 64- to 256-wide tiles issue MORE
+  instructions on sm_90 (compile report), so the single padded tile stays.
 """
 import triton
 import triton.language as tl
@@ -87,12 +93,60 @@ def _gumbel_tile(seed_lo, seed_hi, off_lo, off_hi, rows, col0,
                                  seed_hi.to(tl.uint32, bitcast=True), c0, c1, c2, c3)
     # [BLOCK_R, BLOCK_V/4, 2, 2] -> [BLOCK_R, BLOCK_V]: column 4n + j takes word j of group n.
     bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), [BLOCK_R, BLOCK_V])
+    return _gumbel_from_bits(bits)
+
+
+@triton.jit
+def _ln(y):
+    """Natural log of positive, normal fp32 ``y`` (no 0, inf, NaN or subnormal inputs: the noise
+    never makes them). y = 2^k * m with m in [sqrt(1/2), sqrt(2)), ln y = k ln 2 + t q(t) with
+    t = m - 1 and q a degree-7 least-squares fit of ln(1+t)/t there: |error| < 1e-7 in fp32, with
+    about a third of the instructions of tl.log (which handles every special value in software)."""
+    bits = y.to(tl.int32, bitcast=True)
+    k = (bits - 0x3F3504F3) >> 23  # 0x3F3504F3 = sqrt(1/2): k is the exponent that centres m
+    t = (bits - (k << 23)).to(tl.float32, bitcast=True) - 1.0
+    q = -0.10134056955575943
+    q = q * t + 0.1623418927192688
+    q = q * t - 0.17247013747692108
+    q = q * t + 0.19898565113544464
+    q = q * t - 0.24970071017742157
+    q = q * t + 0.33335113525390625
+    q = q * t - 0.5000036358833313
+    q = q * t + 0.9999999403953552
+    return t * q + k.to(tl.float32) * 0.6931471805599453
+
+
+@triton.jit
+def _gumbel_from_bits(bits):
+    """Gumbel noise g = -ln(-ln(1 - u)) of uint32 ``bits``, u = (bits + 0.5) 2^-32.
+
+    -ln(1 - u) is computed as the Taylor series u + u^2/2 + ... + u^8/8 for u < 1/8 (relative
+    error below 1e-8 there: the top tail of g, up to 22.9, lives at tiny u, where 1 - u would
+    round), and as -ln(1 - u) above (1 - u is within 2^-25 of exact, about 2.5e-7 relative in the
+    result). The noise's absolute error is below 1e-6 over the whole range (tests/ops: the tails).
+    """
     u = (bits.to(tl.float32) + 0.5) * 2.3283064365386963e-10  # 2^-32; add first, no fma contraction
     u = tl.minimum(u, 0.99999994)  # 1 - 2^-24: uint32 -> fp32 rounds 2^32 - 1 up to 2^32
-    w = 1.0 - u
-    # -log(1 - u) as log1p: log(w) * u / (1 - w) cancels the rounding of w; u itself when w == 1.
-    e = tl.where(w == 1.0, u, -tl.log(w) * (u / (1.0 - w)))
-    return -tl.log(e)
+    s = 0.125
+    s = s * u + 0.14285714285714285
+    s = s * u + 0.16666666666666666
+    s = s * u + 0.2
+    s = s * u + 0.25
+    s = s * u + 0.3333333333333333
+    s = s * u + 0.5
+    s = s * u + 1.0
+    e = tl.where(u < 0.125, u * s, -_ln(1.0 - u))
+    return -_ln(e)
+
+
+@triton.jit
+def gumbel_from_bits_kernel(bits_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    """out[i] = the Gumbel noise of 32 random bits bits[i] (int32 storage of uint32): the
+    transform every kernel applies to its Philox words, exposed so tests can feed it the tails."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < N
+    bits = tl.load(bits_ptr + i, mask=m, other=0).to(tl.uint32, bitcast=True)
+    tl.store(out_ptr + i, _gumbel_from_bits(bits), mask=m)
 
 
 @triton.jit

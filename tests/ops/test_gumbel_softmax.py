@@ -81,6 +81,24 @@ def test_noise_kernel_matches_reference(triton_backend, shape, seed, offset):
     assert g.dtype == torch.float32 and g.shape == shape
 
 
+def test_noise_transform_accurate_in_the_tails(triton_backend):
+    # every uint32 input region: the extremes (g's top tail lives at tiny u), the Taylor/log switch
+    # at u = 1/8 (x = 2^29), and a random sample of the rest; against float64 -ln(-ln1p(-u))
+    special = [0, 1, 2, 3, 7, 2**8, 2**16, 2**20, 2**24, 2**28, 2**29 - 2, 2**29 - 1, 2**29,
+               2**29 + 1, 2**30, 2**31, 2**32 - 2**8, 2**32 - 2, 2**32 - 1]
+    xs = torch.tensor(special + torch.randint(0, 2**32, (200_000,), dtype=torch.int64).tolist(),
+                      dtype=torch.int64)
+    g = gs.gumbel_from_bits((xs - (xs >= 2**31).long() * 2**32).to(torch.int32)).double()
+    # u as the kernels and the reference form it (uint32 -> fp32, + 0.5, * 2^-32, in fp32); the
+    # map from u on is what is checked
+    u = ((xs.to(torch.float32) + 0.5) * 2.0**-32).clamp(max=1.0 - 2.0**-24).double()
+    exact = -torch.log(-torch.log1p(-u))
+    err = (g - exact).abs()
+    worst = int(err.argmax())
+    assert err.max() < 1e-6, f"max error {err.max():.3g} at bits {int(xs[worst])}"
+    assert abs(g[0].item() - 22.8739) < 1e-3 and abs(g[len(special) - 1].item() + 2.8115) < 1e-3
+
+
 def test_noise_does_not_depend_on_tiling(triton_backend, monkeypatch):
     g = gumbel_noise((5, 310), 11, 2)
     monkeypatch.setattr(gs, "_MAX_BLOCK_V", 64)

@@ -93,6 +93,20 @@ def gumbel_noise_fwd(R: int, V: int, seed: int, offset: int, device) -> torch.Te
     return out
 
 
+def gumbel_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """The kernels' map from 32 random bits to Gumbel noise, applied to ``bits`` (int32 [N],
+    read as uint32) -> fp32 [N]: for checking the noise's accuracy at chosen inputs (the tails)."""
+    from tgan.kernels.gumbel_softmax import gumbel_from_bits_kernel
+    import triton
+
+    out = torch.empty(bits.shape, dtype=torch.float32, device=bits.device)
+    n = bits.numel()
+    if n:
+        block = 1024
+        gumbel_from_bits_kernel[(triton.cdiv(n, block),)](bits.contiguous(), out, n, BLOCK=block)
+    return out
+
+
 def gumbel_softmax_fwd(logits, noise, seed, offset, embedding=None):
     """Forward of the straight-through sample on rows.
 
