@@ -35,7 +35,10 @@ saves that recomputation but issues 2*BN*D fp32 atomics per tile pair (8192 at B
 with every tile pair of one diagonal hitting the same rows; it was not taken (not measured).
 
 T_BUCKET and L_BUCKET (next powers of two of T and M+T) are unused by the code: they are the
-launchers' autotuning keys, which must be kernel arguments.
+launchers' autotuning keys, which must be kernel arguments. bh0 is the (batch, head) index of the
+launch's first program: a batch with more than 65535 (batch, head) pairs is launched in chunks
+(grid axis 1 is capped there), and dropout draws by the global index so every chunk, and the dr
+pass, which indexes batches globally, see one mask.
 
 Dropout (training): a Philox stream indexed by (b*H + h, i, j), `seed` chosen per call, recomputed
 identically in every backward pass; probabilities are normalised before dropout, as
@@ -119,7 +122,7 @@ def rel_attention_fwd_kernel(
     Q, K, V, R, U, VB, O, LSE,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sob, sot, soh, sod,
-    H, T, L, M, D, NR, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    H, T, L, M, D, NR, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -157,7 +160,7 @@ def rel_attention_fwd_kernel(
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         if HAS_DROPOUT:
-            keep = _dropout_keep(seed, bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
+            keep = _dropout_keep(seed, bh0 + bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
             p = tl.where(keep, p * (1.0 / (1.0 - dropout_p)), 0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
         m_i = m_new
@@ -194,7 +197,7 @@ def rel_attention_bwd_dkdv_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
-    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -230,7 +233,7 @@ def rel_attention_bwd_dkdv_kernel(
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        p_drop, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
+        p_drop, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh0 + bh,
                                         offs_m[:, None], offs_j[None, :], T, L, dropout_p,
                                         HAS_DROPOUT)
         dv += tl.dot(tl.trans(p_drop.to(do.dtype)), do, input_precision=DOT_PREC)
@@ -247,7 +250,7 @@ def rel_attention_bwd_dq_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DU_PART, DVB_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
-    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET,
+    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -286,7 +289,7 @@ def rel_attention_bwd_dq_kernel(
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
+        _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh0 + bh,
                                    offs_m[:, None], offs_j[None, :], T, L, dropout_p, HAS_DROPOUT)
         dq_ac += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
         ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r

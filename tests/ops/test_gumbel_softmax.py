@@ -456,6 +456,9 @@ def test_bad_arguments(monkeypatch, backend):
         (ValueError, "top_p", lambda: sample_logits(x, top_p=1.5)),
         (ValueError, "noise", lambda: sample_logits(x, noise=torch.randn(310))),
         (ValueError, "shape", lambda: gumbel_noise((4, 0), 1)),
+        # int32 row indices in the kernels: 2^31 rows (an expanded view, no memory) are refused
+        (ValueError, "fewer than 2147352576 rows",
+         lambda: gumbel_softmax_st(torch.zeros(1, 16).expand(2**31, 16), 1.0, seed=1)),
     ]
     for bad in (float("nan"), float("inf")):
         y = x.clone()

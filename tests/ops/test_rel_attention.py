@@ -246,6 +246,29 @@ def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeyp
         assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
 
 
+def test_batch_beyond_the_grid_limit_runs_in_chunks_with_one_dropout_mask(triton_backend,
+                                                                           monkeypatch):
+    # B*H programs on grid axis 1 are capped at 65535 on CUDA; with the cap at 4, B = 5, H = 2
+    # runs as three launches per pass, and dropout must still follow the global mask
+    monkeypatch.setattr(triton_backend, "_MAX_GRID_YZ", 4)
+    assert triton_backend._batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    B, T, M, H, D, p, seed = 5, 19, 6, 2, 16, 0.3, 77
+    inputs = make_inputs(B, T, M, H, D)
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
+    grad_out = torch.randn(B, T, H, D, dtype=torch.float64)
+    out, grads = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_p=p,
+                               dropout_seed=seed)
+    masked = SimpleNamespace(dropout=lambda x, p, training: x * keep.to(x.dtype) / (1 - p))
+    monkeypatch.setattr(naive, "F", masked)
+    ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out, dropout_p=p)
+    assert_close("out", out, ref, 1e-4, 1e-4)
+    for name, g, gr in zip(NAMES, grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
+    monkeypatch.setattr(triton_backend, "_MAX_GRID_YZ", 1)
+    with pytest.raises(ValueError, match="2 heads exceed the grid limit"):
+        triton_backend.rel_attention(*inputs)
+
+
 def test_dropout_seed_repeats_and_varies(triton_backend):
     inputs = [x.detach() for x in make_inputs(1, 9, 4, 1, 16)]
     run = lambda **kw: rel_attention(*inputs, dropout_p=0.5, **kw)  # noqa: E731

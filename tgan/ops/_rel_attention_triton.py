@@ -229,11 +229,31 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
     u, vb = u.contiguous(), vb.contiguous()
     o = q.new_empty(q.shape)
     lse = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
-    args = [q, k, v, r, u, vb, o, lse, *_strides(q, k, v, r, o),
-            H, T, L, L - T, D, r.shape[0], scale * _LOG2E, seed, dropout_p, *_buckets(T, L)]
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
-    _launch("rel_attention_fwd_kernel", lambda bm, bn: (_cdiv(T, bm), B * H), args, T, D, meta)
+    for b0, b1 in _batch_chunks(B, H):
+        n = b1 - b0
+        qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
+        args = [qc, kc, vc, r, u, vb, oc, lse[b0:b1], *_strides(qc, kc, vc, r, oc),
+                H, T, L, L - T, D, r.shape[0], scale * _LOG2E, seed, dropout_p, *_buckets(T, L),
+                b0 * H]
+        _launch("rel_attention_fwd_kernel", lambda bm, bn: (_cdiv(T, bm), n * H), args, T, D, meta)
     return o, lse
+
+
+# CUDA's limit on grid axes 1 and 2; the kernels put B*H on axis 1
+_MAX_GRID_YZ = 65535
+
+
+def _batch_chunks(B: int, H: int) -> list[tuple[int, int]]:
+    """[b0, b1) batch ranges with (b1 - b0) * H programs on grid axis 1 at most _MAX_GRID_YZ.
+
+    Dropout draws from (batch index within the launch * H + h, i, j): a batch split into several
+    launches repeats the masks of its first entries, so the seed is offset per chunk."""
+    if H > _MAX_GRID_YZ:
+        raise ValueError(f"rel_attention (triton): {H} heads exceed the grid limit of "
+                         f"{_MAX_GRID_YZ} programs per axis")
+    per = max(1, _MAX_GRID_YZ // H)
+    return [(b0, min(B, b0 + per)) for b0 in range(0, B, per)]
 
 
 def _dr_splits(B: int, H: int, L: int, device: torch.device) -> int:
@@ -267,18 +287,21 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
 
     dk = torch.empty((B, L, H, D), device=q.device, dtype=k.dtype)
     dv = torch.empty((B, L, H, D), device=q.device, dtype=v.dtype)
-    _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), B * H),
-            [*inputs, dk, dv, *strides, *scalars], T, D, meta)
-
     dq = torch.empty((B, T, H, D), device=q.device, dtype=q.dtype)
     # one row of partial sums per (batch, query tile); sized for the smallest tiles, zero where
     # larger tiles write fewer rows
     du_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=q.device,
                           dtype=torch.float32)
     dvb_part = torch.zeros_like(du_part)
-    _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), B * H),
-            [*inputs, dq, du_part, dvb_part, *strides, *scalars], T, D, meta,
-            reset=("DU_PART", "DVB_PART"))
+    for b0, b1 in _batch_chunks(B, H):
+        n, c = b1 - b0, slice(b0, b1)
+        ins = [q[c], k[c], v[c], r, u, vb, do[c], lse[c], delta[c]]
+        st = _strides(q[c], k[c], v[c], r, do[c])
+        _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), n * H),
+                [*ins, dk[c], dv[c], *st, *scalars, b0 * H], T, D, meta)
+        _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), n * H),
+                [*ins, dq[c], du_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
+                reset=("DU_PART", "DVB_PART"))
     du = du_part.sum((0, 1)).to(u.dtype)
     dvb = dvb_part.sum((0, 1)).to(vb.dtype)
 

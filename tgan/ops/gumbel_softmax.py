@@ -33,7 +33,9 @@ _TILE = 2048
 # The Triton interpreter pays per operation, not per element: it gets fewer, larger tiles.
 _TILE_INTERPRET = 131072
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MAX_ROWS = 2**32  # the row is the first Philox counter word
+# Rows are int32 inside the kernels (program_id * BLOCK_R + arange) and the first Philox counter
+# word: below 2^31, less the largest row tile, neither overflows.
+_MAX_ROWS = 2**31 - 2**17
 
 
 def _split64(x: int) -> tuple[int, int]:
@@ -259,7 +261,8 @@ def _check_logits(op, logits):
     V = logits.shape[-1]
     R = logits.numel() // V
     if R >= _MAX_ROWS:
-        raise ValueError(f"{op}: logits must have fewer than 2^32 rows, got {R}")
+        raise ValueError(f"{op}: logits must have fewer than {_MAX_ROWS} rows (2^31 - 2^17: the "
+                         f"kernels index rows in int32), got {R}; split the batch")
     if not logits.is_cuda and R > 0:
         # On the CPU this costs one pass; on CUDA it would cost a host sync per call (see top).
         x = logits.detach().reshape(R, V)
