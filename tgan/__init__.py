@@ -1,11 +1,39 @@
 """tgan: adversarial training of Transformer-XL music generators (Transformer-GAN).
 
+Python API (imported on first use):
+  - ``tgan.load(path, device=None)``: a generator from a run, a checkpoint or a model folder;
+    ``.generate(...)`` returns samples to ``.save()`` as MIDI (``tgan.api``).
+  - ``tgan.read_midi(path)``, ``tgan.encode(notes, vocab)``, ``tgan.decode(tokens, vocab)``,
+    ``tgan.Vocab``: the event representation (``tgan.data``).
+
 Layers, imported one way only: ``tgan.kernels`` (Triton) -> ``tgan.ops`` -> ``tgan.model`` ->
 ``tgan.gan`` -> the command lines ``tgan.train``, ``tgan.generate``, ``tgan.evaluate``.
 ``tgan.data`` and ``tgan.metrics`` never import the model.
 """
+import importlib
 import logging
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_API = {
+    "load": ("tgan.api", "load"),
+    "Generator": ("tgan.api", "Generator"),
+    "Sample": ("tgan.api", "Sample"),
+    "read_midi": ("tgan.data.midi", "read_midi"),
+    "write_midi": ("tgan.data.midi", "write_midi"),
+    "encode": ("tgan.data.events", "encode"),
+    "decode": ("tgan.data.events", "decode"),
+    "Vocab": ("tgan.data.vocab", "Vocab"),
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        module, attr = _API[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tgan' has no attribute {name!r}")

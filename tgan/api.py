@@ -1,0 +1,298 @@
+"""The Python API: load a trained generator and make music with it.
+
+    import tgan
+    model = tgan.load("runs/ppo_gp-20261129-120000")       # a run, a checkpoint or a model folder
+    samples = model.generate(num=2, seconds=30, primer="piece.mid", primer_seconds=10, seed=0)
+    for i, s in enumerate(samples):
+        s.save(f"continuation_{i}.mid")
+
+``python -m tgan.generate`` is a command line over the same functions. Model folders (written by
+``python -m tgan.export``) hold ``config.json`` and ``model.safetensors`` only: loading one reads
+JSON and tensors, never code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# The layout of model folders this version writes and reads (config.json "format").
+MODEL_FORMAT = 1
+DEFAULT_PRIMER_TOKENS = 50  # the paper's priming excerpt when a MIDI primer is given no length
+
+
+@dataclass
+class Sample:
+    """One generated sequence: its token ids, with the primer's at the front.
+
+    ``notes`` and ``repaired`` come from decoding the tokens leniently: ``repaired`` counts the
+    grammar faults decoding had to fix (a NOTE_OFF with no sounding note, a note struck again
+    while sounding, a note never released, a zero-length note). A well-trained model makes few;
+    many mean the samples are not yet music the decoder can take as written.
+    """
+
+    tokens: np.ndarray
+    primer_length: int
+    vocab: object
+    settings: dict = field(default_factory=dict)
+
+    def _decoded(self):
+        from tgan.data.events import decode
+
+        return decode(self.tokens, self.vocab)
+
+    @property
+    def notes(self) -> list:
+        """The decoded notes (``tgan.data.notes.Note``: pitch, velocity, start, end in seconds)."""
+        return self._decoded()[0]
+
+    @property
+    def repaired(self) -> int:
+        """Grammar faults the lenient decoder repaired (see the class docstring)."""
+        return self._decoded()[1].repaired
+
+    @property
+    def primer_seconds(self) -> float:
+        """Where the primer ends, in seconds of music."""
+        kinds, values = self.vocab.kinds, self.vocab.values
+        head = self.tokens[: self.primer_length]
+        return float(np.where(kinds[head] == 3, values[head], 0).sum()) / 100.0
+
+    def save(self, path) -> Path:
+        """Write the sample as a MIDI file; returns the path."""
+        from tgan.data.events import tokens_to_midi
+
+        path = Path(path)
+        tokens_to_midi(self.tokens, self.vocab, path)
+        return path
+
+    def to_midi(self):
+        """The sample as a ``mido.MidiFile``."""
+        import mido
+
+        with tempfile.TemporaryDirectory() as d:
+            return mido.MidiFile(self.save(Path(d) / "sample.mid"))
+
+    def info(self) -> dict:
+        """How the sample was made (settings, primer length) and its decoding repairs."""
+        return {**self.settings, "tokens": int(len(self.tokens)),
+                "primer_tokens": int(self.primer_length),
+                "primer_seconds": round(self.primer_seconds, 3), "repaired_events": self.repaired}
+
+
+class Generator:
+    """A trained Transformer-XL generator with its vocabulary (what ``tgan.load`` returns)."""
+
+    def __init__(self, model, vocab, source: Path, info: dict | None = None):
+        self.model, self.vocab, self.source = model, vocab, Path(source)
+        self.info = dict(info or {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        cfg = self.model.cfg
+        return (f"tgan.Generator({self.source}, {cfg.n_layer} layers x {cfg.d_model}, vocabulary "
+                f"{self.vocab.preset} ({cfg.vocab_size} ids), on {self.device})")
+
+    def primer(self, primer, primer_seconds: float | None = None,
+               primer_tokens: int | None = None) -> np.ndarray:
+        """Token ids of a primer: a MIDI path, a ``mido.MidiFile``, or token ids.
+
+        A MIDI primer is cut to ``primer_seconds`` (notes sounding past it are shortened) or to
+        its first ``primer_tokens`` tokens (default 50); token ids are cut to ``primer_tokens``.
+        """
+        return primer_to_tokens(primer, self.vocab, primer_seconds, primer_tokens)
+
+    def generate(self, num: int = 1, length: int | None = None, seconds: float | None = None,
+                 primer=None, primer_seconds: float | None = None,
+                 primer_tokens: int | None = None, temperature: float = 0.95, top_k: int = 32,
+                 top_p: float = 1.0, seed: int | None = None, context: int | None = None,
+                 progress: bool = False) -> list[Sample]:
+        """Sample ``num`` sequences, each ``length`` tokens long with the primer included
+        (default 4096), stopping early once every sample spans ``seconds`` of music.
+
+        ``primer``: None (start a piece), a MIDI path, a ``mido.MidiFile`` or token ids (see
+        ``primer``). ``temperature``, ``top_k`` (0 = all), ``top_p`` (1 = off): sampling
+        controls. ``seed`` makes the samples repeat; ``context``: positions a token attends to
+        (default the model's evaluation memory). Raises ValueError naming a bad argument.
+        """
+        from tgan.gan.sampling import generate_tokens
+
+        _positive_int("num", num)
+        length = 4096 if length is None else _positive_int("length", length)
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        if context is not None:
+            _positive_int("context", context)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not (isinstance(top_k, int) and top_k >= 0):
+            raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        toks = None if primer is None else self.primer(primer, primer_seconds, primer_tokens)
+        if toks is not None and len(toks) >= length:
+            raise ValueError(f"length ({length}) must exceed the primer's {len(toks)} tokens")
+        vocab = self.vocab
+        token_seconds = torch.tensor(
+            np.where(vocab.kinds[: vocab.lm_size] == 3, vocab.values[: vocab.lm_size], 0) / 100.0,
+            dtype=torch.float32)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=length, desc="tokens", unit="tok")
+        try:
+            out = generate_tokens(self.model, num, length,
+                                  primer=None if toks is None else torch.from_numpy(toks),
+                                  temperature=temperature, top_k=top_k, top_p=top_p,
+                                  context=context, eos_id=vocab.eos_id, seed=seed,
+                                  device=self.device, progress=bar, max_seconds=seconds,
+                                  token_seconds=token_seconds)
+        finally:
+            if bar is not None:
+                bar.close()
+        settings = {"source": str(self.source), "seed": seed, "temperature": temperature,
+                    "top_k": top_k, "top_p": top_p, "context": context, "length": length,
+                    "seconds": seconds,
+                    "primer": None if primer is None else _describe(primer)}
+        n = 0 if toks is None else len(toks)
+        return [Sample(row, n, vocab, dict(settings, index=i))
+                for i, row in enumerate(out.cpu().numpy())]
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _describe(primer) -> str:
+    if isinstance(primer, (str, os.PathLike)):
+        return str(primer)
+    if hasattr(primer, "tracks"):
+        return f"mido.MidiFile({getattr(primer, 'filename', None) or 'in memory'})"
+    return f"{len(primer)} token ids"
+
+
+def primer_to_tokens(primer, vocab, primer_seconds: float | None = None,
+                     primer_tokens: int | None = None) -> np.ndarray:
+    """See ``Generator.primer``; raises ValueError naming the primer when it yields no tokens."""
+    from tgan.data.events import encode
+    from tgan.data.midi import read_midi
+    from tgan.data.notes import Performance
+
+    if primer_seconds is not None and not primer_seconds > 0:
+        raise ValueError(f"primer_seconds must be > 0, got {primer_seconds}")
+    if primer_tokens is not None:
+        _positive_int("primer_tokens", primer_tokens)
+    if isinstance(primer, (str, os.PathLike)) or hasattr(primer, "tracks"):
+        if hasattr(primer, "tracks"):  # a mido.MidiFile: read it as the files are read
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / "primer.mid"
+                primer.save(str(path))
+                perf = read_midi(path)
+        else:
+            if not Path(primer).is_file():
+                raise ValueError(f"primer: no such MIDI file {primer}")
+            perf = read_midi(primer)
+        if primer_seconds is not None:
+            cut = primer_seconds
+            notes = [n for n in perf.notes if n.start < cut]
+            notes = [n if n.end <= cut else type(n)(n.pitch, n.velocity, n.start, cut, n.track)
+                     for n in notes]
+            perf = Performance(notes, perf.tempos)
+        toks = np.asarray(encode(perf, vocab, out_of_range="drop"), dtype=np.int64)
+        if primer_seconds is None:
+            toks = toks[: primer_tokens or DEFAULT_PRIMER_TOKENS]
+        elif primer_tokens:
+            toks = toks[:primer_tokens]
+    else:
+        toks = np.asarray(torch.as_tensor(primer).cpu(), dtype=np.int64).reshape(-1)
+        if toks.size and (toks.min() < 0 or toks.max() >= vocab.lm_size):
+            raise ValueError(f"primer: token ids must be in [0, {vocab.lm_size}) for the "
+                             f"{vocab.preset} vocabulary, got {toks.min()}..{toks.max()}")
+        if primer_seconds is not None:
+            t = np.cumsum(np.where(vocab.kinds[toks] == 3, vocab.values[toks], 0)) / 100.0
+            toks = toks[: int(np.searchsorted(t, primer_seconds, side="right"))]
+        if primer_tokens:
+            toks = toks[:primer_tokens]
+    if len(toks) == 0:
+        raise ValueError(f"primer {_describe(primer)} yields no tokens (no notes"
+                         + (f" in its first {primer_seconds} s)" if primer_seconds else ")"))
+    return toks
+
+
+def load(path, device=None) -> Generator:
+    """A generator from a run directory, a checkpoint directory or a model folder.
+
+    ``device``: "cpu", "cuda", a torch.device, or None (CUDA when available). Raises ValueError
+    naming the path when it holds no generator, and for a model folder of a newer format.
+    """
+    from tgan.data.vocab import Vocab
+    from tgan.model import GeneratorConfig, TransformerXL
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"tgan.load: {p} does not exist")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if (p / "config.json").is_file():
+        cfg, state = read_model_folder(p)
+        vocab = Vocab.by_name(cfg["vocab"])
+        info = {k: v for k, v in cfg.items() if k not in ("generator",)}
+    else:
+        from tgan.model.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            ck = load_checkpoint(p, kind=("run", "generator"), map_location="cpu")
+        except CheckpointError as e:
+            raise ValueError(f"tgan.load: {e}") from None
+        if "gen" not in ck.models or "generator" not in ck.configs:
+            raise ValueError(f"tgan.load: checkpoint {ck.path} holds no generator")
+        cfg = {"generator": ck.configs["generator"], "vocab": ck.configs.get("vocab", "maestro")}
+        state = ck.models["gen"]
+        vocab = Vocab.by_name(cfg["vocab"])
+        info = {"checkpoint": str(ck.path), "step": ck.step,
+                "data": ck.configs.get("train", {}).get("data") or "bach"}
+        p = ck.path
+    gcfg = GeneratorConfig.from_dict(cfg["generator"])
+    if gcfg.vocab_size != vocab.lm_size:
+        raise ValueError(f"tgan.load: {p}: the generator predicts {gcfg.vocab_size} ids but the "
+                         f"{vocab.preset} vocabulary has {vocab.lm_size}")
+    model = TransformerXL(gcfg)
+    model.load_state_dict(state)
+    return Generator(model.to(device).eval(), vocab, p, info)
+
+
+def read_model_folder(path) -> tuple[dict, dict]:
+    """(config.json as a dict, the generator's tensors) of a model folder; JSON and safetensors
+    only. Raises ValueError naming the folder for a missing file or a newer format."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    try:
+        cfg = json.loads((p / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"model folder {p}: config.json is unreadable ({e})") from None
+    fmt = cfg.get("format")
+    if not isinstance(fmt, int) or fmt > MODEL_FORMAT:
+        raise ValueError(f"model folder {p} has format {fmt!r}, written by tgan "
+                         f"{cfg.get('tgan_version', '?')}; this tgan reads format {MODEL_FORMAT} "
+                         "and older: upgrade tgan")
+    for key in ("generator", "vocab"):
+        if key not in cfg:
+            raise ValueError(f"model folder {p}: config.json has no {key!r}")
+    weights = p / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"model folder {p} has no model.safetensors (the generator's weights)")
+    try:
+        return cfg, load_file(str(weights))
+    except Exception as e:  # safetensors' own error types on corrupt files
+        raise ValueError(f"model folder {p}: model.safetensors is corrupt ({e})") from None

@@ -1,0 +1,181 @@
+"""python -m tgan.export: a self-contained model folder from a training run, ready to share.
+
+    python -m tgan.export runs/ppo_gp-20261129-120000 --out models/bach-ppo
+    python -m tgan.export RUN/checkpoints/step_00003000 --out models/bach-mle --with-discriminator
+
+The folder follows the Hugging Face Hub's layout for a model repository (``config.json`` +
+``model.safetensors`` + ``README.md``), so it can be uploaded as it is:
+
+  config.json                 format, tgan version, generator config, vocabulary, training data,
+                              step, validation NLL and the Table 1 row when known
+  model.safetensors           the generator's weights only (no optimizer, no RNG state)
+  discriminator.safetensors   with --with-discriminator: the BERT discriminator, its config in
+                              config.json["discriminator"]
+  README.md                   a model card: data set, its license, training, results, usage
+
+``tgan.load(DIR)`` and ``python -m tgan.generate --checkpoint DIR`` read it. Exit status 2 for bad
+input (no run there, an existing non-empty --out without --overwrite).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tgan import __version__
+from tgan.api import MODEL_FORMAT
+
+logger = logging.getLogger(__name__)
+
+LICENSES = {
+    "maestro": ("CC BY-NC-SA 4.0 (inherited from MAESTRO)",
+                "Trained on MAESTRO (Hawthorne et al., ICLR 2019; Google LLC), licensed CC BY-NC-SA "
+                "4.0. A model trained on it is a derived work: use it non-commercially, credit "
+                "MAESTRO, and share models derived from it under the same terms."),
+    "bach": ("see music21's corpus statement",
+             "Trained on J. S. Bach scores from music21's corpus. music21's own statement "
+             "(music21/corpus/license.txt) says the encoded scores are distributed with the "
+             "encoders' permission and are to its knowledge out of copyright in the United "
+             "States or licensed for use; some encodings may restrict commercial use."),
+    "folder": ("the license of the training MIDI files",
+               "Trained on a folder of MIDI files: the terms of those files apply to this model."),
+}
+
+
+def data_kind(data: str) -> str:
+    """"maestro", "bach" or "folder" for a run's --data value."""
+    if not data or data == "bach":
+        return "bach"
+    p = Path(data)
+    if p.suffix.lower() == ".csv" and "maestro" in p.name.lower():
+        return "maestro"
+    if p.is_dir():
+        from tgan.data.sources import find_maestro_csv
+
+        if find_maestro_csv(p) is not None:
+            return "maestro"
+    return "maestro" if "maestro" in p.name.lower() else "folder"
+
+
+def _summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def export(run, out, with_discriminator: bool = False, overwrite: bool = False) -> Path:
+    """Write the model folder ``out`` for the run or checkpoint ``run``; returns ``out``.
+
+    Raises ValueError naming the path for a run without a generator, a missing discriminator
+    with ``with_discriminator``, or a non-empty ``out`` without ``overwrite``.
+    """
+    from safetensors.torch import save_file
+
+    from tgan.model.checkpoint import CheckpointError, load_checkpoint
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
+    try:
+        ck = load_checkpoint(run, kind=("run", "generator"), map_location="cpu")
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
+    if "gen" not in ck.models or "generator" not in ck.configs:
+        raise ValueError(f"checkpoint {ck.path} holds no generator")
+    run_dir = ck.path.parents[1]
+    train = ck.configs.get("train", {})
+    data = train.get("data") or "bach"
+    kind = data_kind(data)
+    summary = _summary(run_dir)
+    history = ck.extra.get("history", {}).get("val_nll") or []
+    val_nll = history[-1][1] if history else None
+    cfg = {
+        "format": MODEL_FORMAT, "tgan_version": __version__, "model_type": "tgan-transformer-xl",
+        "generator": ck.configs["generator"], "vocab": ck.configs.get("vocab", "maestro"),
+        "training": {"data": Path(data).name if kind != "bach" else "bach", "data_kind": kind,
+                     "loss": train.get("loss"), "preset": train.get("preset"),
+                     "step": ck.step, "stage": ck.extra.get("stage"),
+                     "validation_nll": val_nll},
+        "license": LICENSES[kind][0],
+    }
+    if summary.get("table1_row"):
+        cfg["table1_row"] = summary["table1_row"]
+    tensors = {"model": {k: v.contiguous() for k, v in ck.models["gen"].items()}}
+    if with_discriminator:
+        if "bert" not in ck.models or "bert" not in ck.configs:
+            raise ValueError(f"checkpoint {ck.path} holds no BERT discriminator")
+        cfg["discriminator"] = ck.configs["bert"]
+        tensors["discriminator"] = {k: v.contiguous() for k, v in ck.models["bert"].items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, sd in tensors.items():
+            save_file(sd, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(cfg, kind, with_discriminator))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)  # complete or absent: a crash leaves no half-written folder
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
+    """The folder's README.md (Hub model-card front matter, then the facts a user needs)."""
+    g, t = cfg["generator"], cfg["training"]
+    nll = "not recorded" if t["validation_nll"] is None else f"{t['validation_nll']:.4f} nats/token"
+    lic = {"maestro": "cc-by-nc-sa-4.0", "bach": "other", "folder": "other"}[kind]
+    lines = [
+        "---", f"license: {lic}", "library_name: tgan", "tags:", "- symbolic-music",
+        "- music-generation", "- transformer-xl", "---", "",
+        f"# tgan Transformer-XL music generator ({t['data']}, {t['loss']})", "",
+        f"A Transformer-XL ({g['n_layer']} layers, d_model {g['d_model']}, {g['n_head']} heads of "
+        f"{g['d_head']}) over {cfg['vocab']} performance events ({g['vocab_size']} ids), trained "
+        f"with tgan {cfg['tgan_version']}.", "",
+        "## Training", "",
+        f"- data: {t['data']} ({kind})",
+        f"- loss: {t['loss']}, preset {t['preset']}, {t['step']} steps (stage {t['stage']})",
+        f"- validation NLL: {nll}", "",
+    ]
+    if cfg.get("table1_row"):
+        lines += ["## Table 1 row", "", "```", json.dumps(cfg["table1_row"], indent=1), "```", ""]
+    lines += [
+        "## License", "", f"{cfg['license']}. {LICENSES[kind][1]}", "",
+        "## Use", "", "```python", "import tgan", "", 'model = tgan.load("THIS_FOLDER")',
+        'for i, s in enumerate(model.generate(num=2, seconds=30, seed=0)):',
+        '    s.save(f"sample_{i}.mid")', "```", "",
+        "or `python -m tgan.generate --checkpoint THIS_FOLDER --num 2 --seconds 30`.",
+        "Files: `config.json`, `model.safetensors` (generator weights)"
+        + (", `discriminator.safetensors` (BERT discriminator)" if with_discriminator else "")
+        + ". Loading reads JSON and safetensors only; no code is executed.", "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tgan.export", description=__doc__.splitlines()[0])
+    p.add_argument("run", help="a run directory (its newest checkpoint) or a checkpoint directory")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--with-discriminator", action="store_true",
+                   help="also write the BERT discriminator (discriminator.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        out = export(args.run, args.out, args.with_discriminator, args.overwrite)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}: " + ", ".join(sorted(f.name for f in out.iterdir())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
