@@ -5,10 +5,15 @@
     torchrun --nproc_per_node 8 -m tgan.train --loss ppo_gp --data ...
     python -m tgan.train --loss wgan_gp --init-from runs/ppo_gp-...  # reuse that run's pre-training
 
-Every TrainConfig field is a flag (``--help`` lists them with their defaults).
+Every TrainConfig field is a flag (``--help`` lists them with each preset's defaults). With no
+flags the preset is ``tiny`` on a CPU and ``small`` on a GPU, whose schedule is the paper's
+(100k MLE + 20k D pre-training + 100k adversarial steps); ``--dry-run`` prints the resolved
+configuration and the estimated duration and trains nothing.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import sys
 import time
@@ -16,7 +21,7 @@ import time
 import torch
 
 from tgan.gan import distributed as D
-from tgan.gan.config import build_parser, config_from_args
+from tgan.gan.config import build_parser, config_from_args, describe
 
 
 def main(argv=None) -> int:
@@ -30,6 +35,14 @@ def main(argv=None) -> int:
         cfg = config_from_args(args, on_gpu)
     except ValueError as e:
         parser.error(str(e))
+    device = cfg.device or ("cuda" if on_gpu else "cpu")
+    if args.dry_run:
+        print(describe(cfg, device))
+        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+        D.cleanup(info)
+        return 0
+    if info.is_main:
+        logging.getLogger("tgan.train").info("configuration:\n%s", describe(cfg, device))
     if not cfg.run_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if info.enabled:  # every rank must agree on the directory

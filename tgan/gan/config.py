@@ -125,14 +125,63 @@ def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
     comments = _field_comments()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{comments.get(f.name, '')} (default: {f.default!r}, or the preset's)"
+        per_preset = {name: over[f.name] for name, over in PRESET_TRAIN.items() if f.name in over}
+        default = (f"{f.default!r}" if not per_preset else
+                   ", ".join(f"{name} {per_preset.get(name, f.default)!r}" for name in PRESET_TRAIN))
+        help_ = f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
             typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
             p.add_argument(flag, type=typ, default=None, help=help_)
     p.add_argument("--resume", action="store_true", help="continue the newest complete checkpoint in --run-dir")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve the configuration (preset, device, schedule), print it with the "
+                        "estimated duration, and train nothing")
     return p
+
+
+# Seconds per step measured for the main job (benchmarks/RESULTS.md: tiny preset, bundled corpus,
+# 2-core CPU, batch 8): MLE 3000 steps in 96 s, D pre-training 600 in 16 s, adversarial 300
+# iterations (gan_every 5, 256-token rollouts) in 186 s. Other presets and devices: not measured.
+MEASURED = {("cpu", "tiny"): dict(mle=96 / 3000, disc=16 / 600, gan=186 / 300, batch=8, rollout=256,
+                                  gan_every=5)}
+
+
+def estimate_seconds(cfg: TrainConfig, device: str) -> dict | None:
+    """Per-stage seconds estimated from MEASURED (scaled linearly by batch size, rollout length
+    and adversarial-step frequency), or None when this preset was not measured on this device."""
+    m = MEASURED.get(("cuda" if device.startswith("cuda") else "cpu", cfg.preset))
+    if m is None:
+        return None
+    scale = cfg.batch_size / m["batch"]
+    gan = m["gan"] * scale * (cfg.rollout_len / m["rollout"]) * (m["gan_every"] / cfg.gan_every)
+    out = {"mle": cfg.mle_steps * m["mle"] * scale, "disc": cfg.disc_steps * m["disc"],
+           "gan": 0.0 if cfg.loss == "mle" else cfg.gan_steps * gan}
+    if cfg.disc == "cnn" or cfg.loss == "mle":
+        out["disc"] = 0.0
+    return out
+
+
+def describe(cfg: TrainConfig, device: str) -> str:
+    """The resolved configuration in a few lines, with the estimated duration."""
+    est = estimate_seconds(cfg, device)
+    fmt = lambda s: f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"  # noqa: E731
+    lines = [
+        f"preset {cfg.preset} on {device}; loss {cfg.loss}, discriminator {cfg.disc}; "
+        f"data {cfg.data or 'bach (bundled corpus)'}; vocabulary {cfg.vocab}",
+        f"stages: MLE {cfg.mle_steps} steps, D pre-training {cfg.disc_steps} steps, adversarial "
+        f"{cfg.gan_steps} iterations (batch {cfg.batch_size}, rollouts of {cfg.rollout_len} "
+        f"tokens in segments of {cfg.segment_len})",
+    ]
+    if est is None:
+        lines.append(f"estimated duration: not known (no measured rate for the {cfg.preset} "
+                     f"preset on {device}); the log's steps/s tell after the first steps")
+    else:
+        lines.append("estimated duration (from the measured tiny-preset CPU rates, scaled): "
+                     + ", ".join(f"{k} {fmt(v)}" for k, v in est.items())
+                     + f"; {fmt(sum(est.values()))} in all, data preparation and samples not counted")
+    return "\n".join(lines)
 
 
 def config_from_args(args: argparse.Namespace, on_gpu: bool) -> TrainConfig:

@@ -1,0 +1,42 @@
+"""python -m tgan.train without surprises: preset per device, --dry-run, --help per preset."""
+import json
+
+import pytest
+
+from tgan.gan.config import build_parser, config_from_args, estimate_seconds
+from tgan.train import main
+
+
+def test_no_flags_on_a_gpu_means_small_and_the_paper_schedule():
+    args = build_parser().parse_args([])
+    gpu, cpu = config_from_args(args, on_gpu=True), config_from_args(args, on_gpu=False)
+    assert (gpu.preset, gpu.mle_steps, gpu.disc_steps, gpu.gan_steps) == ("small", 100000, 20000, 100000)
+    assert (cpu.preset, cpu.mle_steps, cpu.gan_steps) == ("tiny", 3000, 300)
+
+
+def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["--dry-run", "--run-dir", str(run_dir), "--loss", "wgan_gp", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "preset tiny on cpu; loss wgan_gp" in out and "MLE 3000 steps" in out
+    assert "5.0 min in all" in out  # the measured main job: 96 + 16 + 186 s
+    cfg = json.loads(out[out.index("{"):])
+    assert cfg["loss"] == "wgan_gp" and cfg["run_dir"] == str(run_dir)
+    assert not run_dir.exists()
+
+
+def test_estimate_scales_with_the_schedule_and_is_absent_where_unmeasured():
+    args = build_parser().parse_args(["--batch-size", "16", "--rollout-len", "512"])
+    cfg = config_from_args(args, on_gpu=False)
+    est = estimate_seconds(cfg, "cpu")
+    assert est["mle"] == pytest.approx(2 * 96) and est["gan"] == pytest.approx(4 * 186)
+    small = config_from_args(build_parser().parse_args(["--preset", "small"]), on_gpu=False)
+    assert estimate_seconds(small, "cpu") is None
+
+
+def test_help_shows_each_preset_s_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "MLE pre-training steps (segments) (default: tiny 3000, small 100000, paper 100000)" in text
+    assert "(default: tiny 256, small 2048, paper 2048)" in text  # --rollout-len
