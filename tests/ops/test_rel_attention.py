@@ -234,10 +234,14 @@ def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeyp
     dropped = 1 - keep[..., visible].float().mean().item()
     assert abs(dropped - p) < 0.05, f"dropped fraction {dropped:.3f}, expected about {p}"
 
-    grad_out = torch.randn(B, T, H, D, dtype=torch.float64)
+    check_dropout_against_mask(triton_backend, monkeypatch, inputs, keep, p, seed)
+
+
+def check_dropout_against_mask(triton_backend, monkeypatch, inputs, keep, p, seed):
+    """Kernel with dropout vs the fp64 reference with F.dropout replaced by the mask ``keep``."""
+    grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)
     out, grads = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_p=p,
                                dropout_seed=seed)
-    # the reference with F.dropout replaced by the kernels' mask
     masked = SimpleNamespace(dropout=lambda x, p, training: x * keep.to(x.dtype) / (1 - p))
     monkeypatch.setattr(naive, "F", masked)
     ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out, dropout_p=p)
@@ -255,15 +259,8 @@ def test_batch_beyond_the_grid_limit_runs_in_chunks_with_one_dropout_mask(triton
     B, T, M, H, D, p, seed = 5, 19, 6, 2, 16, 0.3, 77
     inputs = make_inputs(B, T, M, H, D)
     keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
-    grad_out = torch.randn(B, T, H, D, dtype=torch.float64)
-    out, grads = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_p=p,
-                               dropout_seed=seed)
-    masked = SimpleNamespace(dropout=lambda x, p, training: x * keep.to(x.dtype) / (1 - p))
-    monkeypatch.setattr(naive, "F", masked)
-    ref, ref_grads = out_and_grads(naive.rel_attention, as_float64(inputs), grad_out, dropout_p=p)
-    assert_close("out", out, ref, 1e-4, 1e-4)
-    for name, g, gr in zip(NAMES, grads, ref_grads):
-        assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
+    with monkeypatch.context() as m:
+        check_dropout_against_mask(triton_backend, m, inputs, keep, p, seed)
     monkeypatch.setattr(triton_backend, "_MAX_GRID_YZ", 1)
     with pytest.raises(ValueError, match="2 heads exceed the grid limit"):
         triton_backend.rel_attention(*inputs)
