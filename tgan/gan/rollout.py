@@ -5,13 +5,14 @@ without gradient to build the memory, then G samples ``rollout_len`` tokens one 
 each straight-through one-hot back in. The rollout is cut into segments of ``segment_len``: each
 segment is scored by D against the aligned real segment and back-propagated at once, its graph is
 freed, and the memory carries over detached. Peak memory therefore depends on ``segment_len``, not
-on ``rollout_len``.
+on ``rollout_len``. PAD is never sampled (a padded-looking fake would be a tell for D).
 """
 from __future__ import annotations
 
 import torch
 
 from tgan.gan.losses import gradient_penalty
+from tgan.gan.sampling import never_sample
 from tgan.ops import gumbel_softmax_st
 
 
@@ -50,7 +51,7 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
                                    capacity=mem_len + segment_len)
             fakes = []
             for _ in range(segment_len):
-                logits = gen.step(x, state, max_context=mem_len + segment_len)
+                logits = never_sample(gen.step(x, state, max_context=mem_len + segment_len), gen.cfg.pad_id)
                 y, _ = gumbel_softmax_st(logits, beta)
                 fakes.append(y)
                 x = y
