@@ -399,7 +399,7 @@ class Trainer:
                     self._apply(stats["mle_loss"] + cfg.gen_weight * stats["g_adv"], self.gen,
                                 self.opt["g_mle"], self.sched["g_mle"])
                 else:  # the released code: L_gen stepped alone by its own Adam (lambda has no effect)
-                    self._apply(stats["g_adv"], self.gen, self.opt["g_adv"], self.sched["g_adv"])
+                    self._apply(cfg.gen_weight * stats["g_adv"], self.gen, self.opt["g_adv"], self.sched["g_adv"])
                 toks += cfg.batch_size * cfg.rollout_len * self.info.world_size
                 last_adv = stats
             self.stage_step += 1
@@ -416,8 +416,7 @@ class Trainer:
 
     def _adversarial_step(self, d_opt, beta: float) -> dict:
         """One D step (and PPO's classifier D' step) on a rollout without gradient, then the
-        generator's adversarial gradient (lambda·L_gen in joint mode, L_gen in separate mode)
-        accumulated into G's .grad; the caller steps G."""
+        generator's adversarial gradient lambda·L_gen accumulated into G's .grad; the caller steps G."""
         cfg = self.cfg
         stats = {"beta": beta}
         real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
@@ -428,9 +427,8 @@ class Trainer:
         if self.ppo is not None:  # D' sees every segment, as D does
             stats["ppo_cls"] = self.ppo.classifier_step(real[:, cfg.prefix_len:], fake, segment_len=cfg.segment_len,
                                                         sync=lambda m: D.sync_grads(m, self.info))
-        weight = cfg.gen_weight if cfg.gen_update == "joint" else 1.0
         stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
-                                                    cfg.rollout_len, cfg.segment_len, beta, weight=weight)
+                                                    cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight)
         self.disc.zero_grad(set_to_none=True)
         if self.ppo is not None:
             self.ppo.classifier.zero_grad(set_to_none=True)
