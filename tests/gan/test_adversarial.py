@@ -66,3 +66,28 @@ def test_separate_optimizers_keep_the_released_schedule(tmp_path, midi_folder, p
     # 10 end about as far from the MLE-only weights (measured 0.023 and 0.027).
     low, high = _distances(tmp_path, midi_folder, pretrained, mle_only, "separate")
     assert low < high < 2 * low, (low, high)
+
+
+def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder, pretrained, monkeypatch):
+    import tgan.gan.losses as L
+    import tgan.gan.trainer as T
+
+    seen = {"gp": [], "cls": []}
+    real_d, real_cls = T.discriminator_step, L.PPOGP.classifier_step
+
+    def d_step(disc, loss, real, fake, segment_len, gp_weight, prefix_len):
+        seen["gp"].append(gp_weight)
+        return real_d(disc, loss, real, fake, segment_len, gp_weight, prefix_len)
+
+    def cls_step(self, real_ids, fake, sync=None, segment_len=None):
+        seen["cls"].append((real_ids.shape[1], fake.shape[1], segment_len))
+        return real_cls(self, real_ids, fake, sync=sync, segment_len=segment_len)
+
+    monkeypatch.setattr(T, "discriminator_step", d_step)
+    monkeypatch.setattr(L.PPOGP, "classifier_step", cls_step)
+    args = build_parser().parse_args(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "ppo"),
+                                             "--init-from", str(pretrained), "--loss", "ppo_gp", "--gp-weight", "3.5",
+                                             "--gan-steps", "2", "--gan-every", "1"])
+    Trainer(config_from_args(args, on_gpu=False)).run()
+    assert seen["gp"] == [3.5, 3.5]
+    assert seen["cls"] == [(16, 16, 8)] * 2  # D' sees both segments of the 16-token rollout
