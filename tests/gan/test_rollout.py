@@ -38,24 +38,41 @@ def test_every_segment_gets_gradient_and_memory_is_detached_between_segments():
     torch.manual_seed(0)
     g, d = _models()
     real = torch.randint(2, V, (2, 3 + 24))
+    carried = []
+    init_state = g.init_state
+
+    def spy(mems, **kw):  # the memory each segment starts from
+        carried.append(mems)
+        return init_state(mems, **kw)
+
+    g.init_state = spy
     seen = []
     for s, fake, real_seg in rollout_segments(g, real, 3, 24, 8, beta=1.0):
         assert fake.shape == (2, 8, V) and real_seg.shape == (2, 8)
         assert torch.equal(real_seg, real[:, 3 + 8 * s: 3 + 8 * (s + 1)])
         assert torch.allclose(fake.sum(-1), torch.ones(2, 8))  # straight-through one-hots
+        # the memory this segment started from is detached: no graph into the previous segment
+        # (whose graph the backward below frees)
+        assert all(not m.requires_grad and m.grad_fn is None for m in carried[s])
         g.zero_grad()
         d(fake).sum().backward()
         seen.append(g.embed.weight.grad.abs().sum().item())
     assert len(seen) == 3 and all(v > 0 for v in seen)
+    assert len(carried) == 3 and all(m.shape[1] == 8 for mems in carried[1:] for m in mems)
 
 
 def test_generator_step_moves_parameters_and_fakes_have_no_grad():
     torch.manual_seed(0)
     g, d = _models()
     real = torch.randint(2, V, (2, 21))
+    before = [p.detach().clone() for p in g.parameters()]
+    opt = torch.optim.Adam(g.parameters(), lr=1e-2)
     loss = generator_adversarial_step(g, d, RSGAN(), real, 5, 16, 8, beta=3.0)
     assert torch.isfinite(torch.tensor(loss))
-    assert all(p.grad is not None for p in g.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    opt.step()
+    moved = [not torch.equal(b, p) for b, p in zip(before, g.parameters())]
+    assert all(moved), moved  # every generator parameter moves, attention's u and v included
     fakes = sample_fakes(g, real, 5, 16, 8, beta=3.0)
     assert fakes.shape == (2, 16, V) and not fakes.requires_grad
 
