@@ -68,26 +68,67 @@ def test_separate_optimizers_keep_the_released_schedule(tmp_path, midi_folder, p
     assert low < high < 2 * low, (low, high)
 
 
-def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder, pretrained, monkeypatch):
+@pytest.mark.parametrize("prefix", [True, False])
+def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder, pretrained, monkeypatch, prefix):
     import tgan.gan.losses as L
     import tgan.gan.trainer as T
 
-    seen = {"gp": [], "cls": []}
-    real_d, real_cls = T.discriminator_step, L.PPOGP.classifier_step
+    seen = {"gp": [], "cls": [], "d": []}
+    real_d, real_cls, real_g = T.discriminator_step, L.PPOGP.classifier_step, T.generator_adversarial_step
 
-    def d_step(disc, loss, real, fake, segment_len, gp_weight, prefix_len):
+    def d_step(disc, loss, real, fake, segment_len, gp_weight, prefix_len, disc_prefix):
         seen["gp"].append(gp_weight)
-        return real_d(disc, loss, real, fake, segment_len, gp_weight, prefix_len)
+        return real_d(disc, loss, real, fake, segment_len, gp_weight, prefix_len, disc_prefix)
 
-    def cls_step(self, real_ids, fake, sync=None, segment_len=None):
-        seen["cls"].append((real_ids.shape[1], fake.shape[1], segment_len))
-        return real_cls(self, real_ids, fake, sync=sync, segment_len=segment_len)
+    def cls_step(self, pairs, sync=None):
+        seen["cls"].append([(r.shape[1], f.shape[1]) for r, f in pairs])
+        return real_cls(self, pairs, sync=sync)
+
+    def disc_spy(x):
+        seen["d"].append(x.shape[1])
+        return disc_forward(x)
 
     monkeypatch.setattr(T, "discriminator_step", d_step)
     monkeypatch.setattr(L.PPOGP, "classifier_step", cls_step)
     args = build_parser().parse_args(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "ppo"),
                                              "--init-from", str(pretrained), "--loss", "ppo_gp", "--gp-weight", "3.5",
-                                             "--gan-steps", "2", "--gan-every", "1"])
-    Trainer(config_from_args(args, on_gpu=False)).run()
+                                             "--gan-steps", "2", "--gan-every", "1",
+                                             "--disc-prefix" if prefix else "--no-disc-prefix"])
+    t = Trainer(config_from_args(args, on_gpu=False))
+    disc_forward = t.disc.forward
+    t.disc.forward = disc_spy
+    t.run()
     assert seen["gp"] == [3.5, 3.5]
-    assert seen["cls"] == [(16, 16, 8)] * 2  # D' sees both segments of the 16-token rollout
+    first = 8 + 3 if prefix else 8  # FAST: segments of 8, a prefix of 3
+    assert seen["cls"] == [[(first, first), (8, 8)]] * 2  # D' sees both segments of the 16-token rollout
+    # D's forward calls, per adversarial iteration: D step (real, fake per segment), then the
+    # generator's segments (fake, real)
+    assert seen["d"][:8] == [first, first, 8, 8, first, first, 8, 8]
+
+
+@pytest.mark.parametrize("flags,length", [([], 256), (["--disc-len", "40"], 40)])
+def test_d_pretraining_covers_every_position(tmp_path, midi_folder, monkeypatch, flags, length):
+    import tgan.gan.trainer as T
+
+    shapes, real_step = [], T.mlm_step
+
+    def spy(disc, batch, *a, **k):
+        shapes.append(tuple(batch.shape))
+        return real_step(disc, batch, *a, **k)
+
+    monkeypatch.setattr(T, "mlm_step", spy)
+    args = build_parser().parse_args(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "d"),
+                                             "--loss", "wgan_gp", "--mle-steps", "1", "--gan-steps", "0", *flags])
+    t = Trainer(config_from_args(args, on_gpu=False))
+    t.run()
+    assert t.bcfg.max_len == 256 and shapes == [(2, length)] * 2  # tiny: D has 256 positions
+    # the position embeddings that received gradient (AdamW's decay moves the others too)
+    trained = t.opt["d_pre"].state[t.disc.position.weight]["exp_avg_sq"].sum(1) > 0
+    assert bool(trained[:length].all()) and not bool(trained[length:].any())
+
+
+def test_freeze_layers_beyond_d_is_a_clear_error(tmp_path, midi_folder):
+    args = build_parser().parse_args(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "f"),
+                                             "--freeze-layers", "3"])
+    with pytest.raises(ValueError, match="--freeze-layers: must be <= D's 2 layers"):
+        Trainer(config_from_args(args, on_gpu=False))

@@ -57,7 +57,7 @@ def test_ppo_snapshot_every_n_classifier_steps():
     real, fake = torch.randint(0, 5, (2, 4)), torch.rand(2, 4, 5)
     snap0 = ppo.snapshot
     for i in range(3):
-        ppo.classifier_step(real, fake)
+        ppo.classifier_step([(real, fake)])
         assert (ppo.snapshot is snap0) == (i < 2)
     assert not any(p.requires_grad for p in ppo.snapshot.parameters())
 
@@ -129,15 +129,15 @@ def test_ppo_ratio_is_one_right_after_a_snapshot_even_with_dropout():
     cls.train()
     fake = torch.softmax(torch.randn(5, 6, 10) * 3, -1)
     real = torch.randint(0, 10, (5, 6))
-    ppo.classifier_step(real, fake)
+    ppo.classifier_step([(real, fake)])
     assert not torch.equal(ppo.ratio(fake), torch.ones(5))  # one step on: D' moved away from D0
-    ppo.classifier_step(real, fake)  # snapshot now
+    ppo.classifier_step([(real, fake)])  # snapshot now
     r = ppo.ratio(fake)
     assert torch.equal(r, torch.ones(5)), r
     assert cls.training  # the classifier goes back to training mode
     # then L_G is exactly -mean(D_f)
     d_f = torch.tensor([0.3, -0.2, 1.0, 0.0, -2.0])
-    assert math.isclose(float(ppo.gen_loss(None, d_f, fake=fake)), -float(d_f.mean()), rel_tol=1e-6)
+    assert math.isclose(float(ppo.gen_loss(None, d_f, fake=fake).detach()), -float(d_f.mean()), rel_tol=1e-6)
 
 
 def test_ppo_generator_gradient_flows_through_the_classifier():
@@ -164,8 +164,8 @@ def test_ppo_classifier_learns_from_every_segment():
     ppo = PPOGP(Rec(), snapshot_every=1000)
     real = torch.arange(2 * 12).reshape(2, 12)
     fake = torch.rand(2, 12, 5)
-    ppo.classifier_step(real, fake, segment_len=4)
+    pairs = [(real[:, 4 * s: 4 * s + 4], fake[:, 4 * s: 4 * s + 4]) for s in range(3)]
+    ppo.classifier_step(pairs)
     assert len(calls) == 6
     for s in range(3):
-        assert torch.equal(calls[2 * s], real[:, 4 * s: 4 * s + 4])
-        assert torch.equal(calls[2 * s + 1], fake[:, 4 * s: 4 * s + 4])
+        assert torch.equal(calls[2 * s], pairs[s][0]) and torch.equal(calls[2 * s + 1], pairs[s][1])

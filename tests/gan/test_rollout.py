@@ -86,3 +86,17 @@ def test_bad_lengths_raise():
         list(rollout_segments(g, real, 5, 16, 8, beta=1.0))
     with pytest.raises(ValueError, match="prefix_len must be"):
         list(rollout_segments(g, real, 0, 16, 8, beta=1.0))
+
+
+def test_disc_inputs_put_the_shared_prefix_before_the_first_segment_only():
+    from tgan.gan.rollout import disc_inputs
+
+    real = torch.randint(2, V, (2, 3 + 16))
+    fake = torch.softmax(torch.randn(2, 16, V), -1)
+    r0, f0 = disc_inputs(real, fake[:, :8], 0, 3, 8, True)
+    assert torch.equal(r0, real[:, :11]) and f0.shape == (2, 11, V)
+    assert torch.equal(f0[:, :3].argmax(-1), real[:, :3]) and torch.equal(f0[:, 3:], fake[:, :8])
+    r1, f1 = disc_inputs(real, fake[:, 8:], 1, 3, 8, True)
+    assert torch.equal(r1, real[:, 11:19]) and f1 is not None and torch.equal(f1, fake[:, 8:])
+    r0, f0 = disc_inputs(real, fake[:, :8], 0, 3, 8, False)
+    assert torch.equal(r0, real[:, 3:11]) and torch.equal(f0, fake[:, :8])

@@ -43,6 +43,7 @@ class TrainConfig:
     disc_steps: int = 20000  # masked-LM pre-training steps of D (BERT only)
     disc_lr: float = 1e-4  # D pre-training AdamW learning rate
     mask: str = "span"  # span (SpanBERT, the paper) | token (plain MLM, the released code)
+    disc_len: int = 0  # tokens per D pre-training crop (0 = all of D's positions, so none stays untrained)
     # -- stage 3: adversarial training -----------------------------------------------------------
     gan_steps: int = 100000  # adversarial-stage iterations (N of the Gumbel schedule)
     gan_start: int = 100  # first iteration with adversarial steps
@@ -57,7 +58,8 @@ class TrainConfig:
     prefix_len: int = 5  # shared real priming prefix (tokens)
     rollout_len: int = 2048  # generated tokens per adversarial rollout
     segment_len: int = 64  # TBPTT segment: D scores and back-propagates this many tokens at once
-    freeze_layers: int = 0  # BERT layers frozen (from the bottom) during adversarial training
+    freeze_layers: int = 2  # BERT layers frozen (from the bottom) during adversarial training (the paper freezes earlier layers; the released code all)
+    disc_prefix: bool = True  # D sees the shared real prefix before the first segment (the released code)
     freeze_embeddings: bool = False  # freeze D's embeddings during adversarial training
     ppo_lr: float = 6.25e-5  # PPO-GP classifier D' Adam learning rate
     ppo_clip: float = 0.4  # PPO ratio clipped to [1-clip, 1+clip]
@@ -92,7 +94,7 @@ class TrainConfig:
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
         for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",
-                  "freeze_layers", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
+                  "freeze_layers", "disc_len", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
             if getattr(self, n) < 0:
                 bad(n, "must be >= 0")
         for n in ("lr", "disc_lr", "d_lr", "g_adv_lr", "ppo_lr", "clip", "temperature"):
@@ -115,7 +117,7 @@ PRESET_TRAIN = {
     # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
     "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, eval_every=500, eval_chunks=16,
                  eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
-                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, rollout_len=256, segment_len=64, checkpoint_every=500,
+                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, freeze_layers=1, rollout_len=256, segment_len=64, checkpoint_every=500,
                  sample_count=2, sample_len=1024, log_every=10),
     "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
     "paper": dict(),

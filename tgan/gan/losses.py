@@ -91,26 +91,23 @@ class PPOGP:
         snap.requires_grad_(False)
         return snap
 
-    def classifier_step(self, real_ids, fake, sync=None, segment_len: int | None = None) -> float:
+    def classifier_step(self, pairs, sync=None) -> float:
         """One BCE step of D' on real (label 1) and fake (label 0); snapshots every N steps.
 
-        ``real_ids`` [B, L], ``fake`` [B, L, V]; with ``segment_len`` the rollout is scored segment by
-        segment (every segment the generator's loss weights), the loss averaged over segments.
-        Returns the mean loss.
+        ``pairs``: the rollout's segments as D scores them, a list of (real ids [B, T], fake
+        [B, T, V]); every segment (every one the generator's loss weights) is scored and the loss
+        averaged over them. Returns the mean loss.
         """
+        if not pairs:
+            raise ValueError("PPOGP.classifier_step: pairs is empty")
         self.opt.zero_grad(set_to_none=True)
-        S = segment_len or fake.shape[1]
-        n = fake.shape[1] // S
-        if n < 1 or real_ids.shape[1] < n * S:
-            raise ValueError(f"PPOGP.classifier_step: real has {real_ids.shape[1]} tokens, fake {fake.shape[1]}, "
-                             f"segment_len {S}")
-        total = torch.zeros((), device=fake.device)
-        for s in range(n):
-            lr_ = self.classifier(real_ids[:, s * S: (s + 1) * S])
-            lf = self.classifier(fake[:, s * S: (s + 1) * S].detach())
+        total = torch.zeros((), device=pairs[0][1].device)
+        for real_ids, fake in pairs:
+            lr_ = self.classifier(real_ids)
+            lf = self.classifier(fake.detach())
             loss = F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_)) + \
                 F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
-            (loss / n).backward()
+            (loss / len(pairs)).backward()
             total += loss.detach()
         if sync is not None:
             sync(self.classifier)
@@ -118,7 +115,7 @@ class PPOGP:
         self.steps += 1
         if self.steps % self.snapshot_every == 0:
             self.snapshot = self._copy()
-        return total.item() / n
+        return total.item() / len(pairs)
 
     def disc_loss(self, d_r, d_f, gp):
         w = (d_f.shape[0] * torch.softmax(d_f, dim=0)).detach()

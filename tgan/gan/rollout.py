@@ -16,6 +16,22 @@ from tgan.gan.sampling import never_sample
 from tgan.ops import gumbel_softmax_st
 
 
+def disc_inputs(real: torch.Tensor, fake_seg: torch.Tensor, s: int, prefix_len: int, segment_len: int,
+                with_prefix: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What D scores for segment ``s``: (real ids [B, T], fake one-hots [B, T, V]).
+
+    With ``with_prefix`` the first segment is preceded on both sides by the shared real prefix
+    (as one-hots on the fake side), as the released code feeds D: D then judges the continuation
+    of the same opening. Later segments, and every segment without it, are the aligned segments.
+    """
+    start = prefix_len + s * segment_len
+    real_seg = real[:, start: start + fake_seg.shape[1]]
+    if not (with_prefix and s == 0):
+        return real_seg, fake_seg
+    pre = torch.nn.functional.one_hot(real[:, :prefix_len].long(), fake_seg.shape[-1]).to(fake_seg.dtype)
+    return real[:, : start + fake_seg.shape[1]], torch.cat([pre, fake_seg], dim=1)
+
+
 def _check(real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: int):
     if prefix_len < 1:
         raise ValueError(f"rollout: prefix_len must be >= 1, got {prefix_len}")
@@ -65,16 +81,19 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
 
 
 def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, segment_len, beta,
-                               weight: float = 1.0, mem_len=None, cache: str | None = None) -> float:
+                               weight: float = 1.0, mem_len=None, cache: str | None = None,
+                               disc_prefix: bool = False) -> float:
     """Accumulate the generator's adversarial gradient over one rollout, segment by segment.
 
     Each segment contributes ``weight · L_gen / n_segments`` and is back-propagated immediately.
+    ``disc_prefix``: D sees the shared prefix before the first segment (``disc_inputs``).
     Returns the mean adversarial loss over segments. The caller zeroes and steps the optimizer.
     """
     n = rollout_len // segment_len
     total = torch.zeros((), device=real.device)  # summed on the device: one host sync per step
-    for _, fake, real_seg in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
-                                              cache=cache):
+    for s, fake, _ in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
+                                       cache=cache):
+        real_seg, fake = disc_inputs(real, fake, s, prefix_len, segment_len, disc_prefix)
         d_f = disc(fake)
         with torch.no_grad():
             d_r = disc(real_seg)
@@ -92,13 +111,15 @@ def sample_fakes(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len=
     return torch.cat(parts, dim=1)
 
 
-def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, prefix_len: int) -> tuple[float, float, float]:
-    """Accumulate D's gradient over the rollout's segments. Returns (loss, mean D_r, mean D_f)."""
+def discriminator_step(disc, loss, real, fake, segment_len, gp_weight: float, prefix_len: int,
+                       disc_prefix: bool = False) -> tuple[float, float, float]:
+    """Accumulate D's gradient over the rollout's segments. Returns (loss, mean D_r, mean D_f).
+    ``disc_prefix``: D sees the shared prefix before the first segment (``disc_inputs``)."""
     n = fake.shape[1] // segment_len
     sums = torch.zeros(3, device=fake.device)  # loss, D_r, D_f summed on the device: one host sync
     for s in range(n):
-        f = fake[:, s * segment_len: (s + 1) * segment_len]
-        r = real[:, prefix_len + s * segment_len: prefix_len + (s + 1) * segment_len]
+        r, f = disc_inputs(real, fake[:, s * segment_len: (s + 1) * segment_len], s, prefix_len, segment_len,
+                           disc_prefix)
         d_r, d_f = disc(r), disc(f)
         gp = gradient_penalty_or_zero(disc, loss, r, f, gp_weight)
         ld = loss.disc_loss(d_r, d_f, gp)

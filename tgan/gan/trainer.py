@@ -30,7 +30,7 @@ from tgan.gan.data_feed import DataFeed
 from tgan.gan.losses import make_loss
 from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
-from tgan.gan.rollout import discriminator_step, generator_adversarial_step, sample_fakes
+from tgan.gan.rollout import disc_inputs, discriminator_step, generator_adversarial_step, sample_fakes
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
 from tgan.model import BertDiscriminator, CNNDiscriminator, TransformerXL, preset
@@ -112,8 +112,16 @@ class Trainer:
         v = self.data.vocab
         p = preset(cfg.preset, vocab_size=v.lm_size, pad_id=v.pad_id)
         p.bert.vocab_size = v.size  # D also embeds MASK for its masked-LM pre-training
-        p.bert.max_len = max(p.bert.max_len, cfg.segment_len)
+        p.bert.max_len = max(p.bert.max_len, cfg.segment_len + (cfg.prefix_len if cfg.disc_prefix else 0))
         self.gcfg, self.bcfg, self.ccfg = p.generator, p.bert, p.cnn
+        # D pre-training crops cover every position D can be given (adversarial segments with the
+        # prefix, the run's BERT in evaluation), not just the adversarial segment length.
+        self.disc_len = cfg.disc_len or self.bcfg.max_len
+        if cfg.disc == "bert" and cfg.freeze_layers > self.bcfg.n_layer:
+            raise ValueError(f"--freeze-layers: must be <= D's {self.bcfg.n_layer} layers at --preset {cfg.preset}, "
+                             f"got {cfg.freeze_layers}")
+        if self.disc_len > self.bcfg.max_len:
+            raise ValueError(f"--disc-len: must be <= D's positions ({self.bcfg.max_len}), got {self.disc_len}")
         self.gen = TransformerXL(self.gcfg).to(self.device)
         self.disc = self._make_disc().to(self.device)
         self.ppo = None
@@ -361,7 +369,7 @@ class Trainer:
         while self.stage_step < steps:
             # A generator per step, keyed by (seed, step, rank): a resumed run masks identically.
             rng = np.random.default_rng([cfg.seed, self.stage_step, self.info.rank])
-            batch = self.data.sample(cfg.batch_size, cfg.segment_len).to(self.device)
+            batch = self.data.sample(cfg.batch_size, self.disc_len).to(self.device)
             loss, acc = mlm_step(self.disc, batch, cfg.mask, v.mask_id, events, rng,
                                  special=(v.pad_id, v.eos_id))
             loss.backward()
@@ -422,13 +430,16 @@ class Trainer:
         real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
         fake = sample_fakes(self.gen, real, cfg.prefix_len, cfg.rollout_len, cfg.segment_len, beta)
         stats["d_loss"], stats["d_real"], stats["d_fake"] = discriminator_step(
-            self.disc, self.loss, real, fake, cfg.segment_len, cfg.gp_weight, cfg.prefix_len)
+            self.disc, self.loss, real, fake, cfg.segment_len, cfg.gp_weight, cfg.prefix_len, cfg.disc_prefix)
         self._apply(stats["d_loss"], self.disc, d_opt)
         if self.ppo is not None:  # D' sees every segment, as D does
-            stats["ppo_cls"] = self.ppo.classifier_step(real[:, cfg.prefix_len:], fake, segment_len=cfg.segment_len,
-                                                        sync=lambda m: D.sync_grads(m, self.info))
+            S = cfg.segment_len
+            pairs = [disc_inputs(real, fake[:, s * S: (s + 1) * S], s, cfg.prefix_len, S, cfg.disc_prefix)
+                     for s in range(cfg.rollout_len // S)]
+            stats["ppo_cls"] = self.ppo.classifier_step(pairs, sync=lambda m: D.sync_grads(m, self.info))
         stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
-                                                    cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight)
+                                                    cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight,
+                                                    disc_prefix=cfg.disc_prefix)
         self.disc.zero_grad(set_to_none=True)
         if self.ppo is not None:
             self.ppo.classifier.zero_grad(set_to_none=True)
