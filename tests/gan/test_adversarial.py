@@ -73,7 +73,7 @@ def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder,
     import tgan.gan.losses as L
     import tgan.gan.trainer as T
 
-    seen = {"gp": [], "cls": [], "d": []}
+    seen = {"gp": [], "cls": [], "d": [], "g": []}
     real_d, real_cls, real_g = T.discriminator_step, L.PPOGP.classifier_step, T.generator_adversarial_step
 
     def d_step(disc, loss, real, fake, segment_len, gp_weight, prefix_len, disc_prefix):
@@ -84,13 +84,19 @@ def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder,
         seen["cls"].append([(r.shape[1], f.shape[1]) for r, f in pairs])
         return real_cls(self, pairs, sync=sync)
 
+    def g_step(*a, **k):
+        seen["g"].append(k["grad_segments"])
+        return real_g(*a, **k)
+
     def disc_spy(x):
         seen["d"].append(x.shape[1])
         return disc_forward(x)
 
     monkeypatch.setattr(T, "discriminator_step", d_step)
     monkeypatch.setattr(L.PPOGP, "classifier_step", cls_step)
+    monkeypatch.setattr(T, "generator_adversarial_step", g_step)
     args = build_parser().parse_args(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "ppo"),
+                                             "--mem-grad-segments", "2" if prefix else "1",
                                              "--init-from", str(pretrained), "--loss", "ppo_gp", "--gp-weight", "3.5",
                                              "--gan-steps", "2", "--gan-every", "1",
                                              "--disc-prefix" if prefix else "--no-disc-prefix"])
@@ -98,7 +104,7 @@ def test_the_stage_passes_its_flags_and_the_whole_rollout(tmp_path, midi_folder,
     disc_forward = t.disc.forward
     t.disc.forward = disc_spy
     t.run()
-    assert seen["gp"] == [3.5, 3.5]
+    assert seen["gp"] == [3.5, 3.5] and seen["g"] == [2 if prefix else 1] * 2
     first = 8 + 3 if prefix else 8  # FAST: segments of 8, a prefix of 3
     assert seen["cls"] == [[(first, first), (8, 8)]] * 2  # D' sees both segments of the 16-token rollout
     # D's forward calls, per adversarial iteration: D step (real, fake per segment), then the

@@ -59,6 +59,7 @@ class TrainConfig:
     rollout_len: int = 2048  # generated tokens per adversarial rollout
     segment_len: int = 64  # TBPTT segment: D scores and back-propagates this many tokens at once
     freeze_layers: int = 2  # BERT layers frozen (from the bottom) during adversarial training (the paper freezes earlier layers; the released code all)
+    mem_grad_segments: int = 2  # TBPTT segments one backward spans, the gradient flowing through G's memory between them (the paper); 1 = memory detached at every segment (the released code); peak memory grows linearly with it
     disc_prefix: bool = True  # D sees the shared real prefix before the first segment (the released code)
     freeze_embeddings: bool = False  # freeze D's embeddings during adversarial training
     ppo_lr: float = 6.25e-5  # PPO-GP classifier D' Adam learning rate
@@ -90,7 +91,7 @@ class TrainConfig:
         if self.mask not in ("span", "token"):
             bad("mask", "must be span or token")
         for n in ("batch_size", "segment_len", "rollout_len", "prefix_len", "gan_every",
-                  "checkpoint_every", "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every"):
+                  "checkpoint_every", "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments"):
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
         for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",

@@ -45,15 +45,23 @@ def _check(real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: i
 
 
 def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int, segment_len: int,
-                     beta: float, mem_len: int | None = None, grad: bool = True, cache: str | None = None):
+                     beta: float, mem_len: int | None = None, grad: bool = True, cache: str | None = None,
+                     grad_segments: int = 1):
     """Yield (segment index, fake [B, S, V] straight-through one-hots, real segment [B, S]).
 
     With ``grad=True`` each yielded fake carries the graph of its own segment; the caller must
     back-propagate (or drop) it before asking for the next one, which starts from detached memory.
+    ``grad_segments`` > 1 keeps the memory's (and the next input token's) graph across that many
+    segments: the caller back-propagates the summed losses of each group of ``grad_segments``
+    segments (and of the last, shorter group) after its last segment; peak memory then grows with
+    ``grad_segments · segment_len``, still not with ``rollout_len``.
     ``cache``: the key/value cache implementation (``tgan.ops.kv_cache``; None = "auto"). One cache
-    of capacity mem_len + segment_len serves every segment: its buffers are reused in place once
-    the previous segment's graph is back-propagated.
+    of capacity mem_len + segment_len serves every group: its buffers are reused in place once
+    the previous group's graph is back-propagated.
     """
+    if grad_segments < 1:
+        raise ValueError(f"rollout: grad_segments must be >= 1, got {grad_segments}")
+    impl = cache
     _check(real, prefix_len, rollout_len, segment_len)
     mem_len = gen.cfg.mem_len if mem_len is None else mem_len
     with torch.no_grad():
@@ -74,31 +82,41 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
             fake = torch.stack(fakes, dim=1)  # [B, S, V]
             start = prefix_len + s * segment_len
             yield s, fake, real[:, start: start + segment_len]
-            mems = gen.state_mems(state, mem_len=mem_len, detach=True)
-            x = x.detach()
-            cache = state.cache  # reused by the next segment
+            if not grad or (s + 1) % grad_segments == 0:  # a group ends: cut the graph
+                mems = gen.state_mems(state, mem_len=mem_len, detach=True)
+                x = x.detach()
+                cache = state.cache  # reused by the next segment
+            else:  # the next segment's graph reaches this one: its keys/values must stay intact
+                mems = gen.state_mems(state, mem_len=mem_len, detach=False)
+                cache = impl
             del state, fakes
 
 
 def generator_adversarial_step(gen, disc, loss, real, prefix_len, rollout_len, segment_len, beta,
                                weight: float = 1.0, mem_len=None, cache: str | None = None,
-                               disc_prefix: bool = False) -> float:
+                               disc_prefix: bool = False, grad_segments: int = 1) -> float:
     """Accumulate the generator's adversarial gradient over one rollout, segment by segment.
 
-    Each segment contributes ``weight · L_gen / n_segments`` and is back-propagated immediately.
+    Each segment contributes ``weight · L_gen / n_segments``, back-propagated at once, or with
+    ``grad_segments`` > 1 once per group of that many segments, the gradient then flowing through
+    the memory between the group's segments (``rollout_segments``).
     ``disc_prefix``: D sees the shared prefix before the first segment (``disc_inputs``).
     Returns the mean adversarial loss over segments. The caller zeroes and steps the optimizer.
     """
     n = rollout_len // segment_len
     total = torch.zeros((), device=real.device)  # summed on the device: one host sync per step
+    pending = None
     for s, fake, _ in rollout_segments(gen, real, prefix_len, rollout_len, segment_len, beta, mem_len,
-                                       cache=cache):
+                                       cache=cache, grad_segments=grad_segments):
         real_seg, fake = disc_inputs(real, fake, s, prefix_len, segment_len, disc_prefix)
         d_f = disc(fake)
         with torch.no_grad():
             d_r = disc(real_seg)
         lg = loss.gen_loss(d_r, d_f, fake=fake)
-        (weight * lg / n).backward()
+        pending = weight * lg / n if pending is None else pending + weight * lg / n
+        if (s + 1) % grad_segments == 0 or s == n - 1:
+            pending.backward()
+            pending = None
         total += lg.detach()
     return total.item() / n
 

@@ -439,7 +439,7 @@ class Trainer:
             stats["ppo_cls"] = self.ppo.classifier_step(pairs, sync=lambda m: D.sync_grads(m, self.info))
         stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
                                                     cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight,
-                                                    disc_prefix=cfg.disc_prefix)
+                                                    disc_prefix=cfg.disc_prefix, grad_segments=cfg.mem_grad_segments)
         self.disc.zero_grad(set_to_none=True)
         if self.ppo is not None:
             self.ppo.classifier.zero_grad(set_to_none=True)
