@@ -85,3 +85,18 @@ def test_generation_never_emits_pad():
     g = _pad_loving_generator()
     out = generate_tokens(g, 3, 40, top_k=0, temperature=1.0, seed=0)
     assert not (out[:, 1:] == 0).any() and (out == 1).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+def test_every_presets_crops_are_music_on_short_pieces(feed, preset):
+    """The defaults ask for crops longer than any piece here (small, paper: 2048 + 5); they are
+    joined pieces, never padded."""
+    from tgan.gan.config import build_parser, config_from_args
+    from tgan.model import preset as model_preset
+
+    cfg = config_from_args(build_parser().parse_args(["--preset", preset]), on_gpu=False)
+    torch.manual_seed(0)
+    d_len = cfg.disc_len or model_preset(preset).bert.max_len
+    for length in (cfg.prefix_len + cfg.rollout_len, d_len):
+        crops = feed.sample(2, length)
+        assert crops.shape == (2, length) and not (crops == feed.vocab.pad_id).any()

@@ -50,6 +50,7 @@ class DataFeed:
         self._p = sizes / sizes.sum()
         self._shifts = [valid_shifts(f.min_pitch, f.max_pitch, self.vocab) for f in files]
         self.train_tokens = int(sizes.sum())
+        self.longest_piece = int(sizes.max())
 
     def _split(self, split: str) -> str:
         for s in _FALLBACK[split]:

@@ -388,6 +388,10 @@ class Trainer:
         cfg = self.cfg
         d_opt = self._adv_optimizers()
         joint = cfg.gen_update == "joint"
+        if cfg.prefix_len + cfg.rollout_len > self.data.longest_piece:
+            logger.info("adversarial crops (%d tokens) are longer than every training piece (at most %d): "
+                        "they join pieces behind EOS, never padded", cfg.prefix_len + cfg.rollout_len,
+                        self.data.longest_piece)
         self.gen.train()
         self.disc.train()
         bar = self._bar(steps, f"stage 3/3 adversarial ({cfg.loss})")
