@@ -59,8 +59,9 @@ class PieceStream:
                 first = False
             else:
                 parts.append(np.array([self.eos], dtype=np.int64))
+                have += 1
             parts.append(piece)
-            have += len(piece) + 1
+            have += len(piece)
         self.rows[b] = np.concatenate(parts)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, list | None]:
