@@ -100,3 +100,23 @@ def test_every_presets_crops_are_music_on_short_pieces(feed, preset):
     for length in (cfg.prefix_len + cfg.rollout_len, d_len):
         crops = feed.sample(2, length)
         assert crops.shape == (2, length) and not (crops == feed.vocab.pad_id).any()
+
+
+@pytest.mark.parametrize("piece_len", [1, 15, 16, 17, 40])
+def test_mle_stream_joins_pieces_of_any_length_exactly(piece_len):
+    count = iter(range(1000))
+
+    def draw(rng):  # pieces 2.., each a run of one id, so the joins can be read back
+        return np.full(piece_len, 2 + next(count), dtype=np.int64)
+
+    stream = PieceStream(draw, 2, 16, "cpu", seed=0, eos_id=1)
+    xs = []
+    for _ in range(6):
+        x, y, _ = stream.next()
+        assert x.shape == y.shape == (2, 16) and torch.equal(x[:, 1:], y[:, :-1])
+        xs.append(x)
+    row = torch.cat(xs, 1)[0]
+    ids = row[row != 1]
+    assert (torch.diff(ids) >= 0).all()  # pieces in order, one EOS between consecutive pieces
+    breaks = torch.nonzero(row == 1).flatten()
+    assert all(row[i - 1] != row[i + 1] for i in breaks.tolist() if 0 < i < len(row) - 1)
