@@ -90,8 +90,8 @@ class TrainConfig:
             bad("gen_weight", "must be >= 0")
         if self.mask not in ("span", "token"):
             bad("mask", "must be span or token")
-        for n in ("batch_size", "segment_len", "rollout_len", "prefix_len", "gan_every",
-                  "checkpoint_every", "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments"):
+        for n in ("batch_size", "segment_len", "rollout_len", "prefix_len", "gan_every", "checkpoint_every",
+                  "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments"):
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
         for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",
@@ -118,8 +118,8 @@ PRESET_TRAIN = {
     # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
     "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, eval_every=500, eval_chunks=16,
                  eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
-                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, freeze_layers=1, rollout_len=256, segment_len=64, checkpoint_every=500,
-                 sample_count=2, sample_len=1024, log_every=10),
+                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, freeze_layers=1, rollout_len=256, segment_len=64,
+                 checkpoint_every=500, sample_count=2, sample_len=1024, log_every=10),
     "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
     "paper": dict(),
 }

@@ -86,7 +86,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)
     while len(out) < length:
-        nxt = sample_logits(never_sample(logits, gen.cfg.pad_id), temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
+        logits = never_sample(logits, gen.cfg.pad_id)
+        nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
         if eos_id is not None:
             nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
             done |= nxt == eos_id
