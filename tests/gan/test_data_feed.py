@@ -120,3 +120,31 @@ def test_mle_stream_joins_pieces_of_any_length_exactly(piece_len):
     assert (torch.diff(ids) >= 0).all()  # pieces in order, one EOS between consecutive pieces
     breaks = torch.nonzero(row == 1).flatten()
     assert all(row[i - 1] != row[i + 1] for i in breaks.tolist() if 0 < i < len(row) - 1)
+
+
+def test_mle_stream_restarts_every_crop_with_a_full_memory_in_between(feed):
+    g = TransformerXL(GeneratorConfig(vocab_size=feed.vocab.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8,
+                                      d_inner=32, tgt_len=16, mem_len=32, eval_mem_len=64))
+    stream = PieceStream(feed.draw_piece, 3, 16, "cpu", seed=1, eos_id=feed.vocab.eos_id, crop_segments=4)
+    mem, last, jumps = [], None, []
+    for _ in range(12):
+        x, y, mems = stream.next()
+        mem.append(0 if mems is None else mems[0].shape[1])
+        if last is not None:
+            jumps.append(not torch.equal(x[:, 0], last))  # a row goes on where it stopped, or jumps
+        last = y[:, -1].clone()
+        _, stream.mems = g(x, mems=mems)
+    assert mem == [0, 16, 32, 32] * 3  # a restart every 4 segments, the memory full in between
+    # a segment's first input is the previous segment's last target, except after a restart
+    assert jumps == [False, False, False, True] * 2 + [False, False, False]
+
+
+def test_trainer_restarts_the_mle_stream_every_four_memory_lengths(tmp_path, midi_folder):
+    from tgan.gan.config import build_parser, config_from_args
+    from tgan.gan.trainer import Trainer
+
+    cfg = config_from_args(build_parser().parse_args(["--data", str(midi_folder), "--run-dir", str(tmp_path / "r"),
+                                                      "--preset", "tiny"]), on_gpu=False)
+    assert Trainer(cfg).stream.crop_segments == 4  # tiny: memory 64, segments of 64
+    cfg.mle_crop_segments = 0
+    assert Trainer(cfg).stream.crop_segments == 0

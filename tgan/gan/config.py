@@ -36,6 +36,7 @@ class TrainConfig:
     lr: float = 2e-3  # generator Adam learning rate (MLE)
     warmup: int = 4000  # inverse-sqrt warm-up steps (MLE)
     clip: float = 1.0  # gradient-norm clipping (generator and discriminator)
+    mle_crop_segments: int = -1  # MLE segments read from one random position (memory carried, EOS between pieces) before each row jumps and the memory restarts (-1 = 4 x mem_len / segment, the memory full 3/4 of the time; 0 = never: pieces stream as the released iterator)
     eval_every: int = 2000  # steps between validation NLL evaluations
     eval_chunks: int = 64  # validation chunks scored per evaluation (0 = all)
     eval_len: int = 2048  # tokens per validation chunk
@@ -86,6 +87,8 @@ class TrainConfig:
             bad("vocab", "must be maestro or full")
         if self.gen_update not in ("joint", "separate"):
             bad("gen_update", "must be joint or separate")
+        if self.mle_crop_segments < -1:
+            bad("mle_crop_segments", "must be >= -1 (-1 = 4 x mem_len / segment, 0 = never restart)")
         if self.gen_weight < 0:
             bad("gen_weight", "must be >= 0")
         if self.mask not in ("span", "token"):

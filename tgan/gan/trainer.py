@@ -143,8 +143,11 @@ class Trainer:
         self.history: dict = {"val_nll": []}
         # One MLE stream for stages 1 and 3, with its own generator: the MLE data does not depend on
         # what the adversarial steps draw.
+        crop = cfg.mle_crop_segments if cfg.mle_crop_segments >= 0 else \
+            4 * max(1, math.ceil(self.gcfg.mem_len / self.gcfg.tgt_len))
         self.stream = PieceStream(self.data.draw_piece, cfg.batch_size, self.gcfg.tgt_len, self.device,
-                                  seed=[cfg.seed, self.info.rank, 1], eos_id=self.data.vocab.eos_id)
+                                  seed=[cfg.seed, self.info.rank, 1], eos_id=self.data.vocab.eos_id,
+                                  crop_segments=crop)
         self.log = None
         self.initialized_from = None
         if resume and (cfg.init_from == "" or latest_checkpoint(self.run_dir) is not None):
