@@ -5,8 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from tgan.data import CACHE_ENV, Note, Vocab, write_midi
+from tgan.data import CACHE_ENV, Note, Vocab, prepare, write_midi
 from tgan.data.sources import hash_split
 from tgan.evaluate import default_out, main
 from tgan.metrics.notes_stats import STATISTICS
@@ -69,7 +70,16 @@ def test_table_and_json(folders, capsys, tmp_path):
     assert r["data"]["pieces"] == 4 and r["samples"][0]["pieces"] == 3
     stats = r["samples"][0]["stats"]["correct"]
     assert set(stats["mean"]) == set(STATISTICS) and stats["n"]["PCU"] == 3
-    assert stats["std"]["NPU"] >= 0
+    # the row is the mean (and population std) of each file's own statistics
+    from tgan.data import read_midi
+    from tgan.metrics import note_statistics
+
+    per_file = [note_statistics(read_midi(f), "correct") for f in sorted(samples.glob("*.mid"))]
+    for name in STATISTICS:
+        vals = [x[name] for x in per_file]
+        assert stats["mean"][name] == pytest.approx(np.mean(vals), rel=1e-9, abs=1e-12), name
+        assert stats["std"][name] == pytest.approx(np.std(vals), rel=1e-9, abs=1e-12), name
+    assert len({x["IOI"] for x in per_file}) > 1 and stats["std"]["IOI"] > 0
     d = r["samples"][0]["diff"]["correct"]["NPU"]
     assert d == pytest.approx(stats["mean"]["NPU"] - r["data"]["stats"]["correct"]["mean"]["NPU"])
     assert r["options"]["split"] == "train" and r["model"] is None
@@ -129,15 +139,20 @@ def test_bad_flags_exit_2(folders, capsys):
     assert e.value.code == 2 and "--max-pieces must be >= 1" in capsys.readouterr().err
 
 
-def _tiny_run(run_dir, disc="bert", models=("gen", "disc")):
+def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), gen_bias=None):
     v = Vocab.maestro()
     gcfg = GeneratorConfig(vocab_size=v.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
                            tgt_len=16, mem_len=16, eval_mem_len=32, dropout=0.0, attn_dropout=0.0)
+    gen = TransformerXL(gcfg)
+    if gen_bias is not None:  # zero embeddings: every position's logits are the output bias
+        with torch.no_grad():
+            gen.embed.weight.zero_()
+            gen.out_bias.copy_(gen_bias)
     bcfg = BertConfig(vocab_size=v.size, n_layer=1, d_model=16, n_head=2, d_inner=32, max_len=32,
                       dropout=0.0, attn_dropout=0.0)
     ccfg = CNNConfig(vocab_size=v.size, d_embed=8, n_filters=4)
     d = BertDiscriminator(bcfg) if disc == "bert" else CNNDiscriminator(ccfg)
-    all_models = {"gen": TransformerXL(gcfg), "disc": d}
+    all_models = {"gen": gen, "disc": d}
     save_checkpoint(run_dir, 7, "run", {k: all_models[k] for k in models},
                     configs={"generator": gcfg.to_dict(), "bert": bcfg.to_dict(), "cnn": ccfg.to_dict(),
                              "train": {"disc": disc, "eval_len": 128}, "vocab": "maestro"})
@@ -146,14 +161,21 @@ def _tiny_run(run_dir, disc="bert", models=("gen", "disc")):
 
 def test_checkpoint_fills_nll_ca_pll(folders, capsys, tmp_path):
     data, samples = folders
-    ck = _tiny_run(tmp_path / "run")
+    v = Vocab.maestro()
+    logp = torch.log_softmax(torch.randn(v.lm_size, generator=torch.Generator().manual_seed(0)) * 2, 0)
+    ck = _tiny_run(tmp_path / "run", gen_bias=logp)
     code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck,
                          "--device", "cpu", "--pll-pieces", 1)
     assert code == 0, err
     r = json.loads(default_out(samples).read_text())
     nll = r["model"]["NLL"]
     assert nll["split"] == "validation" and nll["chunks"] >= 1
-    assert 0 < nll["value"] < 2 * math.log(Vocab.maestro().size)  # an untrained model: ~ln V
+    # The generator predicts logp at every position: the NLL is the mean of -logp over every
+    # validation token that a chunk of eval_len (128) tokens predicts (all but each chunk's first).
+    toks = torch.from_numpy(prepare(data, progress=False).file_tokens("validation", 0).astype(np.int64))
+    targets = torch.cat([toks[s + 1: s + 128] for s in range(0, len(toks), 128)])
+    assert nll["chunks"] == math.ceil(len(toks) / 128) >= 2
+    assert nll["value"] == pytest.approx(float(-logp[targets].mean()), rel=1e-5)
     assert r["data"]["PLL"]["value"] <= 0 and r["data"]["PLL"]["block_len"] == 32
     s = r["samples"][0]
     assert s["PLL"]["value"] <= 0 and s["PLL"]["blocks"] >= 3  # one piece: 3 blocks or more

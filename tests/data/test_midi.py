@@ -165,3 +165,12 @@ def test_write_rejects_bad_notes(tmp_path):
 def test_raw_header_builder_is_valid(midi_tools):
     data = midi_tools.raw_midi([[(0, b"\x90\x3c\x64")]], fmt=1, tpb=96)
     assert data[:4] == b"MThd" and struct.unpack(">IHHH", data[4:14]) == (6, 1, 1, 96)
+
+
+@pytest.mark.parametrize("value,end", [(64, 0.75), (63, 0.25), (127, 0.75), (0, 0.25)])
+def test_pedal_is_down_from_value_64(tmp_path, midi_tools, value, end):
+    t = midi_tools
+    track = [mido.Message("control_change", control=64, value=value, time=0), t.on(60, 90), t.off(60, 240),
+             mido.Message("control_change", control=64, value=0, time=480)]
+    perf = read_midi(t.make_midi(tmp_path / "v.mid", [track], file_type=0))
+    assert notes_of(perf) == [(60, 90, 0.0, end, 0)]

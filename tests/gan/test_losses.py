@@ -57,7 +57,7 @@ def test_ppo_snapshot_every_n_classifier_steps():
     real, fake = torch.randint(0, 5, (2, 4)), torch.rand(2, 4, 5)
     snap0 = ppo.snapshot
     for i in range(3):
-        ppo.classifier_step(real, fake)
+        ppo.classifier_step([(real, fake)])
         assert (ppo.snapshot is snap0) == (i < 2)
     assert not any(p.requires_grad for p in ppo.snapshot.parameters())
 
@@ -95,3 +95,77 @@ def test_make_loss_rejects_unknown():
         make_loss("lsgan")
     with pytest.raises(ValueError, match="classifier"):
         make_loss("ppo_gp")
+
+
+def _bert(dropout=0.0, V=11):
+    return BertDiscriminator(BertConfig(vocab_size=V, n_layer=1, d_model=8, n_head=2, d_inner=16, max_len=16,
+                                        dropout=dropout, attn_dropout=dropout))
+
+
+def test_gradient_penalty_weight_scales_it_and_reaches_the_discriminator_loss():
+    from tgan.gan.rollout import discriminator_step
+
+    torch.manual_seed(0)
+    d = _bert()
+    real = torch.randint(0, 10, (4, 3 + 12))
+    fake = torch.softmax(torch.randn(4, 12, 10), -1)
+    gps = []
+    for w in (3.0, 7.0):
+        torch.manual_seed(1)
+        gps.append(float(gradient_penalty(d, real[:, :6], fake[:, :6], weight=w).detach()))
+    assert gps[0] > 0 and math.isclose(gps[1], gps[0] * 7 / 3, rel_tol=1e-5)
+    losses = []
+    for w in (0.0, 2.0, 5.0):
+        torch.manual_seed(2)
+        losses.append(discriminator_step(d, WGANGP(), real, fake, 6, w, 3)[0])
+    gp2, gp5 = losses[1] - losses[0], losses[2] - losses[0]
+    assert gp2 > 0 and math.isclose(gp5, gp2 * 5 / 2, rel_tol=1e-4)
+
+
+def test_ppo_ratio_is_one_right_after_a_snapshot_even_with_dropout():
+    torch.manual_seed(0)
+    cls = _bert(dropout=0.3)
+    ppo = PPOGP(cls, lr=1e-2, snapshot_every=2)
+    cls.train()
+    fake = torch.softmax(torch.randn(5, 6, 10) * 3, -1)
+    real = torch.randint(0, 10, (5, 6))
+    ppo.classifier_step([(real, fake)])
+    assert not torch.equal(ppo.ratio(fake), torch.ones(5))  # one step on: D' moved away from D0
+    ppo.classifier_step([(real, fake)])  # snapshot now
+    r = ppo.ratio(fake)
+    assert torch.equal(r, torch.ones(5)), r
+    assert cls.training  # the classifier goes back to training mode
+    # then L_G is exactly -mean(D_f)
+    d_f = torch.tensor([0.3, -0.2, 1.0, 0.0, -2.0])
+    assert math.isclose(float(ppo.gen_loss(None, d_f, fake=fake).detach()), -float(d_f.mean()), rel_tol=1e-6)
+
+
+def test_ppo_generator_gradient_flows_through_the_classifier():
+    torch.manual_seed(0)
+    ppo = PPOGP(_bert(), snapshot_every=1000)
+    fake = torch.softmax(torch.randn(3, 6, 10), -1).requires_grad_(True)
+    d_f = torch.tensor([0.5, -0.4, 0.9])  # a constant: any gradient to the fakes comes through D1
+    (g,) = torch.autograd.grad(ppo.gen_loss(None, d_f, fake=fake), fake)
+    assert g.abs().sum() > 0
+
+
+def test_ppo_classifier_learns_from_every_segment():
+    calls = []
+
+    class Rec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            calls.append(x.detach().clone())
+            return self.b.expand(x.shape[0])
+
+    ppo = PPOGP(Rec(), snapshot_every=1000)
+    real = torch.arange(2 * 12).reshape(2, 12)
+    fake = torch.rand(2, 12, 5)
+    pairs = [(real[:, 4 * s: 4 * s + 4], fake[:, 4 * s: 4 * s + 4]) for s in range(3)]
+    ppo.classifier_step(pairs)
+    assert len(calls) == 6
+    for s in range(3):
+        assert torch.equal(calls[2 * s], pairs[s][0]) and torch.equal(calls[2 * s + 1], pairs[s][1])

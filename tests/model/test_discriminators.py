@@ -87,3 +87,17 @@ def test_token_masking_never_masks_specials():
     toks = np.array([0, 1] * 50 + list(range(2, 102)))
     inp, lab = token_mask(toks, 200, (2, 100), rng, budget=0.5, special=(0, 1))
     assert (lab[:100] == IGNORE).all() and (lab[100:] != IGNORE).any()
+
+
+@pytest.mark.parametrize("mode,tol", [("span", 0.005), ("token", 0.01)])
+def test_mask_batch_masks_15_percent_of_the_maskable_tokens(mode, tol):
+    from tgan.model.masking import mask_batch
+
+    rng = np.random.default_rng(3)
+    batch = torch.from_numpy(rng.integers(2, 40, (64, 128)))
+    batch[:, :8] = 0  # specials are never masked and do not count
+    inp, lab = mask_batch(batch, mode, 40, (2, 40), rng, special=(0, 1))
+    m = lab != IGNORE
+    assert not m[:, :8].any()
+    assert abs(float(m[:, 8:].float().mean()) - 0.15) < tol, float(m[:, 8:].float().mean())
+    assert torch.equal(lab[m], batch[m]) and float((inp[m] == 40).float().mean()) > 0.7

@@ -36,7 +36,7 @@ class TrainConfig:
     lr: float = 2e-3  # generator Adam learning rate (MLE)
     warmup: int = 4000  # inverse-sqrt warm-up steps (MLE)
     clip: float = 1.0  # gradient-norm clipping (generator and discriminator)
-    segments: int = 4  # segments per training crop carried through the memory
+    mle_crop_segments: int = -1  # MLE segments read from one random position (memory carried, EOS between pieces) before each row jumps and the memory restarts (-1 = 4 x mem_len / segment, the memory full 3/4 of the time; 0 = never: pieces stream as the released iterator)
     eval_every: int = 2000  # steps between validation NLL evaluations
     eval_chunks: int = 64  # validation chunks scored per evaluation (0 = all)
     eval_len: int = 2048  # tokens per validation chunk
@@ -44,20 +44,24 @@ class TrainConfig:
     disc_steps: int = 20000  # masked-LM pre-training steps of D (BERT only)
     disc_lr: float = 1e-4  # D pre-training AdamW learning rate
     mask: str = "span"  # span (SpanBERT, the paper) | token (plain MLM, the released code)
+    disc_len: int = 0  # tokens per D pre-training crop (0 = all of D's positions, so none stays untrained)
     # -- stage 3: adversarial training -----------------------------------------------------------
     gan_steps: int = 100000  # adversarial-stage iterations (N of the Gumbel schedule)
     gan_start: int = 100  # first iteration with adversarial steps
     gan_every: int = 5  # one D and one G adversarial step every this many iterations
-    gen_weight: float = 1.0  # lambda: weight of the generator's adversarial loss
+    gen_weight: float = 1.0  # lambda: L_G = L_mle + lambda·L_gen on adversarial iterations (with --gen-update joint)
+    gen_update: str = "joint"  # joint: one Adam step on L_mle + lambda·L_gen (Equation 1, the paper) | separate: L_gen stepped alone by its own Adam (--g-adv-lr; the released code; lambda then has no effect)
     gp_weight: float = 10.0  # gamma: gradient-penalty weight (losses with GP)
     d_lr: float = 1e-5  # discriminator AdamW learning rate (adversarial)
-    g_adv_lr: float = 2e-3  # generator adversarial Adam learning rate
-    g_adv_warmup: int = 1000  # inverse-sqrt warm-up of the adversarial generator optimizer
+    g_adv_lr: float = 2e-3  # generator adversarial Adam learning rate (--gen-update separate)
+    g_adv_warmup: int = 1000  # inverse-sqrt warm-up of the adversarial generator optimizer (--gen-update separate)
     beta_max: float = 100.0  # Gumbel inverse temperature reaches beta_max at gan_steps
     prefix_len: int = 5  # shared real priming prefix (tokens)
     rollout_len: int = 2048  # generated tokens per adversarial rollout
     segment_len: int = 64  # TBPTT segment: D scores and back-propagates this many tokens at once
-    freeze_layers: int = 0  # BERT layers frozen (from the bottom) during adversarial training
+    freeze_layers: int = 2  # BERT layers frozen (from the bottom) during adversarial training (the paper freezes earlier layers; the released code all)
+    mem_grad_segments: int = 2  # TBPTT segments one backward spans, the gradient flowing through G's memory between them (the paper); 1 = memory detached at every segment (the released code); peak memory grows linearly with it
+    disc_prefix: bool = True  # D sees the shared real prefix before the first segment (the released code)
     freeze_embeddings: bool = False  # freeze D's embeddings during adversarial training
     ppo_lr: float = 6.25e-5  # PPO-GP classifier D' Adam learning rate
     ppo_clip: float = 0.4  # PPO ratio clipped to [1-clip, 1+clip]
@@ -81,14 +85,20 @@ class TrainConfig:
             bad("preset", "must be tiny, small or paper")
         if self.vocab not in ("maestro", "full"):
             bad("vocab", "must be maestro or full")
+        if self.gen_update not in ("joint", "separate"):
+            bad("gen_update", "must be joint or separate")
+        if self.mle_crop_segments < -1:
+            bad("mle_crop_segments", "must be >= -1 (-1 = 4 x mem_len / segment, 0 = never restart)")
+        if self.gen_weight < 0:
+            bad("gen_weight", "must be >= 0")
         if self.mask not in ("span", "token"):
             bad("mask", "must be span or token")
-        for n in ("batch_size", "segments", "segment_len", "rollout_len", "prefix_len", "gan_every",
-                  "checkpoint_every", "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every"):
+        for n in ("batch_size", "segment_len", "rollout_len", "prefix_len", "gan_every", "checkpoint_every",
+                  "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments"):
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
         for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",
-                  "freeze_layers", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
+                  "freeze_layers", "disc_len", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
             if getattr(self, n) < 0:
                 bad(n, "must be >= 0")
         for n in ("lr", "disc_lr", "d_lr", "g_adv_lr", "ppo_lr", "clip", "temperature"):
@@ -109,10 +119,10 @@ class TrainConfig:
 # Per-preset overrides of the defaults above (paper values stay for small/paper).
 PRESET_TRAIN = {
     # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
-    "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, segments=4, eval_every=500, eval_chunks=16,
+    "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, eval_every=500, eval_chunks=16,
                  eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
-                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, rollout_len=256, segment_len=64, checkpoint_every=500,
-                 sample_count=2, sample_len=1024, log_every=10),
+                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, freeze_layers=1, rollout_len=256, segment_len=64,
+                 checkpoint_every=500, sample_count=2, sample_len=1024, log_every=10),
     "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
     "paper": dict(),
 }

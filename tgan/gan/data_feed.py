@@ -1,9 +1,17 @@
-"""What the trainer needs from the data layer: prepared data, training crops, validation chunks.
+"""What the trainer needs from the data layer: prepared data, training crops, whole pieces for the
+MLE stream, validation chunks.
 
-Crops are drawn from torch's default generator (through ``TokenCrops.sample_batch``), whose state
-every checkpoint saves, so a resumed run sees the same crops as an uninterrupted one. A share of
-rows (``START_SHARE``) instead begins at the first token of a piece, behind EOS: EOS then stands
-for "start of a piece", which is how unconditional sampling begins.
+Training crops never contain PAD: a crop starts at a random token of a piece (a piece drawn with
+probability proportional to its length) and, where the piece ends first, goes on with EOS and
+another piece from its first token, as many pieces as it takes. Padded real crops would be a tell
+the discriminator learns at once (fakes never contain PAD), so a data set shorter than a rollout is
+read round and round, joined by EOS, never padded. A share of rows (``START_SHARE``) instead begins
+at the first token of a piece, behind EOS: EOS then stands for "start of a piece", which is how
+unconditional sampling begins.
+
+Crops are drawn from torch's default generator, whose state every checkpoint saves, so a resumed
+run sees the same crops as an uninterrupted one. ``draw_piece`` draws whole augmented pieces from a
+generator the caller owns (the MLE stream's, see ``tgan.gan.mle.PieceStream``).
 Under torchrun, rank 0 prepares the cache first; the other ranks then read it.
 """
 from __future__ import annotations
@@ -11,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tgan.data.augment import transpose_tokens, valid_shifts
+from tgan.data.augment import STRETCHES, stretch_tokens, stretched_length_bound, transpose_tokens, valid_shifts
 from tgan.data.datasets import prepare
 from tgan.data.errors import DataError
-from tgan.data.loader import TokenCrops, chunks
+from tgan.data.loader import _as_numpy_rng, chunks
 
 START_SHARE = 0.125  # rows of a batch that begin a piece (EOS + its first tokens)
 _FALLBACK = {"validation": ("validation", "test", "train"), "test": ("test", "validation", "train"),
@@ -22,7 +30,7 @@ _FALLBACK = {"validation": ("validation", "test", "train"), "test": ("test", "va
 
 
 class DataFeed:
-    """Training crops and evaluation chunks of one prepared data set."""
+    """Training crops, whole training pieces and evaluation chunks of one prepared data set."""
 
     def __init__(self, data, vocab_name: str = "maestro", info=None, progress: bool = True, augment: bool = True):
         from tgan.gan import distributed as D
@@ -34,10 +42,15 @@ class DataFeed:
         if not info.is_main:
             self.prepared = prepare(data, vocab_name=vocab_name, progress=False)
         self.vocab = self.prepared.vocab
-        if not self.prepared.files["train"]:
-            raise DataError(f"data set {self.prepared.index['source']} has no training files")
-        self._crops: dict[int, TokenCrops] = {}
+        files = self.prepared.files["train"]
+        if not files or not sum(f.n_tokens for f in files):
+            raise DataError(f"data set {self.prepared.index['source']} has no training files with notes")
         self.info, self.augment = info, augment
+        sizes = np.array([f.n_tokens for f in files], dtype=np.float64)
+        self._p = sizes / sizes.sum()
+        self._shifts = [valid_shifts(f.min_pitch, f.max_pitch, self.vocab) for f in files]
+        self.train_tokens = int(sizes.sum())
+        self.longest_piece = int(sizes.max())
 
     def _split(self, split: str) -> str:
         for s in _FALLBACK[split]:
@@ -45,33 +58,62 @@ class DataFeed:
                 return s
         raise DataError(f"data set {self.prepared.index['source']} has no {split} files")
 
+    # -- augmented reading -------------------------------------------------------------------------
+    def _read(self, i: int, start: int, need: int, rng: np.random.Generator) -> np.ndarray:
+        """At least ``need`` tokens of training piece ``i`` from ``start`` (fewer only where the piece
+        ends), transposed and stretched as one draw (int64)."""
+        toks = self.prepared.file_tokens("train", i)
+        if not self.augment:
+            return np.asarray(toks[start:start + need], dtype=np.int64)
+        shift = int(self._shifts[i][rng.integers(len(self._shifts[i]))])
+        stretch = float(STRETCHES[rng.integers(len(STRETCHES))])
+        window = stretched_length_bound(need) if stretch != 1.0 else need
+        while True:
+            out = stretch_tokens(toks[start:start + window], self.vocab, stretch)
+            if len(out) >= need or start + window >= len(toks):  # a stretch can shorten the window
+                break
+            window *= 2
+        out = transpose_tokens(out, self.vocab, shift)
+        assert out is not None, "shift chosen within the file's pitch range"
+        return np.asarray(out, dtype=np.int64)
+
+    def draw_piece(self, rng: np.random.Generator) -> np.ndarray:
+        """One whole training piece, drawn uniformly, augmented (int64)."""
+        i = int(rng.integers(len(self.prepared.files["train"])))
+        return self._read(i, 0, self.prepared.files["train"][i].n_tokens, rng)
+
+    def _row(self, length: int, rng: np.random.Generator, from_start: bool) -> torch.Tensor:
+        parts, have = [], 0
+        if from_start:
+            parts, have = [np.array([self.vocab.eos_id])], 1
+        else:
+            i = int(rng.choice(len(self._p), p=self._p))
+            start = int(rng.integers(self.prepared.files["train"][i].n_tokens))
+            parts.append(self._read(i, start, length, rng))
+            have = len(parts[-1])
+        while have < length:  # the piece ended: EOS, then another piece from its first token
+            if not from_start or len(parts) > 1:
+                parts.append(np.array([self.vocab.eos_id]))
+                have += 1
+            from_start = False
+            i = int(rng.choice(len(self._p), p=self._p))
+            parts.append(self._read(i, 0, length - have, rng))
+            have += len(parts[-1])
+        return torch.from_numpy(np.concatenate(parts)[:length])
+
     def sample(self, batch_size: int, length: int) -> torch.Tensor:
-        """Training crops [B, length] (augmented), drawn from torch's default generator."""
-        if length not in self._crops:
-            self._crops[length] = TokenCrops(self.prepared, "train", length, augment=self.augment,
-                                             rank=self.info.rank, world_size=self.info.world_size)
-        n_start = int((torch.rand(batch_size) < START_SHARE).sum())
-        out = self._crops[length].sample_batch(batch_size, generator=torch.default_generator).long()
-        for b in range(n_start):
-            out[b] = self._piece_start(length)
-        return out
+        """Training crops [B, length] (augmented, no PAD), drawn from torch's default generator."""
+        if batch_size < 1 or length < 1:
+            raise ValueError(f"sample: batch_size and length must be >= 1, got {batch_size}, {length}")
+        starts = (torch.rand(batch_size) < START_SHARE).tolist()
+        rng = _as_numpy_rng(torch.default_generator)
+        return torch.stack([self._row(length, rng, s) for s in starts]).long()
 
-    def _piece_start(self, length: int) -> torch.Tensor:
-        files = self.prepared.files["train"]
-        i = int(torch.randint(len(files), (1,)))
-        toks = np.asarray(self.prepared.file_tokens("train", i), dtype=np.int64)[: length - 1]
-        if self.augment:
-            shifts = valid_shifts(files[i].min_pitch, files[i].max_pitch, self.vocab)
-            toks = transpose_tokens(toks, self.vocab, int(shifts[int(torch.randint(len(shifts), (1,)))])).astype(np.int64)
-        row = torch.full((length,), self.vocab.pad_id, dtype=torch.long)
-        row[0] = self.vocab.eos_id
-        row[1: 1 + len(toks)] = torch.from_numpy(toks)
-        return row
-
+    # -- evaluation ---------------------------------------------------------------------------------
     def chunks(self, split: str, length: int, limit: int = 0):
         """Up to ``limit`` (0 = all) non-overlapping chunks [length] of a split (falls back to
         test, then train, where the split is empty); a file shorter than ``length`` gives one
-        padded chunk."""
+        padded chunk (PAD targets are not scored)."""
         s = self._split(split)
         n = 0
         for c in chunks(self.prepared, s, length, pad_last=True):

@@ -66,11 +66,12 @@ class RSGANGP(RSGAN):
 class PPOGP:
     """PPO-GP (DESIGN.md section 3).
 
-    A separate real/fake classifier D' (BCE, its own optimizer) is snapshotted every
-    ``snapshot_every`` D steps. For the generator: D0 = sigma(D'_snapshot(fake)), P0 = (1-D0)/D0,
+    A separate real/fake classifier D' (BCE, its own optimizer, trained on every segment of the
+    rollout) is snapshotted every ``snapshot_every`` D steps. For the generator: D0 = sigma(D'_snapshot(fake)), P0 = (1-D0)/D0,
     D1 = sigma(D'(fake)), r = (1-D1)/(D1·P0) clipped to [1-clip, 1+clip]; per sample
     target = min(r·D_f, clip(r)·D_f) if D_f > 0 else max(r·D_f, clip(r)·D_f); L_G = -mean(target).
-    Gradients reach G through both D_f and D1. For D: L_D = mean(W·D_f - D_r) + GP with
+    Gradients reach G through both D_f and D1; D1 and D0 are computed in eval mode, so r = 1
+    exactly right after a snapshot. For D: L_D = mean(W·D_f - D_r) + GP with
     W = B·softmax_batch(D_f), detached.
     """
 
@@ -90,35 +91,58 @@ class PPOGP:
         snap.requires_grad_(False)
         return snap
 
-    def classifier_step(self, real_ids, fake, sync=None) -> float:
-        """One BCE step of D' on real (label 1) and fake (label 0); snapshots every N steps."""
+    def classifier_step(self, pairs, sync=None) -> float:
+        """One BCE step of D' on real (label 1) and fake (label 0); snapshots every N steps.
+
+        ``pairs``: the rollout's segments as D scores them, a list of (real ids [B, T], fake
+        [B, T, V]); every segment (every one the generator's loss weights) is scored and the loss
+        averaged over them. Returns the mean loss.
+        """
+        if not pairs:
+            raise ValueError("PPOGP.classifier_step: pairs is empty")
         self.opt.zero_grad(set_to_none=True)
-        lr_ = self.classifier(real_ids)
-        lf = self.classifier(fake.detach())
-        loss = F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_)) + \
-            F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
-        loss.backward()
+        total = torch.zeros((), device=pairs[0][1].device)
+        for real_ids, fake in pairs:
+            lr_ = self.classifier(real_ids)
+            lf = self.classifier(fake.detach())
+            loss = F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_)) + \
+                F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
+            (loss / len(pairs)).backward()
+            total += loss.detach()
         if sync is not None:
             sync(self.classifier)
         self.opt.step()
         self.steps += 1
         if self.steps % self.snapshot_every == 0:
             self.snapshot = self._copy()
-        return loss.item()
+        return total.item() / len(pairs)
 
     def disc_loss(self, d_r, d_f, gp):
         w = (d_f.shape[0] * torch.softmax(d_f, dim=0)).detach()
         return (w * d_f - d_r).mean() + gp
 
+    def ratio(self, fake) -> torch.Tensor:
+        """r = (1-D1)/(D1·P0) per sample [B], with gradient through D1 = sigma(D'(fake)).
+
+        D' and its snapshot both run in eval mode (no dropout): independent dropout masks would
+        make r differ from 1 right after a snapshot, when D' and D0 are the same network.
+        """
+        was = self.classifier.training
+        self.classifier.eval()
+        self.snapshot.eval()
+        try:
+            with torch.no_grad():
+                d0 = torch.sigmoid(self.snapshot(fake)).clamp(1e-6, 1 - 1e-6)
+            d1 = torch.sigmoid(self.classifier(fake)).clamp(1e-6, 1 - 1e-6)
+        finally:
+            self.classifier.train(was)
+        p0 = (1 - d0) / d0
+        return (1 - d1) / (d1 * p0)
+
     def gen_loss(self, d_r, d_f, fake=None):
         if fake is None:
             raise ValueError("PPOGP.gen_loss needs the fake sequences (fake=...)")
-        self.snapshot.train(self.classifier.training)
-        with torch.no_grad():
-            d0 = torch.sigmoid(self.snapshot(fake)).clamp(1e-6, 1 - 1e-6)
-        d1 = torch.sigmoid(self.classifier(fake)).clamp(1e-6, 1 - 1e-6)
-        p0 = (1 - d0) / d0
-        r = (1 - d1) / (d1 * p0)
+        r = self.ratio(fake)
         rc = r.clamp(1 - self.clip, 1 + self.clip)
         a, b = r * d_f, rc * d_f
         target = torch.where(d_f > 0, torch.minimum(a, b), torch.maximum(a, b))

@@ -11,6 +11,21 @@ import torch
 from tgan.ops import sample_logits
 
 
+def never_sample(logits: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """``logits`` [.., V] with PAD made impossible (-inf), so no sampler emits it.
+
+    PAD is in the generator's output vocabulary (ids 0..lm_size-1) but never a real token: a
+    sampled PAD would be an error in a sample and, in a rollout, a trivial tell for D. MASK is not
+    in the generator's vocabulary at all (the vocabulary puts it last, beyond ``lm_size``). The
+    gradient through the masked entries is 0, so straight-through rollouts keep theirs elsewhere.
+    """
+    if pad_id is None or not 0 <= pad_id < logits.shape[-1]:
+        return logits
+    banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    banned[pad_id] = True
+    return logits.masked_fill(banned, float("-inf"))
+
+
 @torch.no_grad()
 def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | None = None,
                     temperature: float = 0.95, top_k: int = 32, top_p: float = 1.0,
@@ -35,6 +50,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         cache: the key/value cache implementation (``tgan.ops.kv_cache``; None = "auto"). Its
             capacity is twice the context, so the sliding window moves to the buffer's front once
             every ``context`` tokens instead of being copied at every token.
+
+    PAD is never sampled (``never_sample``); MASK is outside the generator's vocabulary.
 
     Returns:
         LongTensor [B, length].
@@ -69,6 +86,7 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)
     while len(out) < length:
+        logits = never_sample(logits, gen.cfg.pad_id)
         nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
         if eos_id is not None:
             nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)

@@ -28,9 +28,9 @@ from tgan.gan import distributed as D
 from tgan.gan.config import TrainConfig
 from tgan.gan.data_feed import DataFeed
 from tgan.gan.losses import make_loss
-from tgan.gan.mle import SegmentStream, evaluate_nll, mle_step, uniform_nll
+from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
-from tgan.gan.rollout import discriminator_step, generator_adversarial_step, sample_fakes
+from tgan.gan.rollout import disc_inputs, discriminator_step, generator_adversarial_step, sample_fakes
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
 from tgan.model import BertDiscriminator, CNNDiscriminator, TransformerXL, preset
@@ -112,8 +112,16 @@ class Trainer:
         v = self.data.vocab
         p = preset(cfg.preset, vocab_size=v.lm_size, pad_id=v.pad_id)
         p.bert.vocab_size = v.size  # D also embeds MASK for its masked-LM pre-training
-        p.bert.max_len = max(p.bert.max_len, cfg.segment_len)
+        p.bert.max_len = max(p.bert.max_len, cfg.segment_len + (cfg.prefix_len if cfg.disc_prefix else 0))
         self.gcfg, self.bcfg, self.ccfg = p.generator, p.bert, p.cnn
+        # D pre-training crops cover every position D can be given (adversarial segments with the
+        # prefix, the run's BERT in evaluation), not just the adversarial segment length.
+        self.disc_len = cfg.disc_len or self.bcfg.max_len
+        if cfg.disc == "bert" and cfg.freeze_layers > self.bcfg.n_layer:
+            raise ValueError(f"--freeze-layers: must be <= D's {self.bcfg.n_layer} layers at --preset {cfg.preset}, "
+                             f"got {cfg.freeze_layers}")
+        if self.disc_len > self.bcfg.max_len:
+            raise ValueError(f"--disc-len: must be <= D's positions ({self.bcfg.max_len}), got {self.disc_len}")
         self.gen = TransformerXL(self.gcfg).to(self.device)
         self.disc = self._make_disc().to(self.device)
         self.ppo = None
@@ -133,7 +141,13 @@ class Trainer:
                       "g_adv": inverse_sqrt_scheduler(self.opt["g_adv"], cfg.g_adv_warmup)}
         self.stage, self.stage_step, self.bad_steps = "mle", 0, 0
         self.history: dict = {"val_nll": []}
-        self.stream = None
+        # One MLE stream for stages 1 and 3, with its own generator: the MLE data does not depend on
+        # what the adversarial steps draw.
+        crop = cfg.mle_crop_segments if cfg.mle_crop_segments >= 0 else \
+            4 * max(1, math.ceil(self.gcfg.mem_len / self.gcfg.tgt_len))
+        self.stream = PieceStream(self.data.draw_piece, cfg.batch_size, self.gcfg.tgt_len, self.device,
+                                  seed=[cfg.seed, self.info.rank, 1], eos_id=self.data.vocab.eos_id,
+                                  crop_segments=crop)
         self.log = None
         self.initialized_from = None
         if resume and (cfg.init_from == "" or latest_checkpoint(self.run_dir) is not None):
@@ -168,8 +182,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, pin: bool = False):
-        if self.stream is not None:
-            self.stream.crop = None  # crops restart at checkpoints in every run: resumes match
+        self.stream.reset()  # rows and memory restart at checkpoints in every run: resumes match
         if not self.info.is_main:
             return
         optims = dict(self.opt)
@@ -178,7 +191,8 @@ class Trainer:
             optims["ppo"] = self.ppo.opt
             models["ppo_snapshot"] = self.ppo.snapshot
         extra = {"stage": self.stage, "stage_step": self.stage_step, "bad_steps": self.bad_steps,
-                 "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0}
+                 "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0,
+                 "mle_stream": self.stream.state_dict()}
         configs = {"generator": self.gcfg.to_dict(), "bert": self.bcfg.to_dict(), "cnn": self.ccfg.to_dict(),
                    "train": self.cfg.__dict__, "vocab": self.data.vocab.preset}
         save_checkpoint(self.run_dir, self.global_step, "run", models, optims, self.sched, configs, extra,
@@ -207,6 +221,8 @@ class Trainer:
         ex = ck.extra
         self.stage, self.stage_step, self.bad_steps = ex["stage"], ex["stage_step"], ex["bad_steps"]
         self.history = ex["history"]
+        if "mle_stream" in ex:
+            self.stream.load_state_dict(ex["mle_stream"])
         if self.stage in ("gan", "done"):
             self._adv_optimizers()
         for name, m in self._models().items():
@@ -315,7 +331,6 @@ class Trainer:
     def _mle_stage(self, steps: int):
         cfg = self.cfg
         self.gen.train()
-        self.stream = SegmentStream(self.data.sample, cfg.batch_size, self.gcfg.tgt_len, cfg.segments, self.device)
         if self.stage_step == 0 and not self.history["val_nll"]:
             self._validate()  # the curve starts from the untrained model
         bar = self._bar(steps, "stage 1/3 MLE")
@@ -357,7 +372,7 @@ class Trainer:
         while self.stage_step < steps:
             # A generator per step, keyed by (seed, step, rank): a resumed run masks identically.
             rng = np.random.default_rng([cfg.seed, self.stage_step, self.info.rank])
-            batch = self.data.sample(cfg.batch_size, cfg.segment_len).to(self.device)
+            batch = self.data.sample(cfg.batch_size, self.disc_len).to(self.device)
             loss, acc = mlm_step(self.disc, batch, cfg.mask, v.mask_id, events, rng,
                                  special=(v.pad_id, v.eos_id))
             loss.backward()
@@ -375,51 +390,67 @@ class Trainer:
     def _gan_stage(self, steps: int):
         cfg = self.cfg
         d_opt = self._adv_optimizers()
+        joint = cfg.gen_update == "joint"
+        if cfg.prefix_len + cfg.rollout_len > self.data.longest_piece:
+            logger.info("adversarial crops (%d tokens) are longer than every training piece (at most %d): "
+                        "they join pieces behind EOS, never padded", cfg.prefix_len + cfg.rollout_len,
+                        self.data.longest_piece)
         self.gen.train()
         self.disc.train()
-        self.stream = SegmentStream(self.data.sample, cfg.batch_size, self.gcfg.tgt_len, cfg.segments, self.device)
         bar = self._bar(steps, f"stage 3/3 adversarial ({cfg.loss})")
         t0, toks, last_adv = time.time(), 0, {}
         while self.stage_step < steps:
             it = self.stage_step
+            adv = it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
             loss.backward()
             stats = {"mle_loss": loss.item()}
-            self._apply(stats["mle_loss"], self.gen, self.opt["g_mle"], self.sched["g_mle"])
-            if it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0:
+            if not (adv and joint):
+                self._apply(stats["mle_loss"], self.gen, self.opt["g_mle"], self.sched["g_mle"])
+            if adv:
                 beta = gumbel_beta(it, steps, cfg.beta_max)
-                real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
-                # D step (and PPO's classifier D') on a rollout without gradient.
-                fake = sample_fakes(self.gen, real, cfg.prefix_len, cfg.rollout_len, cfg.segment_len, beta)
-                ld, d_r, d_f = discriminator_step(self.disc, self.loss, real, fake, cfg.segment_len,
-                                                  cfg.gp_weight, cfg.prefix_len)
-                self._apply(ld, self.disc, d_opt)
-                if self.ppo is not None:
-                    seg = cfg.segment_len
-                    stats["ppo_cls"] = self.ppo.classifier_step(real[:, cfg.prefix_len: cfg.prefix_len + seg],
-                                                                fake[:, :seg],
-                                                                sync=lambda m: D.sync_grads(m, self.info))
-                # G adversarial step: TBPTT over the rollout's segments.
-                lg = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
-                                                cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight)
-                self.disc.zero_grad(set_to_none=True)
-                if self.ppo is not None:
-                    self.ppo.classifier.zero_grad(set_to_none=True)
-                self._apply(lg, self.gen, self.opt["g_adv"], self.sched["g_adv"])
+                stats.update(self._adversarial_step(d_opt, beta))
+                if joint:  # Equation 1: one update on L_mle + lambda·L_gen, so lambda trades the terms
+                    self._apply(stats["mle_loss"] + cfg.gen_weight * stats["g_adv"], self.gen,
+                                self.opt["g_mle"], self.sched["g_mle"])
+                else:  # the released code: L_gen stepped alone by its own Adam (lambda has no effect)
+                    self._apply(cfg.gen_weight * stats["g_adv"], self.gen, self.opt["g_adv"], self.sched["g_adv"])
                 toks += cfg.batch_size * cfg.rollout_len * self.info.world_size
-                stats.update(d_loss=ld, g_adv=lg, d_real=d_r, d_fake=d_f, beta=beta)
                 last_adv = stats
             self.stage_step += 1
             bar.update(1)
             if self.stage_step % cfg.log_every == 0 or "g_adv" in stats:
                 rollout_tps = toks / max(time.time() - t0, 1e-9)
-                adv = {"d": f"{last_adv['d_loss']:.3f}", "g": f"{last_adv['g_adv']:.3f}"} if last_adv else {}
-                bar.set_postfix(mle=f"{stats['mle_loss']:.3f}", **adv, rollout_tok_s=f"{rollout_tps:.0f}")
+                adv_ = {"d": f"{last_adv['d_loss']:.3f}", "g": f"{last_adv['g_adv']:.3f}"} if last_adv else {}
+                bar.set_postfix(mle=f"{stats['mle_loss']:.3f}", **adv_, rollout_tok_s=f"{rollout_tps:.0f}")
                 self._log({**stats, "rollout_tokens_per_s": rollout_tps}, "gan/")
             if self.stage_step % cfg.checkpoint_every == 0 and self.stage_step < steps:
                 self.save()
         bar.close()
         self._validate()
+
+    def _adversarial_step(self, d_opt, beta: float) -> dict:
+        """One D step (and PPO's classifier D' step) on a rollout without gradient, then the
+        generator's adversarial gradient lambda·L_gen accumulated into G's .grad; the caller steps G."""
+        cfg = self.cfg
+        stats = {"beta": beta}
+        real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
+        fake = sample_fakes(self.gen, real, cfg.prefix_len, cfg.rollout_len, cfg.segment_len, beta)
+        stats["d_loss"], stats["d_real"], stats["d_fake"] = discriminator_step(
+            self.disc, self.loss, real, fake, cfg.segment_len, cfg.gp_weight, cfg.prefix_len, cfg.disc_prefix)
+        self._apply(stats["d_loss"], self.disc, d_opt)
+        if self.ppo is not None:  # D' sees every segment, as D does
+            S = cfg.segment_len
+            pairs = [disc_inputs(real, fake[:, s * S: (s + 1) * S], s, cfg.prefix_len, S, cfg.disc_prefix)
+                     for s in range(cfg.rollout_len // S)]
+            stats["ppo_cls"] = self.ppo.classifier_step(pairs, sync=lambda m: D.sync_grads(m, self.info))
+        stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
+                                                    cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight,
+                                                    disc_prefix=cfg.disc_prefix, grad_segments=cfg.mem_grad_segments)
+        self.disc.zero_grad(set_to_none=True)
+        if self.ppo is not None:
+            self.ppo.classifier.zero_grad(set_to_none=True)
+        return stats
 
     def _log(self, values: dict, prefix: str):
         if self.log is not None:
