@@ -146,9 +146,9 @@ class Generator:
             dtype=torch.float32)
         bar = None
         if progress:
-            from tqdm import tqdm
+            from tgan.progress import progress as progress_bar
 
-            bar = tqdm(total=length, desc="tokens", unit="tok")
+            bar = progress_bar(total=length, desc="tokens", unit="tok")
         try:
             out = generate_tokens(self.model, num, length,
                                   primer=None if toks is None else torch.from_numpy(toks),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tgan.progress import progress
 
 from tgan.gan import distributed as D
 from tgan.gan.config import TrainConfig
@@ -325,8 +325,9 @@ class Trainer:
         return summary
 
     def _bar(self, total, desc):
-        return tqdm(total=total, initial=self.stage_step, desc=desc, disable=not self.info.is_main,
-                    dynamic_ncols=True, mininterval=1.0)
+        # a bar on a terminal, a plain line every 30 s in a log file (tgan.progress)
+        return progress(total=total, initial=self.stage_step, desc=desc, unit="step",
+                        disable=not self.info.is_main, dynamic_ncols=True, mininterval=1.0)
 
     def _mle_stage(self, steps: int):
         cfg = self.cfg
