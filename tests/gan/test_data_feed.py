@@ -122,6 +122,26 @@ def test_mle_stream_joins_pieces_of_any_length_exactly(piece_len):
     assert all(row[i - 1] != row[i + 1] for i in breaks.tolist() if 0 < i < len(row) - 1)
 
 
+def test_fresh_mle_rows_begin_a_piece_behind_eos_as_generation_does():
+    # generation starts from EOS with no memory, so some fresh rows must too; the others start
+    # inside a piece
+    count = iter(range(100000))
+
+    def draw(rng):  # piece k: ids 2, 3, ... so its first token (2) is recognisable
+        next(count)
+        return np.arange(2, 42, dtype=np.int64)
+
+    stream = PieceStream(draw, 8, 16, "cpu", seed=0, eos_id=1, crop_segments=1)
+    firsts = []
+    for _ in range(100):
+        x, _, mems = stream.next()
+        assert mems is None
+        firsts += x[:, :2].tolist()
+    at_start = sum(f == [1, 2] for f in firsts)
+    assert 0.07 < at_start / len(firsts) < 0.2  # START_SHARE = 0.125 of 800 fresh rows
+    assert all(f[0] != 1 for f in firsts if f != [1, 2])  # the rest start inside a piece
+
+
 def test_mle_stream_restarts_every_crop_with_a_full_memory_in_between(feed):
     g = TransformerXL(GeneratorConfig(vocab_size=feed.vocab.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8,
                                       d_inner=32, tgt_len=16, mem_len=32, eval_mem_len=64))

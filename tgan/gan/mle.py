@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tgan.gan.data_feed import START_SHARE
+
 
 def token_nll(logits: torch.Tensor, targets: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
     """Summed NLL (nats) over non-PAD targets and their count. logits [B, T, V], targets [B, T]."""
@@ -65,7 +67,14 @@ class PieceStream:
         first = have == 0 and self.mems is None
         while have < need:
             piece = self.draw_piece(self.rng)
-            if first:  # a fresh stream starts inside a piece, not always at its first token
+            if first and self.rng.random() < START_SHARE:
+                # a share of fresh rows begins a piece behind EOS, with no memory: exactly how
+                # unconditional generation starts ("EOS = start of a piece"); without them the
+                # model, asked to begin a piece, answered EOS again and again (empty samples)
+                parts.append(np.array([self.eos], dtype=np.int64))
+                have += 1
+                first = False
+            elif first:  # the other fresh rows start inside a piece
                 piece = piece[int(self.rng.integers(max(len(piece) - need, 0) + 1)):]
                 first = False
             else:
