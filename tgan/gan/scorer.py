@@ -248,3 +248,73 @@ def load_scorer(path, device="cpu") -> tuple[BertDiscriminator, dict]:
 def config_fields() -> list[str]:
     """The ScorerConfig field names (the CLI makes one flag of each)."""
     return [f.name for f in fields(ScorerConfig)]
+
+
+def checkpoint_scorer(ck, vocab, device="cpu"):
+    """A run checkpoint's BERT discriminator as the scorer, where that is sound.
+
+    Returns (bert or None, info or None, note): None and a note for a checkpoint without a BERT
+    discriminator (a CNN). info = {"path", "data", "mlm_accuracy": None, "kind": "checkpoint",
+    "trained_len"}: D's pre-training saw crops of ``segment_len`` tokens only, so blocks must not
+    be longer. Raises CheckpointError naming the checkpoint when its BERT never finished masked-LM
+    pre-training (an MLE-only run, a run stopped before) or was adversarially trained since.
+    """
+    from tgan.gan.trainer import _finished_stages
+
+    train = ck.configs.get("train", {})
+    disc = train.get("disc", "bert" if "bert" in ck.configs else None)
+    if disc != "bert" or "disc" not in ck.models or "bert" not in ck.configs:
+        what = f"a {disc.upper()}" if disc else "no"
+        return None, None, (f"PLL and CA: n/a, they need a scorer (--scorer) and the checkpoint holds {what} "
+                            "discriminator.")
+    finished = _finished_stages(ck.meta)
+    extra = ck.extra
+    hint = "pass --scorer DIR (train one with python -m tgan.scorer) or --nll-only"
+    if "disc" not in finished:
+        raise CheckpointError(f"checkpoint {ck.path}: its BERT discriminator never finished masked-LM pre-training "
+                              f"(loss {train.get('loss')!r}, stage {extra.get('stage')!r}); it cannot score PLL or "
+                              f"CA: {hint}")
+    if "gan" in finished or (extra.get("stage") == "gan" and extra.get("stage_step", 0) > 0):
+        raise CheckpointError(f"checkpoint {ck.path}: its BERT discriminator was adversarially trained against this "
+                              f"run's samples, which makes its PLL and CA incomparable with other rows: {hint} (or "
+                              f"the checkpoint that ends D pre-training)")
+    try:
+        bert = BertDiscriminator(BertConfig.from_dict(ck.configs["bert"]))
+        bert.load_state_dict(ck.models["disc"])
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ck.path}: the BERT discriminator does not load ({e})") from None
+    if bert.cfg.vocab_size != vocab.size:
+        raise CheckpointError(f"checkpoint {ck.path}: BERT vocab_size {bert.cfg.vocab_size} does not match the "
+                              f"{vocab.preset!r} vocab ({vocab.size} ids)")
+    trained = min(int(train.get("segment_len", bert.cfg.max_len)), bert.cfg.max_len)
+    info = {"path": str(ck.path), "data": train.get("data") or "bach", "mlm_accuracy": None, "kind": "checkpoint",
+            "trained_len": trained}
+    note = (f"PLL and CA: the BERT discriminator of checkpoint {ck.path} (pre-trained, not adversarially trained; "
+            f"no --scorer given); its pre-training saw {trained}-token crops, so blocks are at most {trained} "
+            "tokens. A scorer (python -m tgan.scorer) scores runs alike whatever their stage.")
+    return bert.to(device).eval(), info, note
+
+
+def scorer_for(path, vocab, data, device="cpu"):
+    """(bert, info, notes) of the scorer folder ``path`` for an evaluation in ``vocab`` against the
+    data set ``data``: refused (CheckpointError naming it) when its vocabulary differs; a note and a
+    warning when it was trained on another data set than ``data``."""
+    from tgan.data.datasets import data_identity
+
+    bert, meta = load_scorer(path, device)
+    if meta.get("vocab") != vocab.preset or bert.cfg.vocab_size != vocab.size:
+        raise CheckpointError(f"scorer {path} was trained on the {meta.get('vocab')!r} vocabulary, this evaluation "
+                              f"uses {vocab.preset!r} (--vocab, or the checkpoint's); train a scorer with --vocab "
+                              f"{vocab.preset}")
+    info = {"path": str(path), "data": meta["data"]["source"], "mlm_accuracy": meta.get("mlm_accuracy"),
+            "kind": "scorer", "trained_len": bert.cfg.max_len, "key": meta["data"].get("key")}
+    notes = [f"PLL and CA: scorer {path} (trained on {meta['data']['source']}, validation MLM accuracy "
+             f"{meta.get('mlm_accuracy', float('nan')):.3f}); the same scorer for every row."]
+    here = data_identity(data, vocab.preset)
+    if here["key"] != meta["data"].get("key"):
+        msg = (f"the scorer {path} was trained on {meta['data']['source']}, not on the data evaluated here "
+               f"({here['source']}; the data-set keys differ): its PLL and CA compare only with other "
+               "evaluations by the same scorer")
+        logger.warning(msg)
+        notes.append("Warning: " + msg + ".")
+    return bert, info, notes

@@ -139,8 +139,9 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
         max_blocks: at most this many blocks per side (drawn at random), None = all.
         classifier: "linear" (the paper's probe) or "finetune".
     Returns:
-        {"mean", "low", "high", "folds", "blocks", "block_len", "classifier", "k", "held_out":
-        {"real", "generated"}, "by_position": [{"start", "end", "accuracy", "blocks"}]}, plus
+        {"mean", "low", "high", "folds", "blocks" (held out, both sides), "real_blocks",
+        "generated_blocks", "block_len", "classifier", "k",
+        "by_position": [{"start", "end", "accuracy", "blocks"}]}, plus
         "flag" when a side has fewer than MIN_HELD_OUT blocks, or "mean" NaN and "note" when fewer
         than 2 pieces of a side hold a block.
     """
@@ -153,7 +154,8 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
     fake = cut_blocks(fake_pieces, block_len, max_blocks, rng)
     n_pr, n_pf = len(np.unique(real.piece)), len(np.unique(fake.piece))
     out = {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "folds": [],
-           "blocks": {"real": len(real), "generated": len(fake)}, "block_len": block_len,
+           "blocks": len(real) + len(fake), "real_blocks": len(real), "generated_blocks": len(fake),
+           "block_len": block_len,
            "classifier": classifier, "k": 0, "by_position": []}
     k = min(folds, n_pr, n_pf)
     if k < 2:
@@ -182,7 +184,6 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
     out["mean"] = float(0.5 * (cr.mean() + cf.mean()))
     out["low"], out["high"] = _bootstrap(cr, real.piece, cf, fake.piece, rng)
     out["folds"] = [float(a) for a in fold_acc]
-    out["held_out"] = {"real": len(real), "generated": len(fake)}
     if min(len(real), len(fake)) < MIN_HELD_OUT:
         out["flag"] = (f"too few blocks: {len(real)} real and {len(fake)} generated held-out blocks "
                        f"(fewer than {MIN_HELD_OUT} on a side)")
