@@ -80,7 +80,7 @@ class ScorerConfig:
 
 
 # Steps per preset: tiny trains on the bundled corpus in a few minutes on 2 CPU cores.
-SCORER_STEPS = {"tiny": 1500, "small": 20000, "paper": 100000}
+SCORER_STEPS = {"tiny": 1000, "small": 20000, "paper": 100000}
 
 
 def bert_config(cfg: ScorerConfig, vocab) -> BertConfig:
