@@ -318,7 +318,8 @@ def _model_scores(bert, scorer, vocab, real, sets, fake_tokens, result, args, de
         row["PLL"] = score_pll(bert, fake, vocab.mask_id, desc=f"PLL: {s.name}", **opts)
         ca = score_ca(bert, real, fake, ca_len, args.ca_blocks, folds=args.ca_folds,
                       classifier=args.ca_classifier, seed=args.seed, batch_size=args.batch_size,
-                      device=device, finetune_steps=args.ca_finetune_steps)
+                      device=device, finetune_steps=args.ca_finetune_steps, progress=progress,
+                      desc=f"CA: {s.name}")
         row["CA_by_position"] = ca.pop("by_position")
         row["CA"] = ca
         for key in ("PLL", "CA"):

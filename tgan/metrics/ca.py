@@ -129,7 +129,8 @@ def _bootstrap(correct_r, piece_r, correct_f, piece_f, rng, reps: int = BOOTSTRA
 def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[np.ndarray],
                 block_len: int = 128, folds: int = 5, max_blocks: int | None = None,
                 classifier: str = "linear", seed: int = 0, batch_size: int = 32, device="cpu",
-                finetune_steps: int = 200, finetune_lr: float = 1e-4) -> dict:
+                finetune_steps: int = 200, finetune_lr: float = 1e-4, progress: bool = False,
+                desc: str = "CA") -> dict:
     """Classifier accuracy between real and generated blocks, held out by piece (module docstring).
 
     Args:
@@ -138,6 +139,7 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
         block_len: tokens per block; folds: k (reduced to the pieces available, at least 2).
         max_blocks: at most this many blocks per side (drawn at random), None = all.
         classifier: "linear" (the paper's probe) or "finetune".
+        progress: a tqdm bar over the folds (labelled ``desc``).
     Returns:
         {"mean", "low", "high", "folds", "blocks" (held out, both sides), "real_blocks",
         "generated_blocks", "block_len", "classifier", "k",
@@ -168,7 +170,10 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
     feats = block_features(bert, torch.from_numpy(x), batch_size, device) if classifier == "linear" else None
     correct = np.zeros(len(x), bool)
     fold_acc = []
-    for f, (train, test) in enumerate(fold_splits(real.piece, fake.piece, k, rng)):
+    from tqdm.auto import tqdm
+
+    splits = fold_splits(real.piece, fake.piece, k, rng)
+    for f, (train, test) in enumerate(tqdm(splits, desc=desc, unit="fold", leave=False, disable=not progress)):
         train = train[_balanced_train(y[train], rng)]
         if classifier == "linear":
             predict = fit_linear(feats[train], torch.from_numpy(y[train]).float())

@@ -249,7 +249,7 @@ def score_pll(bert, tokens: Sequence[np.ndarray], mask_id: int, block_len: int =
 def score_ca(bert, real_tokens: Sequence[np.ndarray], fake_tokens: Sequence[np.ndarray],
              block_len: int = CA_BLOCK_TOKENS, max_blocks: int | None = None, folds: int = 5,
              classifier: str = "linear", seed: int = 0, batch_size: int = 32, device="cpu",
-             finetune_steps: int = 200) -> dict:
+             finetune_steps: int = 200, progress: bool = False, desc: str = "CA") -> dict:
     """Classifier accuracy between real and generated ``block_len``-token blocks, held out by
     piece in ``folds`` folds (``tgan.metrics.ca.ca_by_piece``; at most ``max_blocks`` per side,
     0 or None = all). Returns its dict; "mean" is NaN with a "note" when a side has fewer than two
@@ -257,4 +257,5 @@ def score_ca(bert, real_tokens: Sequence[np.ndarray], fake_tokens: Sequence[np.n
     from tgan.metrics.ca import ca_by_piece
 
     return ca_by_piece(bert, real_tokens, fake_tokens, block_len, folds, max_blocks or None,
-                       classifier, seed, batch_size, device, finetune_steps=finetune_steps)
+                       classifier, seed, batch_size, device, finetune_steps=finetune_steps,
+                       progress=progress, desc=desc)
