@@ -1,5 +1,5 @@
-"""Model-based scores of Table 1: PLL under the BERT masked-LM, and CA, the accuracy of a
-classifier telling real from generated blocks on frozen BERT features.
+"""Model-based scores of Table 1: PLL under the BERT masked-LM, and the pieces of CA (frozen BERT
+features of blocks and the linear probe; the held-out-by-piece protocol is ``tgan.metrics.ca``).
 
 These are the only metrics that touch a model; they take the model as an argument and import
 nothing from ``tgan.model``.
@@ -73,32 +73,6 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, steps: int = 500, weight_decay:
         opt.step(closure)
     w, b = w.detach(), b.detach()
     return lambda q: ((q.float() - mu) / sd) @ w + b
-
-
-def classifier_accuracy(real_feats: torch.Tensor, fake_feats: torch.Tensor, test_fraction: float = 0.3,
-                        seed: int = 0, steps: int = 500, weight_decay: float = 1e-3) -> dict:
-    """A linear classifier (``fit_linear``) fitted on a random part of the real and fake blocks and
-    scored on the held-out rest (blocks drawn at random: use ``tgan.metrics.ca`` for Table 1,
-    which holds out whole pieces).
-
-    0.5 means the classifier cannot tell generated from real (the best a generator can do).
-    Returns {"accuracy", "train_accuracy", "n_train", "n_test"}.
-    """
-    if len(real_feats) < 2 or len(fake_feats) < 2:
-        raise ValueError(f"classifier_accuracy: need >= 2 real and >= 2 fake blocks, got {len(real_feats)} and {len(fake_feats)}")
-    g = torch.Generator().manual_seed(seed)
-    x = torch.cat([real_feats, fake_feats]).float()
-    y = torch.cat([torch.ones(len(real_feats)), torch.zeros(len(fake_feats))])
-    test = torch.zeros(len(x), dtype=torch.bool)
-    for lo, n in ((0, len(real_feats)), (len(real_feats), len(fake_feats))):  # stratified split
-        k = max(1, int(round(n * test_fraction)))
-        test[lo + torch.randperm(n, generator=g)[:k]] = True
-    predict = fit_linear(x[~test], y[~test], steps, weight_decay)
-    with torch.no_grad():
-        pred = predict(x) > 0
-        acc = float((pred[test] == y[test].bool()).float().mean())
-        tr = float((pred[~test] == y[~test].bool()).float().mean())
-    return {"accuracy": acc, "train_accuracy": tr, "n_train": int((~test).sum()), "n_test": int(test.sum())}
 
 
 def split_blocks(tokens: np.ndarray, length: int) -> list[np.ndarray]:
