@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from tgan.data import CACHE_ENV, Note, Vocab, prepare, write_midi
+from tgan.data import CACHE_ENV, Note, Vocab, prepare, resolve_source, write_midi
 from tgan.data.sources import hash_split
 from tgan.evaluate import default_out, main
+from tgan.gan.scorer import ScorerConfig, load_scorer, train_scorer
+from tgan.metrics.evaluation import piece_tokens, read_data_split, read_sample_folder, score_pll
 from tgan.metrics.notes_stats import STATISTICS
 from tgan.model import (BertConfig, BertDiscriminator, CNNConfig, CNNDiscriminator, GeneratorConfig,
                         TransformerXL)
@@ -139,7 +141,9 @@ def test_bad_flags_exit_2(folders, capsys):
     assert e.value.code == 2 and "--max-pieces must be >= 1" in capsys.readouterr().err
 
 
-def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), gen_bias=None):
+def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), loss="ppo_gp", stage=None, stage_step=0,
+              step=7, seed=0, gen_bias=None):
+    torch.manual_seed(seed)
     v = Vocab.maestro()
     gcfg = GeneratorConfig(vocab_size=v.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
                            tgt_len=16, mem_len=16, eval_mem_len=32, dropout=0.0, attn_dropout=0.0)
@@ -153,37 +157,132 @@ def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), gen_bias=None):
     ccfg = CNNConfig(vocab_size=v.size, d_embed=8, n_filters=4)
     d = BertDiscriminator(bcfg) if disc == "bert" else CNNDiscriminator(ccfg)
     all_models = {"gen": gen, "disc": d}
-    save_checkpoint(run_dir, 7, "run", {k: all_models[k] for k in models},
-                    configs={"generator": gcfg.to_dict(), "bert": bcfg.to_dict(), "cnn": ccfg.to_dict(),
-                             "train": {"disc": disc, "eval_len": 128}, "vocab": "maestro"})
-    return run_dir
+    extra = {"stage": stage, "stage_step": stage_step} if stage else {}
+    return save_checkpoint(run_dir, step, "run", {k: all_models[k] for k in models}, extra=extra,
+                           configs={"generator": gcfg.to_dict(), "bert": bcfg.to_dict(), "cnn": ccfg.to_dict(),
+                                    "train": {"disc": disc, "eval_len": 128, "loss": loss, "segment_len": 16},
+                                    "vocab": "maestro"})
 
 
-def test_checkpoint_fills_nll_ca_pll(folders, capsys, tmp_path):
+@pytest.fixture
+def scorer_dir(folders, tmp_path):
+    """A scorer trained for 4 steps on the test data set (32 positions)."""
+    data, _ = folders
+    out = tmp_path / "scorer"
+    train_scorer(ScorerConfig(data=str(data), max_len=32, steps=4, batch_size=2, val_chunks=2, warmup=1),
+                 out, progress=False)
+    return out
+
+
+def test_untrained_bert_is_refused(folders, capsys, tmp_path):
+    data, samples = folders
+    for loss in ("mle", "ppo_gp"):  # an MLE-only run; a run stopped before D's pre-training ended
+        ck = _tiny_run(tmp_path / loss, loss=loss, stage="disc" if loss != "mle" else None)
+        code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck)
+        assert code == 2 and out == ""
+        assert f"checkpoint {ck}: its BERT discriminator never finished masked-LM pre-training" in err
+        assert "--scorer" in err and "--nll-only" in err
+    adv = _tiny_run(tmp_path / "adv", stage="done")
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", adv)
+    assert code == 2 and f"checkpoint {adv}: its BERT discriminator was adversarially trained" in err
+
+
+def test_nll_only(folders, capsys, tmp_path):
     data, samples = folders
     v = Vocab.maestro()
     logp = torch.log_softmax(torch.randn(v.lm_size, generator=torch.Generator().manual_seed(0)) * 2, 0)
-    ck = _tiny_run(tmp_path / "run", gen_bias=logp)
-    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck,
-                         "--device", "cpu", "--pll-pieces", 1)
+    ck = _tiny_run(tmp_path / "run", loss="mle", gen_bias=logp)
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck, "--nll-only",
+                         "--device", "cpu")
     assert code == 0, err
     r = json.loads(default_out(samples).read_text())
-    nll = r["model"]["NLL"]
-    assert nll["split"] == "validation" and nll["chunks"] >= 1
+    nll = r["samples"][0]["NLL"]
+    assert nll["split"] == "validation" and nll["chunks"] >= 1 and r["model"]["NLL"] == nll
     # The generator predicts logp at every position: the NLL is the mean of -logp over every
     # validation token that a chunk of eval_len (128) tokens predicts (all but each chunk's first).
     toks = torch.from_numpy(prepare(data, progress=False).file_tokens("validation", 0).astype(np.int64))
     targets = torch.cat([toks[s + 1: s + 128] for s in range(0, len(toks), 128)])
     assert nll["chunks"] == math.ceil(len(toks) / 128) >= 2
     assert nll["value"] == pytest.approx(float(-logp[targets].mean()), rel=1e-5)
-    assert r["data"]["PLL"]["value"] <= 0 and r["data"]["PLL"]["block_len"] == 32
-    s = r["samples"][0]
-    assert s["PLL"]["value"] <= 0 and s["PLL"]["blocks"] >= 3  # one piece: 3 blocks or more
-    assert 0 <= s["CA"]["accuracy"] <= 1 and s["CA"]["block_len"] == 32 and s["CA"]["n_test"] >= 2
+    assert r["samples"][0]["CA"] is None and r["scorer"] is None and "PLL and CA: off (--nll-only)" in out
     row = [line for line in out.splitlines() if line.startswith("| samples:")][0].split("|")
-    assert [c.strip() != "n/a" for c in row[2:5]] == [True, True, True]
-    assert float(row[2]) == pytest.approx(nll["value"], abs=1e-3)
-    assert "PLL in 32-token blocks" in out
+    assert float(row[2]) == pytest.approx(nll["value"], abs=1e-3) and row[3].strip() == "n/a"
+
+
+def test_pre_trained_d_is_the_fallback_scorer(folders, capsys, tmp_path):
+    data, samples = folders
+    ck = _tiny_run(tmp_path / "run", stage="gan", stage_step=0)  # the checkpoint that ends D pre-training
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", ck, "--device", "cpu",
+                         "--pll-pieces", 1)
+    assert code == 0, err
+    r = json.loads(default_out(samples).read_text())
+    assert r["scorer"]["kind"] == "checkpoint" and r["scorer"]["path"] == str(ck)
+    assert r["data"]["PLL"]["block_len"] == 16 and r["samples"][0]["CA"]["block_len"] == 16  # segment_len
+    assert f"the BERT discriminator of checkpoint {ck}" in out and "16-token crops" in out
+
+
+def test_the_same_scorer_produces_every_row(folders, capsys, tmp_path, scorer_dir):
+    data, samples = folders
+    other = tmp_path / "other"
+    other.mkdir()
+    rng = np.random.default_rng(7)
+    for k in range(3):
+        write_midi(random_notes(rng, 50, 40, 90), other / f"o_{k}.mid")
+    runs = [_tiny_run(tmp_path / "a", loss="mle", seed=1), _tiny_run(tmp_path / "b", stage="done", seed=2)]
+    code, out, err = run(capsys, "--data", data, "--samples", samples, other, "--checkpoint", *runs,
+                         "--scorer", scorer_dir, "--device", "cpu", "--pll-pieces", 2, "--ca-folds", 3)
+    assert code == 0, err
+    r = json.loads(default_out(samples).read_text())
+    assert r["scorer"]["path"] == str(scorer_dir) and set(r["scorer"]) >= {"path", "data", "mlm_accuracy"}
+    assert r["scorer"]["data"].startswith(f"midi {data}") and 0 <= r["scorer"]["mlm_accuracy"] <= 1
+    assert f"PLL and CA: scorer {scorer_dir}" in out and "the same scorer for every row" in out
+    # Each row's PLL is the scorer's, recomputed here (not a checkpoint's D).
+    bert, _ = load_scorer(scorer_dir)
+    v = Vocab.maestro()
+    limit = r["data"]["clip_tokens"]
+    data_set = read_data_split(resolve_source(str(data)), "train")
+    real = [t[:limit] for t in piece_tokens(data_set.pieces, v)]
+    assert r["data"]["PLL"]["value"] == pytest.approx(
+        score_pll(bert, real, v.mask_id, block_len=32, max_pieces=2)["value"], abs=1e-5)
+    for row, folder in zip(r["samples"], (samples, other)):
+        fake = piece_tokens(read_sample_folder(folder).pieces, v)
+        assert row["PLL"]["value"] == pytest.approx(
+            score_pll(bert, fake, v.mask_id, block_len=32, max_pieces=2)["value"], abs=1e-5)
+        assert set(row["CA"]) >= {"mean", "low", "high", "folds", "blocks"} and len(row["CA"]["folds"]) == 3
+        assert row["CA"]["low"] <= row["CA"]["mean"] <= row["CA"]["high"]
+        assert row["CA_by_position"] and set(row["CA_by_position"][0]) == {"start", "end", "accuracy", "blocks"}
+    assert [row["checkpoint"] for row in r["samples"]] == [str(c) for c in runs]
+    assert r["samples"][0]["NLL"]["value"] != r["samples"][1]["NLL"]["value"]  # each row its own model
+    assert "(too few)" in out  # a few dozen blocks: flagged, not a plain number
+    assert out.count("CA along the piece, ") == 2
+
+
+def test_scorer_of_another_vocab_or_data_set(folders, capsys, tmp_path, scorer_dir):
+    data, samples = folders
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--scorer", scorer_dir, "--vocab", "full")
+    assert code == 2 and f"scorer {scorer_dir} was trained on the 'maestro' vocabulary" in err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for k in range(4):
+        write_midi(random_notes(np.random.default_rng(k), 40), elsewhere / f"e_{k}.mid")
+    code, out, err = run(capsys, "--data", elsewhere, "--samples", samples, "--scorer", scorer_dir,
+                         "--split", "train", "--device", "cpu")
+    assert code == 0, err
+    assert f"Warning: the scorer {scorer_dir} was trained on midi {data}" in out
+
+
+def test_data_cut_to_the_samples_length(folders, capsys, tmp_path):
+    data, samples = folders
+    code, out, err = run(capsys, "--data", data, "--samples", samples)
+    assert code == 0, err
+    r = json.loads(default_out(samples).read_text())
+    longest = max(len(t) for t in piece_tokens(read_sample_folder(samples).pieces, Vocab.maestro()))
+    assert r["data"]["clip_tokens"] == longest and f"cut to their first {longest} tokens" in out
+    whole = json.loads(default_out(samples).read_text())["data"]["stats"]["correct"]["mean"]
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--whole-pieces")
+    r2 = json.loads(default_out(samples).read_text())
+    assert code == 0 and r2["data"]["clip_tokens"] is None and "whole pieces (--whole-pieces)" in out
+    assert r2["data"]["stats"]["correct"]["mean"]["NPU"] > whole["NPU"]  # longer pieces use more pitches
 
 
 def test_cnn_checkpoint_gives_pll_ca_na(folders, capsys, tmp_path):
@@ -210,20 +309,14 @@ def test_wrong_checkpoint_exits_2(folders, capsys, tmp_path, case):
     assert code == 2 and expected in err and out == ""
 
 
-def test_plot_writes_figures(folders, capsys, tmp_path):
+def test_plot_writes_figures(folders, capsys, tmp_path, scorer_dir):
     pytest.importorskip("matplotlib")
     data, samples = folders
     code, out, err = run(capsys, "--data", data, "--samples", samples, "--plot", "--max-pieces", 2,
-                         "--out", tmp_path / "res.json")
+                         "--out", tmp_path / "res.json", "--scorer", scorer_dir, "--ca-folds", 2)
     assert code == 0, err
     plots = tmp_path / "res-plots"
     assert (plots / "histograms.png").stat().st_size > 1000
+    assert (plots / "ca_by_position.png").stat().st_size > 1000
     assert sorted(p.name for p in (plots / "set1-samples").iterdir()) == \
         ["sample_0.png", "sample_1.png", "sample_2.png"]
-
-
-def test_plot_without_matplotlib_says_how_to_install(folders, capsys, monkeypatch):
-    data, samples = folders
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    code, out, err = run(capsys, "--data", data, "--samples", samples, "--plot")
-    assert code == 2 and 'pip install -e ".[plot]"' in err

@@ -1,15 +1,21 @@
 """python -m tgan.evaluate: compare generated MIDI with a data set (Table 1 of the paper).
 
-    python -m tgan.evaluate --data ../maestro --samples runs/x/samples
-    python -m tgan.evaluate --data ../maestro --samples A B --checkpoint runs/x --convention both
-    python -m tgan.evaluate --samples runs/x/samples --clip-seconds 30 --plot --markdown table.md
+    python -m tgan.scorer --out scorers/bach                         # once per data set
+    python -m tgan.evaluate --samples runs/x/samples --checkpoint runs/x --scorer scorers/bach
+    python -m tgan.evaluate --data ../maestro --samples A B --checkpoint runA runB --scorer S --plot
+    python -m tgan.evaluate --samples runs/x/samples --checkpoint runs/x --nll-only
 
 Prints a Markdown table (rows: the data split, then each sample folder with its difference to the
-data; columns NLL, CA, PLL and the nine note statistics) and writes it with the raw numbers as
-JSON: ``--out``, by default ``<samples folder>-evaluation.json`` beside the first samples folder
-(not inside it, so a later run does not find it among the samples). NLL, CA and PLL need
-``--checkpoint`` (a training run or one of its checkpoints); PLL and CA need its BERT
-discriminator. Exit status 2 for bad input (a missing or empty folder, a bad checkpoint).
+data; columns NLL, CA, PLL and the nine note statistics), a line per sample folder with CA along
+the piece, and writes it all with the raw numbers as JSON: ``--out``, by default
+``<samples folder>-evaluation.json`` beside the first samples folder (not inside it, so a later
+run does not find it among the samples).
+
+NLL needs ``--checkpoint`` (one for every folder, or one per folder). CA and PLL come from one
+scorer for every row: ``--scorer`` (``python -m tgan.scorer``); without it, from the first
+checkpoint's BERT discriminator only when that finished pre-training and was not adversarially
+trained (a BERT that never finished pre-training is refused). By default the data pieces are cut to
+the samples' length in tokens (``--whole-pieces`` keeps them whole). Exit status 2 for bad input.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from tgan.metrics.ca import CLASSIFIERS
 from tgan.metrics.evaluation import (CA_BLOCK_TOKENS, PLL_BLOCK_TOKENS, PLL_PIECE_TOKENS,
                                      difference, piece_tokens, read_data_split,
                                      read_sample_folder, score_ca, score_pll, set_statistics)
@@ -46,29 +53,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper (pypianoroll/mgeval as published) or both (default correct)")
     clip = p.add_mutually_exclusive_group()
     clip.add_argument("--clip-seconds", type=float, default=None, metavar="S",
-                      help="statistics on the first S seconds of every piece (default whole pieces)")
+                      help="statistics on the first S seconds of every piece, data and samples")
     clip.add_argument("--clip-tokens", type=int, default=None, metavar="N",
                       help="statistics on the first N tokens of every piece (encode, cut, decode)")
+    clip.add_argument("--whole-pieces", action="store_true",
+                      help="compare whole data pieces (default: data pieces cut to the samples' "
+                           "length in tokens, since NPU, TUP and PR grow with length)")
     p.add_argument("--vocab", default=None, choices=("maestro", "full"),
-                   help="event vocabulary for --clip-tokens (default: the checkpoint's, else maestro)")
-    p.add_argument("--checkpoint", default=None, help="training run or checkpoint directory: adds "
-                   "NLL (its generator), PLL and CA (its BERT discriminator)")
+                   help="event vocabulary (default: the checkpoint's, else maestro)")
+    p.add_argument("--checkpoint", nargs="+", default=None, metavar="RUN",
+                   help="training run or checkpoint directory: NLL of its generator; one for every "
+                        "samples folder, or one per folder in the same order")
+    p.add_argument("--scorer", default=None, metavar="DIR",
+                   help="scorer folder (python -m tgan.scorer) that computes CA and PLL of every row")
+    p.add_argument("--nll-only", action="store_true", help="no PLL and no CA (NLL and statistics)")
     p.add_argument("--nll-chunks", type=int, default=64, metavar="N",
                    help="validation chunks scored for NLL, 0 = all (default 64)")
     p.add_argument("--pll-pieces", type=int, default=8, metavar="N",
-                   help=f"pieces per set scored for PLL ({PLL_PIECE_TOKENS} tokens each), 0 = all "
-                        "(default 8)")
+                   help=f"pieces per set scored for PLL (their first {PLL_PIECE_TOKENS} tokens), 0 = "
+                        "all (default 8)")
     p.add_argument("--ca-blocks", type=int, default=2000, metavar="N",
                    help=f"at most N {CA_BLOCK_TOKENS}-token blocks per side for CA (default 2000)")
+    p.add_argument("--ca-folds", type=int, default=5, metavar="K",
+                   help="CA folds, pieces held out whole (default 5; fewer when fewer pieces)")
+    p.add_argument("--ca-classifier", default="linear", choices=CLASSIFIERS,
+                   help="linear: logistic regression on the per-block max of the scorer's MLM logits "
+                        "(the paper's probe, default); finetune: the scorer fine-tuned as a classifier")
+    p.add_argument("--ca-finetune-steps", type=int, default=200, metavar="N",
+                   help="steps of each fold's fine-tuning with --ca-classifier finetune (default 200)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="sequences per model forward pass (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the CA block draw and split (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the CA block draw and folds (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default=None, help="JSON file (default: <first samples folder>"
                    "-evaluation.json beside that folder)")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table here")
-    p.add_argument("--plot", action="store_true", help="write a piano roll per sample and pitch/IOI "
-                   "histograms (needs matplotlib: pip install -e \".[plot]\")")
+    p.add_argument("--plot", action="store_true", help="write a piano roll per sample, pitch/IOI "
+                   "histograms and CA along the piece (needs matplotlib: pip install -e \".[plot]\")")
     p.add_argument("--plot-dir", default=None, help="folder of the figures (default: beside the "
                    "JSON, <json name>-plots)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -84,14 +105,14 @@ def default_out(samples_dir) -> Path:
     return folder.parent / f"{folder.name}-evaluation.json"
 
 
-def load_models(path, device) -> tuple:
-    """(generator, BERT or None, vocab, checkpoint, notes) from a run or checkpoint directory.
+def load_generator(path, device) -> tuple:
+    """(generator in eval mode, vocab, checkpoint) from a run or checkpoint directory.
 
     Raises CheckpointError (a ValueError) naming the path when it is not a checkpoint or holds no
-    generator; a CNN discriminator gives bert=None and a note saying PLL and CA are n/a.
+    generator.
     """
     from tgan.data.vocab import Vocab
-    from tgan.model import BertConfig, BertDiscriminator, GeneratorConfig, TransformerXL
+    from tgan.model import GeneratorConfig, TransformerXL
     from tgan.model.checkpoint import CheckpointError, load_checkpoint
 
     ck = load_checkpoint(path, map_location="cpu")
@@ -105,24 +126,7 @@ def load_models(path, device) -> tuple:
         gen.load_state_dict(ck.models["gen"])
     except (RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ck.path}: the generator does not load ({e})") from None
-    notes, bert = [], None
-    disc = ck.configs.get("train", {}).get("disc", "bert" if "bert" in ck.configs else None)
-    if disc != "bert" or "disc" not in ck.models or "bert" not in ck.configs:
-        what = f"a {disc.upper()}" if disc else "no"
-        notes.append(f"PLL and CA: n/a, they need a BERT discriminator and the checkpoint holds "
-                     f"{what} discriminator.")
-    else:
-        try:
-            bert = BertDiscriminator(BertConfig.from_dict(ck.configs["bert"]))
-            bert.load_state_dict(ck.models["disc"])
-        except (RuntimeError, TypeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {ck.path}: the BERT discriminator does not load "
-                                  f"({e})") from None
-        if bert.cfg.vocab_size != vocab.size:
-            raise CheckpointError(f"checkpoint {ck.path}: BERT vocab_size {bert.cfg.vocab_size} "
-                                  f"does not match the {vocab.preset!r} vocab ({vocab.size} ids)")
-        bert = bert.to(device).eval()
-    return gen.to(device).eval(), bert, vocab, ck, notes
+    return gen.to(device).eval(), vocab, ck
 
 
 def generator_nll(gen, ck, data, vocab, max_chunks: int, batch_size: int, device,
@@ -151,11 +155,50 @@ def generator_nll(gen, ck, data, vocab, max_chunks: int, batch_size: int, device
             "tgt_len": gen.cfg.tgt_len, "mem_len": gen.cfg.eval_mem_len}
 
 
+def _load(args, device) -> tuple:
+    """(generators with their checkpoints, vocab, scorer bert, scorer info, notes)."""
+    from tgan.data.vocab import Vocab
+    from tgan.gan.scorer import checkpoint_scorer, scorer_for
+    from tgan.model.checkpoint import CheckpointError
+
+    gens, notes, vocab = [], [], None
+    for path in args.checkpoint or []:
+        try:
+            gen, ck_vocab, ck = load_generator(path, device)
+        except CheckpointError as e:
+            raise CheckpointError(f"--checkpoint: {e}") from None
+        if vocab is not None and ck_vocab.preset != vocab.preset:
+            raise CheckpointError(f"--checkpoint {path}: vocabulary {ck_vocab.preset!r}, the first "
+                                  f"checkpoint's is {vocab.preset!r}")
+        vocab = vocab or ck_vocab
+        gens.append((gen, ck))
+    vocab = Vocab.by_name(args.vocab) if args.vocab else (vocab or Vocab.maestro())
+    if not gens:
+        notes.append("NLL: n/a, it needs --checkpoint.")
+    bert = info = None
+    if args.nll_only:
+        notes.append("PLL and CA: off (--nll-only).")
+    elif args.scorer:
+        try:
+            bert, info, more = scorer_for(args.scorer, vocab, args.data, device)
+        except CheckpointError as e:
+            raise CheckpointError(f"--scorer: {e}") from None
+        notes += more
+    elif gens:
+        try:
+            bert, info, note = checkpoint_scorer(gens[0][1], vocab, device)
+        except CheckpointError as e:
+            raise CheckpointError(f"--checkpoint: {e}") from None
+        notes.append(note)
+    else:
+        notes.append("PLL and CA: n/a, they need --scorer (python -m tgan.scorer).")
+    return gens, vocab, bert, info, notes
+
+
 def evaluate(args) -> dict:
     """Run the evaluation the parsed ``args`` describe; returns the result dict (see
     ``tgan.metrics.report``). Raises ValueError / OSError / ImportError on bad input."""
     from tgan.data import resolve_source
-    from tgan.data.vocab import Vocab
 
     progress = not args.no_progress
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
@@ -164,105 +207,136 @@ def evaluate(args) -> dict:
 
         require_matplotlib()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    times, notes, t0 = {}, [], time.perf_counter()
-    gen = bert = ck = None
-    vocab = Vocab.by_name(args.vocab or "maestro")
-    if args.checkpoint:
-        from tgan.model.checkpoint import CheckpointError
-
-        try:
-            gen, bert, ck_vocab, ck, notes = load_models(args.checkpoint, device)
-        except CheckpointError as e:
-            raise CheckpointError(f"--checkpoint: {e}") from None
-        vocab = Vocab.by_name(args.vocab) if args.vocab else ck_vocab
-        times["load checkpoint"] = time.perf_counter() - t0
-    else:
-        notes.append("NLL, CA and PLL: n/a, they need --checkpoint.")
+    times, t0 = {}, time.perf_counter()
+    gens, vocab, bert, scorer, notes = _load(args, device)
+    times["load models"] = time.perf_counter() - t0
 
     t = time.perf_counter()
     source = resolve_source(args.data)
     data = read_data_split(source, args.split, args.max_pieces, progress)
     sets = [read_sample_folder(d, progress=progress) for d in args.samples]
+    fake_tokens = [piece_tokens(s.pieces, vocab) for s in sets]
     times["read"] = time.perf_counter() - t
     t = time.perf_counter()
-    clip = dict(clip_seconds=args.clip_seconds, clip_tokens=args.clip_tokens, vocab=vocab,
-                progress=progress)
-    d_stats = set_statistics(data.pieces, conventions, desc="statistics: data", **clip)
+    # Like with like: NPU, TUP and PR grow with length, so the data pieces are cut to the samples'
+    # length unless a clip was asked for (both sides) or --whole-pieces.
+    sample_len = max(len(x) for toks in fake_tokens for x in toks)
+    data_clip = dict(clip_seconds=args.clip_seconds, clip_tokens=args.clip_tokens)
+    if args.clip_seconds is None and args.clip_tokens is None and not args.whole_pieces:
+        data_clip["clip_tokens"] = sample_len
+    d_stats = set_statistics(data.pieces, conventions, desc="statistics: data", vocab=vocab,
+                             progress=progress, **data_clip)
     result = {
         "conventions": conventions,
         "data": {"name": data.name, "source": source.describe(), "root": data.root,
                  "split": args.split, "pieces": len(data.pieces), "files": data.files,
                  "skipped": data.skipped, "empty": d_stats.pop("empty"), "stats": d_stats,
-                 "PLL": None},
-        "samples": [], "model": None, "notes": notes,
+                 "clip_tokens": data_clip["clip_tokens"], "PLL": None},
+        "samples": [], "model": None, "scorer": None, "notes": notes,
     }
     for s in sets:
-        st = set_statistics(s.pieces, conventions, desc=f"statistics: {s.name}", **clip)
+        st = set_statistics(s.pieces, conventions, desc=f"statistics: {s.name}",
+                            clip_seconds=args.clip_seconds, clip_tokens=args.clip_tokens,
+                            vocab=vocab, progress=progress)
         result["samples"].append({
             "name": s.name, "folder": s.root, "pieces": len(s.pieces), "files": s.files,
             "skipped": s.skipped, "empty": st.pop("empty"), "stats": st,
             "diff": {c: difference(st[c]["mean"], d_stats[c]["mean"]) for c in conventions},
-            "PLL": None, "CA": None})
+            "NLL": None, "checkpoint": None, "PLL": None, "CA": None, "CA_by_position": []})
     times["statistics"] = time.perf_counter() - t
 
-    if gen is not None:
+    if gens:
         t = time.perf_counter()
-        nll = generator_nll(gen, ck, args.data, vocab, args.nll_chunks, args.batch_size, device,
-                            progress)
-        notes.append(f"NLL: the checkpoint's generator (step {ck.step}) on {nll['chunks']} "
-                     f"{nll['split']} chunks of {nll['chunk_len']} tokens, memory "
-                     f"{nll['mem_len']}, nats/token; the same for every sample row.")
-        if nll["split"] != "validation":
-            notes.append(f"NLL on the {nll['split']} split: the data set has no validation pieces.")
-        result["model"] = {"checkpoint": str(ck.path), "step": ck.step, "kind": ck.kind,
-                           "vocab": vocab.preset, "disc": "bert" if bert is not None else None,
-                           "NLL": nll}
+        _nll_rows(gens, args, vocab, device, progress, result)
         times["NLL"] = time.perf_counter() - t
+    real_tokens = piece_tokens(data.pieces, vocab)
+    if data_clip["clip_tokens"] is not None:
+        real_tokens = [x[: data_clip["clip_tokens"]] for x in real_tokens]
     if bert is not None:
         t = time.perf_counter()
-        _model_scores(bert, vocab, data, sets, result, args, device, progress)
+        result["scorer"] = scorer
+        _model_scores(bert, scorer, vocab, real_tokens, sets, fake_tokens, result, args, device,
+                      progress)
         times["PLL and CA"] = time.perf_counter() - t
-    clip_text = (f"the first {args.clip_seconds:g} s of each piece" if args.clip_seconds
-                 else f"the first {args.clip_tokens} tokens of each piece" if args.clip_tokens
-                 else "whole pieces")
-    notes.append(f"Note statistics on {clip_text}; MIDI read with the sustain pedal applied.")
+    if args.clip_seconds or args.clip_tokens:
+        what = f"{args.clip_seconds:g} s" if args.clip_seconds else f"{args.clip_tokens} tokens"
+        notes.append(f"Note statistics on the first {what} of each piece, data and samples; MIDI "
+                     "read with the sustain pedal applied.")
+    elif args.whole_pieces:
+        notes.append("Note statistics on whole pieces (--whole-pieces); MIDI read with the sustain "
+                     "pedal applied.")
+    else:
+        notes.append(f"Like with like: data pieces cut to their first {sample_len} tokens, the "
+                     "longest sample's length (statistics, PLL and CA; --whole-pieces keeps them "
+                     "whole); MIDI read with the sustain pedal applied.")
     result["options"] = {k: v for k, v in vars(args).items()}
     result["options"]["device"] = str(device)
     result["timings"] = times
     if args.plot:
         t = time.perf_counter()
-        result["plots"] = _plots(data, sets, args)
+        result["plots"] = _plots(data, sets, args, result)
         times["plots"] = time.perf_counter() - t
     return result
 
 
-def _model_scores(bert, vocab, data, sets, result, args, device, progress) -> None:
-    """PLL of the data and of each set, CA of each set against the data, into ``result``."""
-    pll_len = min(PLL_BLOCK_TOKENS, bert.cfg.max_len)
-    ca_len = min(CA_BLOCK_TOKENS, bert.cfg.max_len)
+def _nll_rows(gens, args, vocab, device, progress, result) -> None:
+    """NLL of each checkpoint's generator, into the sample rows it belongs to."""
+    per_row = gens if len(gens) == len(result["samples"]) else [gens[0]] * len(result["samples"])
+    done = {}
+    for (gen, ck), row in zip(per_row, result["samples"]):
+        key = str(ck.path)
+        if key not in done:
+            done[key] = generator_nll(gen, ck, args.data, vocab, args.nll_chunks, args.batch_size,
+                                      device, progress)
+            nll = done[key]
+            result["notes"].append(
+                f"NLL of {ck.path}: its generator (step {ck.step}) on {nll['chunks']} "
+                f"{nll['split']} chunks of {nll['chunk_len']} tokens, memory {nll['mem_len']}, "
+                "nats/token.")
+            if nll["split"] != "validation":
+                result["notes"].append(f"NLL on the {nll['split']} split: the data set has no "
+                                       "validation pieces.")
+        row["NLL"], row["checkpoint"] = done[key], key
+    gen, ck = gens[0]
+    result["model"] = {"checkpoint": str(ck.path), "step": ck.step, "kind": ck.kind,
+                       "vocab": vocab.preset, "NLL": done[str(ck.path)]}
+
+
+def _model_scores(bert, scorer, vocab, real, sets, fake_tokens, result, args, device,
+                  progress) -> None:
+    """PLL of the data and of each set, CA of each set against the data (held out by piece),
+    all with the one scorer ``bert``, into ``result``."""
+    limit = scorer["trained_len"]
+    pll_len, ca_len = min(PLL_BLOCK_TOKENS, limit), min(CA_BLOCK_TOKENS, limit)
     opts = dict(block_len=pll_len, max_pieces=args.pll_pieces or None, batch_size=args.batch_size,
                 device=device, progress=progress)
-    real = piece_tokens(data.pieces, vocab)
     result["data"]["PLL"] = score_pll(bert, real, vocab.mask_id, desc="PLL: data", **opts)
     if pll_len < PLL_BLOCK_TOKENS:
-        result["notes"].append(f"PLL in {pll_len}-token blocks: the BERT's max_len is "
-                               f"{bert.cfg.max_len}.")
-    for s, row in zip(sets, result["samples"]):
-        fake = piece_tokens(s.pieces, vocab)
+        result["notes"].append(f"PLL in {pll_len}-token blocks: the scorer's positions stop at "
+                               f"{limit}.")
+    for s, fake, row in zip(sets, fake_tokens, result["samples"]):
         row["PLL"] = score_pll(bert, fake, vocab.mask_id, desc=f"PLL: {s.name}", **opts)
-        row["CA"] = score_ca(bert, real, fake, ca_len, args.ca_blocks, seed=args.seed,
-                             batch_size=args.batch_size, device=device)
+        ca = score_ca(bert, real, fake, ca_len, args.ca_blocks, folds=args.ca_folds,
+                      classifier=args.ca_classifier, seed=args.seed, batch_size=args.batch_size,
+                      device=device, finetune_steps=args.ca_finetune_steps, progress=progress,
+                      desc=f"CA: {s.name}")
+        row["CA_by_position"] = ca.pop("by_position")
+        row["CA"] = ca
         for key in ("PLL", "CA"):
             if "note" in row[key]:
                 result["notes"].append(f"{key} of {s.name}: n/a, {row[key]['note']}.")
-        if "n_test" in row["CA"]:
-            result["notes"].append(f"CA of {s.name}: accuracy on {row['CA']['n_test']} held-out "
-                                   f"blocks of {ca_len} tokens (trained on "
-                                   f"{row['CA']['n_train']}; 0.5 = indistinguishable).")
+        if ca.get("k"):
+            result["notes"].append(
+                f"CA of {s.name}: {ca['classifier']} classifier, {ca['k']} folds holding out whole "
+                f"pieces, {ca['real_blocks']} real and {ca['generated_blocks']} generated blocks of "
+                f"{ca_len} tokens each predicted once; balanced accuracy (0.5 = indistinguishable) "
+                "with a 95% bootstrap interval over pieces.")
+        if "flag" in ca:
+            result["notes"].append(f"CA of {s.name}: {ca['flag']}; the value means little.")
 
 
-def _plots(data, sets, args) -> dict:
-    from tgan.metrics.plots import histograms, piano_roll
+def _plots(data, sets, args, result) -> dict:
+    from tgan.metrics.plots import ca_by_position_plot, histograms, piano_roll
 
     out = Path(args.out)
     folder = Path(args.plot_dir) if args.plot_dir else out.parent / f"{out.stem}-plots"
@@ -274,7 +348,12 @@ def _plots(data, sets, args) -> dict:
             rolls.append(str(piano_roll(perf, sub / ("_".join(rel.parts) + ".png"), title=str(rel))))
     hist = histograms([(f"data: {data.name}", data.pieces)] + [(s.name, s.pieces) for s in sets],
                       folder / "histograms.png")
-    return {"folder": str(folder), "piano_rolls": rolls, "histograms": str(hist)}
+    out = {"folder": str(folder), "piano_rolls": rolls, "histograms": str(hist)}
+    curves = [(row["name"], row["CA_by_position"]) for row in result["samples"]
+              if row.get("CA_by_position")]
+    if curves:
+        out["ca_by_position"] = str(ca_by_position_plot(curves, folder / "ca_by_position.png"))
+    return out
 
 
 def main(argv=None) -> int:
@@ -286,6 +365,15 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.clip_seconds is not None and not args.clip_seconds > 0:
         parser.error(f"--clip-seconds must be > 0, got {args.clip_seconds}")
+    if args.checkpoint and len(args.checkpoint) not in (1, len(args.samples)):
+        parser.error(f"--checkpoint takes one directory or one per --samples folder "
+                     f"({len(args.samples)}), got {len(args.checkpoint)}")
+    if args.scorer and args.nll_only:
+        parser.error("--scorer and --nll-only exclude each other")
+    if args.ca_folds < 2:
+        parser.error(f"--ca-folds must be >= 2, got {args.ca_folds}")
+    if args.ca_finetune_steps < 1:
+        parser.error(f"--ca-finetune-steps must be >= 1, got {args.ca_finetune_steps}")
     for name in ("nll_chunks", "pll_pieces", "ca_blocks"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")

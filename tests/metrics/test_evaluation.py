@@ -11,7 +11,7 @@ from tgan.data.sources import midi_folder_source
 from tgan.metrics import note_statistics
 from tgan.metrics.evaluation import (clip_piece, difference, pll_blocks, read_data_split,
                                      read_sample_folder, score_ca, score_pll, set_statistics)
-from tgan.metrics.report import (COLUMNS, format_value, jsonable, markdown_report,
+from tgan.metrics.report import (COLUMNS, format_ca, format_value, jsonable, markdown_report,
                                  markdown_table, table_rows, write_json)
 from tgan.model import BertConfig, BertDiscriminator
 
@@ -114,9 +114,10 @@ def test_pll_and_ca_on_a_tiny_bert():
     pll = score_pll(bert, real, mask_id=10, block_len=16, piece_len=40)
     assert pll["value"] <= 0 and pll["blocks"] == 6
     ca = score_ca(bert, real, fake, block_len=8, seed=0)
-    assert 0 <= ca["accuracy"] <= 1 and ca["blocks"] == 10  # 10 generated blocks, as many real
-    none = score_ca(bert, real, [np.arange(2, 9)], block_len=8)
-    assert math.isnan(none["accuracy"]) and "0 generated" in none["note"]
+    assert 0 <= ca["mean"] <= 1 and (ca["real_blocks"], ca["generated_blocks"]) == (24, 10)
+    assert ca["k"] == 2 and "too few blocks" in ca["flag"]  # 2 generated pieces: 2 folds
+    none = score_ca(bert, real, [np.arange(2, 9), np.arange(2, 30)], block_len=8)
+    assert math.isnan(none["mean"]) and "got 3 real and 1 generated" in none["note"]
     assert "no piece" in score_pll(bert, fake, 10, block_len=64)["note"]
 
 
@@ -135,7 +136,10 @@ def _result():
                  "PLL": {"value": -2.5}},
         "samples": [{"name": "runs/a|b", "pieces": 2, "skipped": [{"path": "x", "reason": "y"}],
                      "stats": stats(mean_s), "diff": {"correct": difference(mean_s, mean_d)},
-                     "PLL": {"value": -3.0}, "CA": {"accuracy": 0.75}}],
+                     "PLL": {"value": -3.0},
+                     "CA": {"mean": 0.75, "low": 0.7, "high": 0.8, "folds": [0.7, 0.8], "blocks": 400},
+                     "CA_by_position": [{"start": 0, "end": 127, "accuracy": 0.6, "blocks": 9},
+                                        {"start": 128, "end": 255, "accuracy": 0.875, "blocks": 8}]}],
         "model": {"NLL": {"value": 2.3456}},
         "notes": ["a note"],
     }
@@ -147,7 +151,7 @@ def test_table_has_the_shape_of_table_1():
     assert rows[1][:4] == ["data: mini (train, 3 pieces)", "n/a", "n/a", "-2.500"]
     assert rows[1][4] == "12.00"
     assert rows[2][0] == "samples: runs/a\\|b (2 files, 1 skipped)"  # a pipe cannot break the table
-    assert rows[2][1:5] == ["2.346", "0.750", "-3.000 (-0.500)", "10.50 (-1.50)"]
+    assert rows[2][1:5] == ["2.346", "0.750 [0.70, 0.80]", "-3.000 (-0.500)", "10.50 (-1.50)"]
     assert rows[2][-1] == "n/a"  # IOI is NaN
     table = markdown_table(_result(), "correct")
     lines = table.splitlines()
@@ -155,8 +159,18 @@ def test_table_has_the_shape_of_table_1():
     assert lines[1].startswith("|---") and lines[1].endswith(":|")
     report = markdown_report(_result())
     assert report.startswith(lines[0]) and "- a note" in report
+    assert "CA along the piece, runs/a|b (accuracy on generated blocks by start token): " \
+           "0-127 0.60 · 128-255 0.88" in report
     with pytest.raises(ValueError, match="convention"):
         table_rows(_result(), "paper")
+
+
+def test_format_ca_flags_too_few_blocks():
+    assert format_ca({"mean": 0.5, "low": 0.0, "high": 1.0, "flag": "too few blocks: 2 real"}) == "0.500 (too few)"
+    assert format_ca({"mean": float("nan"), "note": "x"}) == "n/a" and format_ca(None) == "n/a"
+    r = _result()
+    r["samples"][0]["NLL"] = {"value": 1.5}  # a row's own checkpoint wins over the first one's
+    assert table_rows(r, "correct")[2][1] == "1.500"
 
 
 def test_format_value():

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tgan.metrics.scorers import block_features, classifier_accuracy, pseudo_log_likelihood, split_blocks
+from tgan.metrics.scorers import block_features, fit_linear, pseudo_log_likelihood, split_blocks
 from tgan.model import BertConfig, BertDiscriminator
 
 V = 23
@@ -27,14 +27,17 @@ def test_pll_equals_masking_each_position_by_hand():
     assert fast < 0
 
 
-def test_classifier_accuracy_separates_separable_and_not_random():
+def test_linear_probe_separates_separable_and_not_random():
     g = torch.Generator().manual_seed(0)
-    real = torch.randn(60, 5, generator=g) + 3.0
-    fake = torch.randn(60, 5, generator=g) - 3.0
-    assert classifier_accuracy(real, fake)["accuracy"] > 0.95
-    same = classifier_accuracy(torch.randn(200, 5, generator=g), torch.randn(200, 5, generator=g))
-    assert 0.3 < same["accuracy"] < 0.7
-    assert same["n_test"] == 120 and same["n_train"] == 280
+    y = torch.cat([torch.ones(60), torch.zeros(60)])
+    x = torch.randn(120, 5, generator=g) + 3.0 * (2 * y[:, None] - 1)
+    ty = (torch.rand(40, generator=g) < 0.5).float()  # held-out points of both classes
+    test_x = torch.randn(40, 5, generator=g) + 3.0 * (2 * ty[:, None] - 1)
+    pred = fit_linear(x, y)(test_x) > 0
+    assert 10 < ty.sum() < 30 and (pred == ty.bool()).float().mean() > 0.95
+    noise = fit_linear(torch.randn(400, 5, generator=g), (torch.rand(400, generator=g) < 0.5).float())
+    acc = float(((noise(torch.randn(400, 5, generator=g)) > 0) == (torch.rand(400, generator=g) < 0.5)).float().mean())
+    assert 0.4 < acc < 0.6
 
 
 def test_block_features_and_split():

@@ -196,6 +196,28 @@ class PreparedData:
         return "\n".join(lines)
 
 
+def _keyed(source, vocab_name: str, sustain: bool, limit: int | None):
+    """(items, options, per-file hashes, cache key) of a resolved data set: the key changes with
+    any file's bytes, split or the encoding options."""
+    items = source.items[:limit] if limit else source.items
+    # The pedal means nothing to rendered scores; leaving it out of their key shares the cache.
+    options = {"vocab": vocab_name, "sustain": bool(sustain) if source.kind != "corpus" else False,
+               "limit": limit, "kind": source.kind, "fingerprint": source.fingerprint}
+    try:
+        hashes = [(it.key, it.split, file_sha1(it.path)) for it in items]
+    except OSError as e:
+        raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
+    return items, options, hashes, cache_key(options, hashes)
+
+
+def data_identity(data=None, vocab_name: str = "maestro", sustain: bool = True) -> dict:
+    """What identifies a data set without encoding it: {"source", "kind", "root", "key"}, where
+    "key" is the cache key ``prepare`` would use (it hashes every file's bytes and split)."""
+    source = resolve_source(data)
+    key = _keyed(source, vocab_name, sustain, None)[3]
+    return {"source": source.describe(), "kind": source.kind, "root": source.root, "key": key}
+
+
 def prepare(data=None, vocab_name: str = "maestro", cache_dir=None, sustain: bool = True,
             workers: int | None = None, progress: bool = True, limit: int | None = None,
             rebuild: bool = False) -> PreparedData:
@@ -220,15 +242,7 @@ def prepare(data=None, vocab_name: str = "maestro", cache_dir=None, sustain: boo
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1 or None, got {workers}")
     source = resolve_source(data)
-    items = source.items[:limit] if limit else source.items
-    # The pedal means nothing to rendered scores; leaving it out of their key shares the cache.
-    options = {"vocab": vocab_name, "sustain": bool(sustain) if source.kind != "corpus" else False,
-               "limit": limit, "kind": source.kind, "fingerprint": source.fingerprint}
-    try:
-        hashes = [(it.key, it.split, file_sha1(it.path)) for it in items]
-    except OSError as e:
-        raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
-    key = cache_key(options, hashes)
+    items, options, hashes, key = _keyed(source, vocab_name, sustain, limit)
     cache_root = resolve_cache_dir(cache_dir)
     folder = cache_root / folder_name(source.kind, source.root, key)
 

@@ -9,11 +9,10 @@ MIDI files. Each side is a ``PieceSet`` of Performances (notes with the sustain 
   ``clip_seconds`` keeps the first S seconds (``tgan.metrics.clip``); ``clip_tokens`` encodes the
   piece, keeps its first N tokens and decodes them again (notes still sounding at the cut end
   there; the tempo map becomes the MIDI default, 120 bpm).
-- PLL and CA need a BERT discriminator, which the caller passes in (this module imports no model):
-  ``score_pll`` masks each position of the first ``piece_len`` (2048) tokens of each piece, in
-  blocks of ``block_len`` (512) tokens; ``score_ca`` trains a linear classifier on frozen BERT
-  features of 128-token blocks, real against generated, the same number of each, and scores it
-  on held-out blocks.
+- PLL and CA need a BERT masked-LM, the scorer, which the caller passes in (this module imports
+  no model): ``score_pll`` masks each position of the first ``piece_len`` (2048) tokens of each
+  piece, in blocks of ``block_len`` (512) tokens; ``score_ca`` tells real from generated 128-token
+  blocks with pieces held out whole (``tgan.metrics.ca``).
 """
 from __future__ import annotations
 
@@ -248,35 +247,15 @@ def score_pll(bert, tokens: Sequence[np.ndarray], mask_id: int, block_len: int =
 
 
 def score_ca(bert, real_tokens: Sequence[np.ndarray], fake_tokens: Sequence[np.ndarray],
-             block_len: int = CA_BLOCK_TOKENS, max_blocks: int | None = None,
-             test_fraction: float = 0.3, seed: int = 0, batch_size: int = 32,
-             device="cpu") -> dict:
-    """Classifier accuracy between real and generated blocks on frozen BERT features.
+             block_len: int = CA_BLOCK_TOKENS, max_blocks: int | None = None, folds: int = 5,
+             classifier: str = "linear", seed: int = 0, batch_size: int = 32, device="cpu",
+             finetune_steps: int = 200, progress: bool = False, desc: str = "CA") -> dict:
+    """Classifier accuracy between real and generated ``block_len``-token blocks, held out by
+    piece in ``folds`` folds (``tgan.metrics.ca.ca_by_piece``; at most ``max_blocks`` per side,
+    0 or None = all). Returns its dict; "mean" is NaN with a "note" when a side has fewer than two
+    pieces holding a block."""
+    from tgan.metrics.ca import ca_by_piece
 
-    All ``block_len``-token blocks of the pieces are cut; the same number n of each kind (the
-    smaller count, at most ``max_blocks``) is drawn at random (``seed``), so 0.5 is chance. A
-    linear classifier is fitted on a part of them and scored on the held-out ``test_fraction``
-    (see ``tgan.metrics.scorers.classifier_accuracy``). Returns its dict plus "blocks" (n) and
-    "block_len"; "accuracy" is NaN with a "note" when a side has fewer than 2 blocks.
-    """
-    import torch
-
-    from tgan.metrics.scorers import block_features, classifier_accuracy, split_blocks
-
-    real = [b for t in real_tokens for b in split_blocks(t, block_len)]
-    fake = [b for t in fake_tokens for b in split_blocks(t, block_len)]
-    n = min(len(real), len(fake), max_blocks or len(real) + len(fake))
-    out = {"accuracy": float("nan"), "blocks": n, "block_len": block_len}
-    if n < 2:
-        out["note"] = (f"needs >= 2 blocks of {block_len} tokens on each side, got "
-                       f"{len(real)} real and {len(fake)} generated")
-        return out
-    rng = np.random.default_rng(seed)
-
-    def pick(bs):
-        return torch.from_numpy(np.stack([bs[i] for i in rng.choice(len(bs), n, replace=False)]))
-
-    real_f = block_features(bert, pick(real), batch_size, device)
-    fake_f = block_features(bert, pick(fake), batch_size, device)
-    out.update(classifier_accuracy(real_f, fake_f, test_fraction=test_fraction, seed=seed))
-    return out
+    return ca_by_piece(bert, real_tokens, fake_tokens, block_len, folds, max_blocks or None,
+                       classifier, seed, batch_size, device, finetune_steps=finetune_steps,
+                       progress=progress, desc=desc)

@@ -1,5 +1,5 @@
-"""Figures of an evaluation: a piano roll per sample and histograms of pitch and inter-onset
-interval, data against samples. Needs matplotlib (``pip install -e ".[plot]"``).
+"""Figures of an evaluation: a piano roll per sample, histograms of pitch and inter-onset
+interval, data against samples, and CA along the piece. Needs matplotlib (``pip install -e ".[plot]"``).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so no GUI backend and no
 global figure state are involved.
@@ -98,4 +98,24 @@ def histograms(sets: Sequence[tuple[str, Sequence[Performance]]], path) -> Path:
     for ax in (ax_p, ax_i):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
+    return _save(fig, Path(path))
+
+
+def ca_by_position_plot(curves: Sequence[tuple[str, Sequence[dict]]], path) -> Path:
+    """CA along the piece: for each sample set, the classifier's accuracy on its generated blocks
+    against their start token (``CA_by_position`` entries), with chance (0.5) marked."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, points in curves:
+        x = [p["start"] for p in points]
+        ax.plot(x, [p["accuracy"] for p in points], marker="o", label=f"{name}")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("block start in the sample (tokens)")
+    ax.set_ylabel("accuracy on generated blocks")
+    ax.set_title("CA along the piece")
+    ax.legend(fontsize=8)
     return _save(fig, Path(path))

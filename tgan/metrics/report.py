@@ -6,14 +6,19 @@ A result is a plain dict (built by ``python -m tgan.evaluate``)::
      "data":    {"name", "split", "pieces", "skipped": [...], "stats": {conv: {"mean", "std", "n"}},
                  "PLL": {"value", ...} or None, ...},
      "samples": [{"name", "pieces", "skipped", "stats", "diff": {conv: {stat: d}},
-                  "PLL": ... or None, "CA": {"accuracy", ...} or None, ...}, ...],
-     "model":   {"NLL": {"value", ...} or None, ...} or None,
+                  "NLL": {"value", ...} or None, "checkpoint": path or None,
+                  "PLL": ... or None,
+                  "CA": {"mean", "low", "high", "folds", "blocks", ...} or None,
+                  "CA_by_position": [{"start", "end", "accuracy", "blocks"}, ...]}, ...],
+     "model":   {"NLL": {"value", ...} or None, ...} or None,   (the first checkpoint)
+     "scorer":  {"path", "data", "mlm_accuracy", ...} or None,
      "notes":   ["...", ...], "options": {...}}
 
 Rows: the data set, then each sample set; columns NLL, CA, PLL and the nine statistics. A sample
 row shows its mean and, in parentheses, its difference to the data row; "n/a" where a value was
-not computed (or is NaN). NLL and CA belong to the model and the sample set, so the data row has
-none.
+not computed (or is NaN). CA shows its 95% interval in brackets, or "too few" beside it when it
+rests on too few blocks. NLL and CA belong to the model and the sample set, so the data row has
+none. Under the tables, one line per sample set gives CA along the piece.
 """
 from __future__ import annotations
 
@@ -53,6 +58,31 @@ def _value(entry, key: str):
     return None if not entry else entry.get(key)
 
 
+def format_ca(ca) -> str:
+    """The CA cell: "mean [low, high]", "mean (too few)" when flagged, "n/a" when not computed."""
+    mean = _value(ca, "mean")
+    if not _finite(mean):
+        return NA
+    if ca.get("flag"):
+        return f"{mean:.3f} (too few)"
+    low, high = ca.get("low"), ca.get("high")
+    if _finite(low) and _finite(high):
+        return f"{mean:.3f} [{low:.2f}, {high:.2f}]"
+    return f"{mean:.3f}"
+
+
+def position_lines(result: dict) -> list[str]:
+    """One compact line per sample set with CA by position: "start-end acc" per block bin."""
+    lines = []
+    for s in result["samples"]:
+        points = s.get("CA_by_position") or []
+        if points:
+            cells = " · ".join(f"{p['start']}-{p['end']} {p['accuracy']:.2f}" for p in points)
+            lines.append(f"CA along the piece, {s['name']} (accuracy on generated blocks by start "
+                         f"token): {cells}")
+    return lines
+
+
 def table_rows(result: dict, convention: str) -> list[list[str]]:
     """The table as cells: a header row, then the data row and one row per sample set."""
     if convention not in result["conventions"]:
@@ -65,15 +95,16 @@ def table_rows(result: dict, convention: str) -> list[list[str]]:
     rows = [header, [_escape(f"data: {data['name']} ({data['split']}, {data['pieces']} pieces)"),
                      NA, NA, format_value(d_pll, "PLL")]
             + [format_value(d_mean.get(k), k) for k in STATISTICS]]
-    nll = _value(model.get("NLL"), "value")
+    model_nll = _value(model.get("NLL"), "value")
     for s in result["samples"]:
+        nll = _value(s.get("NLL"), "value") if s.get("NLL") else model_nll
         mean = s["stats"][convention]["mean"]
         diff = s.get("diff", {}).get(convention, {})
         pll = _value(s.get("PLL"), "value")
         pll_diff = pll - d_pll if _finite(pll) and _finite(d_pll) else None
         skipped = f", {len(s['skipped'])} skipped" if s.get("skipped") else ""
         rows.append([_escape(f"samples: {s['name']} ({s['pieces']} files{skipped})"),
-                     format_value(nll, "NLL"), format_value(_value(s.get("CA"), "accuracy"), "CA"),
+                     format_value(nll, "NLL"), format_ca(s.get("CA")),
                      format_value(pll, "PLL", pll_diff)]
                     + [format_value(mean.get(k), k, diff.get(k)) for k in STATISTICS])
     return rows
@@ -92,6 +123,9 @@ def markdown_table(result: dict, convention: str) -> str:
 def markdown_report(result: dict) -> str:
     """Every convention's table, then the notes (what was computed, what is n/a and why)."""
     parts = [markdown_table(result, c) for c in result["conventions"]]
+    lines = position_lines(result)
+    if lines:
+        parts.append("\n".join(lines))
     notes = ["Means over pieces; in parentheses the difference to the data row. Standard "
              "deviations and counts are in the JSON."] + list(result.get("notes", []))
     parts.append("\n".join(f"- {n}" for n in notes))
