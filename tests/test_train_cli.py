@@ -19,7 +19,7 @@ def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(tmp_path, 
     assert main(["--dry-run", "--run-dir", str(run_dir), "--loss", "wgan_gp", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "preset tiny on cpu; loss wgan_gp" in out and "MLE 3000 steps" in out
-    assert "3.6 min in all" in out  # the measured main job: 76 + 51 + 89 s
+    assert "3.5 min in all" in out  # the measured main job: 75 + 47 + 91 s
     cfg = json.loads(out[out.index("{"):])
     assert cfg["loss"] == "wgan_gp" and cfg["run_dir"] == str(run_dir)
     assert not run_dir.exists()
@@ -29,7 +29,7 @@ def test_estimate_scales_with_the_schedule_and_is_absent_where_unmeasured():
     args = build_parser().parse_args(["--batch-size", "16", "--rollout-len", "512"])
     cfg = config_from_args(args, on_gpu=False)
     est = estimate_seconds(cfg, "cpu")
-    assert est["mle"] == pytest.approx(2 * 76) and est["gan"] == pytest.approx(4 * 89)
+    assert est["mle"] == pytest.approx(2 * 75) and est["gan"] == pytest.approx(4 * 91)
     small = config_from_args(build_parser().parse_args(["--preset", "small"]), on_gpu=False)
     assert estimate_seconds(small, "cpu") is None
 

@@ -152,10 +152,10 @@ def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
 
 
 # Seconds per step measured for the main job (benchmarks/RESULTS.md: tiny preset, bundled corpus,
-# 2-core CPU, batch 8, 2026-11-29): MLE 3000 steps in 76 s, D pre-training 600 (256-token crops)
-# in 51 s, adversarial 300 iterations (gan_every 5, 256-token rollouts) in 89 s. Other presets and
+# 2-core CPU, batch 8, 2026-11-29): MLE 3000 steps in 75 s, D pre-training 600 (256-token crops)
+# in 47 s, adversarial 300 iterations (gan_every 5, 256-token rollouts) in 91 s. Other presets and
 # devices: not measured.
-MEASURED = {("cpu", "tiny"): dict(mle=76 / 3000, disc=51 / 600, gan=89 / 300, batch=8, rollout=256,
+MEASURED = {("cpu", "tiny"): dict(mle=75 / 3000, disc=47 / 600, gan=91 / 300, batch=8, rollout=256,
                                   gan_every=5)}
 
 
