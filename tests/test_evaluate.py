@@ -320,3 +320,44 @@ def test_plot_writes_figures(folders, capsys, tmp_path, scorer_dir):
     assert (plots / "ca_by_position.png").stat().st_size > 1000
     assert sorted(p.name for p in (plots / "set1-samples").iterdir()) == \
         ["sample_0.png", "sample_1.png", "sample_2.png"]
+
+
+def test_python_api_gives_the_command_s_table(folders, capsys, tmp_path, scorer_dir):
+    import tgan
+
+    data, samples = folders
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--scorer", scorer_dir,
+                         "--device", "cpu", "--pll-pieces", 1, "--ca-folds", 3)
+    assert code == 0, err
+    cli = json.loads(default_out(samples).read_text())
+    r = tgan.evaluate(samples, data=str(data), scorer=scorer_dir, device="cpu", pll_pieces=1,
+                      ca_folds=3, out=tmp_path / "api.json")
+    assert r["markdown"] in out  # the same table the command printed
+    assert r["samples"][0]["CA"] == cli["samples"][0]["CA"] and r["data"]["PLL"] == cli["data"]["PLL"]
+    assert json.loads((tmp_path / "api.json").read_text())["samples"][0]["CA"] == r["samples"][0]["CA"]
+    with pytest.raises(ValueError, match="unknown option 'folds'"):
+        tgan.evaluate(samples, data=str(data), folds=3)
+    with pytest.raises(ValueError, match="--ca-folds must be >= 2, got 1"):
+        tgan.evaluate(samples, data=str(data), ca_folds=1, nll_only=True)
+
+
+def test_piano_rolls_mark_where_the_primer_ends(folders, capsys, tmp_path, scorer_dir, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from tgan.metrics import plots
+
+    data, samples = folders
+    (samples / "samples.json").write_text(json.dumps({
+        "sample_0.mid": {"primer_tokens": 40, "primer_seconds": 2.5},
+        "sample_1.mid": {"primer_tokens": 0, "primer_seconds": 0.0}}))
+    seen = {}
+    real = plots.piano_roll
+    monkeypatch.setattr(plots, "piano_roll", lambda perf, path, title="", primer_end=None:
+                        seen.setdefault(title, primer_end) or real(perf, path, title, primer_end))
+    code, out, err = run(capsys, "--data", data, "--samples", samples, "--plot", "--max-pieces", 2,
+                         "--out", tmp_path / "res.json", "--nll-only")
+    assert code == 0, err
+    assert seen == {"sample_0": 2.5, "sample_1": None, "sample_2": None}
+    perf = read_sample_folder(samples).pieces[0]
+    ax = plots.piano_roll_figure(perf, "x", primer_end=2.5).axes[0]
+    assert [line.get_xdata()[0] for line in ax.lines] == [2.5]
+    assert not plots.piano_roll_figure(perf, "x").axes[0].lines

@@ -5,6 +5,8 @@ Python API (imported on first use):
     ``.generate(...)`` returns samples to ``.save()`` as MIDI (``tgan.api``).
   - ``tgan.read_midi(path)``, ``tgan.encode(notes, vocab)``, ``tgan.decode(tokens, vocab)``,
     ``tgan.Vocab``: the event representation (``tgan.data``).
+  - ``tgan.evaluate(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that
+    ``python -m tgan.evaluate`` writes (``tgan.evaluate.evaluate_samples``).
 
 Layers, imported one way only: ``tgan.kernels`` (Triton) -> ``tgan.ops`` -> ``tgan.model`` ->
 ``tgan.gan`` -> the command lines ``tgan.train``, ``tgan.generate``, ``tgan.evaluate``.
@@ -26,11 +28,14 @@ _API = {
     "encode": ("tgan.data.events", "encode"),
     "decode": ("tgan.data.events", "decode"),
     "Vocab": ("tgan.data.vocab", "Vocab"),
+    "evaluate": ("tgan", "evaluate"),  # the module tgan.evaluate, callable (Table 1 as a dict)
 }
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name):
+    if name == "evaluate":  # importing the submodule binds tgan.evaluate to it, callable
+        return importlib.import_module("tgan.evaluate")
     if name in _API:
         module, attr = _API[name]
         value = getattr(importlib.import_module(module), attr)

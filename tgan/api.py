@@ -237,7 +237,7 @@ def load(path, device=None) -> Generator:
     naming the path when it holds no generator, and for a model folder of a newer format.
     """
     from tgan.data.vocab import Vocab
-    from tgan.model import GeneratorConfig, TransformerXL
+    from tgan.model import GeneratorConfig
 
     p = Path(path)
     if not p.exists():
@@ -247,28 +247,54 @@ def load(path, device=None) -> Generator:
         cfg, state = read_model_folder(p)
         vocab = Vocab.by_name(cfg["vocab"])
         info = {k: v for k, v in cfg.items() if k not in ("generator",)}
+        model = _build(GeneratorConfig.from_dict(cfg["generator"]), state, vocab, p)
     else:
-        from tgan.model.checkpoint import CheckpointError, load_checkpoint
+        from tgan.model.checkpoint import CheckpointError
 
         try:
-            ck = load_checkpoint(p, kind=("run", "generator"), map_location="cpu")
+            model, vocab, ck = generator_from_checkpoint(p)
         except CheckpointError as e:
             raise ValueError(f"tgan.load: {e}") from None
-        if "gen" not in ck.models or "generator" not in ck.configs:
-            raise ValueError(f"tgan.load: checkpoint {ck.path} holds no generator")
-        cfg = {"generator": ck.configs["generator"], "vocab": ck.configs.get("vocab", "maestro")}
-        state = ck.models["gen"]
-        vocab = Vocab.by_name(cfg["vocab"])
         info = {"checkpoint": str(ck.path), "step": ck.step,
                 "data": ck.configs.get("train", {}).get("data") or "bach"}
         p = ck.path
-    gcfg = GeneratorConfig.from_dict(cfg["generator"])
+    return Generator(model.to(device).eval(), vocab, p, info)
+
+
+def _build(gcfg, state: dict, vocab, where):
+    """The TransformerXL of ``gcfg`` with ``state``; ValueError naming ``where`` on a mismatch."""
+    from tgan.model import TransformerXL
+
     if gcfg.vocab_size != vocab.lm_size:
-        raise ValueError(f"tgan.load: {p}: the generator predicts {gcfg.vocab_size} ids but the "
+        raise ValueError(f"{where}: the generator predicts {gcfg.vocab_size} ids but the "
                          f"{vocab.preset} vocabulary has {vocab.lm_size}")
     model = TransformerXL(gcfg)
-    model.load_state_dict(state)
-    return Generator(model.to(device).eval(), vocab, p, info)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{where}: the generator's weights do not load ({e})") from None
+    return model
+
+
+def generator_from_checkpoint(path):
+    """(generator on the CPU, vocab, Checkpoint) of a run or checkpoint directory; raises
+    CheckpointError (a ValueError) naming the path when it holds no loadable generator."""
+    from tgan.data.vocab import Vocab
+    from tgan.model import GeneratorConfig
+    from tgan.model.checkpoint import CheckpointError, load_checkpoint
+
+    ck = load_checkpoint(path, map_location="cpu")
+    if "gen" not in ck.models or "generator" not in ck.configs:
+        raise CheckpointError(f"checkpoint {ck.path} (kind {ck.kind!r}, models "
+                              f"{sorted(ck.models) or 'none'}) holds no generator; give a training "
+                              "run directory or one of its checkpoints")
+    vocab = Vocab.by_name(ck.configs.get("vocab", "maestro"))
+    try:
+        model = _build(GeneratorConfig.from_dict(ck.configs["generator"]), ck.models["gen"], vocab,
+                       f"checkpoint {ck.path}")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    return model, vocab, ck
 
 
 def read_model_folder(path) -> tuple[dict, dict]:

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -106,26 +107,12 @@ def default_out(samples_dir) -> Path:
 
 
 def load_generator(path, device) -> tuple:
-    """(generator in eval mode, vocab, checkpoint) from a run or checkpoint directory.
+    """(generator in eval mode, vocab, checkpoint) from a run or checkpoint directory, through the
+    API's loader (``tgan.api.generator_from_checkpoint``). Raises CheckpointError (a ValueError)
+    naming the path when it is not a checkpoint or holds no generator."""
+    from tgan.api import generator_from_checkpoint
 
-    Raises CheckpointError (a ValueError) naming the path when it is not a checkpoint or holds no
-    generator.
-    """
-    from tgan.data.vocab import Vocab
-    from tgan.model import GeneratorConfig, TransformerXL
-    from tgan.model.checkpoint import CheckpointError, load_checkpoint
-
-    ck = load_checkpoint(path, map_location="cpu")
-    if "gen" not in ck.models or "generator" not in ck.configs:
-        raise CheckpointError(f"checkpoint {ck.path} (kind {ck.kind!r}, models "
-                              f"{sorted(ck.models) or 'none'}) holds no generator; pass --checkpoint "
-                              f"a training run directory or one of its checkpoints")
-    vocab = Vocab.by_name(ck.configs.get("vocab", "maestro"))
-    try:
-        gen = TransformerXL(GeneratorConfig.from_dict(ck.configs["generator"]))
-        gen.load_state_dict(ck.models["gen"])
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ck.path}: the generator does not load ({e})") from None
+    gen, vocab, ck = generator_from_checkpoint(path)
     return gen.to(device).eval(), vocab, ck
 
 
@@ -335,6 +322,17 @@ def _model_scores(bert, scorer, vocab, real, sets, fake_tokens, result, args, de
             result["notes"].append(f"CA of {s.name}: {ca['flag']}; the value means little.")
 
 
+def _sidecar(folder: Path) -> dict:
+    """The samples.json ``python -m tgan.generate`` writes beside its samples ({} if none)."""
+    import json
+
+    try:
+        made = json.loads((folder / "samples.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return made if isinstance(made, dict) else {}
+
+
 def _plots(data, sets, args, result) -> dict:
     from tgan.metrics.plots import ca_by_position_plot, histograms, piano_roll
 
@@ -343,9 +341,14 @@ def _plots(data, sets, args, result) -> dict:
     rolls = []
     for i, s in enumerate(sets):
         sub = folder / f"set{i + 1}-{Path(s.root).name}"
+        made = _sidecar(Path(s.root))
         for perf, f in zip(s.pieces, s.files):
-            rel = Path(f).relative_to(s.root).with_suffix("")
-            rolls.append(str(piano_roll(perf, sub / ("_".join(rel.parts) + ".png"), title=str(rel))))
+            rel = Path(f).relative_to(s.root)
+            primer = made.get(rel.as_posix(), {})
+            end = primer.get("primer_seconds") if primer.get("primer_tokens") else None
+            rel = rel.with_suffix("")
+            rolls.append(str(piano_roll(perf, sub / ("_".join(rel.parts) + ".png"), title=str(rel),
+                                        primer_end=end)))
     hist = histograms([(f"data: {data.name}", data.pieces)] + [(s.name, s.pieces) for s in sets],
                       folder / "histograms.png")
     out = {"folder": str(folder), "piano_rolls": rolls, "histograms": str(hist)}
@@ -356,10 +359,8 @@ def _plots(data, sets, args, result) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def _check(parser, args) -> None:
+    """The checks argparse cannot express; ``parser.error`` names the flag."""
     for name in ("max_pieces", "clip_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -379,18 +380,76 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    args.out = str(Path(args.out) if args.out else default_out(args.samples[0]))
-    from tgan.metrics.report import markdown_report, write_json
+
+
+def table1(args) -> dict:
+    """Evaluate, then add the total time and the Markdown table (``result["markdown"]``)."""
+    from tgan.metrics.report import markdown_report
 
     t0 = time.perf_counter()
+    result = evaluate(args)
+    result["timings"]["total"] = time.perf_counter() - t0
+    result["markdown"] = markdown_report(result)
+    return result
+
+
+def evaluate_samples(samples, data: str = "bach", **options) -> dict:
+    """Table 1 for folders of generated MIDI, as the dict ``python -m tgan.evaluate`` writes.
+
+    ``samples``: a folder or a list of folders (one row each); ``data``: a MAESTRO folder, a folder
+    of MIDI files or "bach". ``options``: the command's flags by their Python names, e.g.
+    ``scorer="scorers/bach"``, ``checkpoint="runs/x"`` (or one per folder), ``convention="both"``,
+    ``max_pieces=64``, ``nll_only=True``, ``device="cpu"``, ``plot=True``, ``progress=False``;
+    ``out="F"`` also writes the JSON. The table the command prints is ``result["markdown"]``.
+    Raises ValueError naming a bad option or value. Also reachable as ``tgan.evaluate(...)``.
+    """
+    from tgan.metrics.report import write_json
+
+    parser = build_parser()
+
+    def error(message):
+        raise ValueError(f"tgan.evaluate: {message}")
+
+    parser.error = error
+    known = {a.dest: a for a in parser._actions if a.dest != "help"}
+    progress = options.pop("progress", False)
+    argv = ["--samples", *([str(samples)] if isinstance(samples, (str, Path)) else map(str, samples)),
+            "--data", str(data)]
+    for key, value in options.items():
+        if key not in known or key in ("samples", "data", "no_progress"):
+            raise ValueError(f"tgan.evaluate: unknown option {key!r}; the options are "
+                             + ", ".join(sorted(k for k in known if k not in ("samples", "no_progress"))))
+        flag = known[key].option_strings[0]
+        if known[key].nargs == 0:  # a switch
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            argv += [flag, *map(str, values)]
+    if not progress:
+        argv.append("--no-progress")
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    result = table1(args)
+    if args.out:
+        write_json(result, args.out)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _check(parser, args)
+    args.out = str(Path(args.out) if args.out else default_out(args.samples[0]))
+    from tgan.metrics.report import write_json
+
     try:
-        result = evaluate(args)
+        result = table1(args)
     except (ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result["timings"]["total"] = time.perf_counter() - t0
-    text = markdown_report(result)
-    result["markdown"] = text
+    text = result["markdown"]
     print(text)
     try:
         write_json(result, args.out)
@@ -403,6 +462,17 @@ def main(argv=None) -> int:
     if "plots" in result:
         print(f"figures in {result['plots']['folder']}")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``tgan.evaluate(...)`` is ``evaluate_samples(...)``: the module is the function too, so the
+    name works both as ``python -m tgan.evaluate`` and as the Python API."""
+
+    def __call__(self, samples, data: str = "bach", **options) -> dict:
+        return evaluate_samples(samples, data, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":

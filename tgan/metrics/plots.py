@@ -40,8 +40,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def piano_roll(perf: Performance, path, title: str = "") -> Path:
-    """Write a piano roll of ``perf`` (time in s against MIDI pitch, shade = velocity) as PNG."""
+def piano_roll(perf: Performance, path, title: str = "", primer_end: float | None = None) -> Path:
+    """Write a piano roll of ``perf`` (time in s against MIDI pitch, shade = velocity) as PNG;
+    ``primer_end``: the second where a primer ends and the model's music begins (a dashed line)."""
+    return _save(piano_roll_figure(perf, title, primer_end), Path(path))
+
+
+def piano_roll_figure(perf: Performance, title: str = "", primer_end: float | None = None):
+    """The figure ``piano_roll`` writes."""
     require_matplotlib()
     from matplotlib.figure import Figure
 
@@ -60,10 +66,14 @@ def piano_roll(perf: Performance, path, title: str = "") -> Path:
         ax.set_xlim(0, max(perf.duration, 1e-3))
     else:
         ax.text(0.5, 0.5, "no notes", ha="center", va="center", transform=ax.transAxes)
+    if primer_end is not None and primer_end > 0:
+        ax.axvline(primer_end, color=(0.8, 0.1, 0.1), linestyle="--", linewidth=1.2,
+                   label=f"primer ends ({primer_end:.1f} s)")
+        ax.legend(loc="upper right")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title or Path(perf.source).name)
-    return _save(fig, Path(path))
+    return fig
 
 
 def onset_intervals(perf: Performance) -> np.ndarray:
