@@ -175,3 +175,19 @@ def test_generate_cli_names_a_bad_backend(run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TGAN_BACKEND", "foo")
     assert generate_main(["--checkpoint", str(run), "--out", str(tmp_path / "o")]) == 2
     assert "TGAN_BACKEND must be one of" in capsys.readouterr().err
+
+
+def test_export_takes_the_table1_row_of_its_checkpoint(run, tmp_path, capsys):
+    ck = next((run / "checkpoints").iterdir())
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps({
+        "data": {"name": "bach"}, "scorer": {"path": "scorers/bach", "data": "bach", "mlm_accuracy": 0.19},
+        "samples": [{"name": "other", "checkpoint": str(tmp_path / "x"), "CA": {"mean": 0.9}},
+                    {"name": "mine", "checkpoint": str(ck), "CA": {"mean": 0.8}, "NLL": {"value": 1.2}}]}))
+    assert export_main([str(run), "--out", str(tmp_path / "m"), "--table1", str(ev)]) == 0
+    row = json.loads((tmp_path / "m" / "config.json").read_text())["table1_row"]
+    assert row["name"] == "mine" and row["CA"] == {"mean": 0.8} and row["scorer"]["mlm_accuracy"] == 0.19
+    assert "| 1.200 | 0.800 | n/a |" in (tmp_path / "m" / "README.md").read_text()
+    ev.write_text(json.dumps({"samples": [{"name": "a", "checkpoint": "p"}, {"name": "b", "checkpoint": "q"}]}))
+    assert export_main([str(run), "--out", str(tmp_path / "n"), "--table1", str(ev)]) == 2
+    assert "no single row" in capsys.readouterr().err

@@ -7,7 +7,7 @@ The folder follows the Hugging Face Hub's layout for a model repository (``confi
 ``model.safetensors`` + ``README.md``), so it can be uploaded as it is:
 
   config.json                 format, tgan version, generator config, vocabulary, training data,
-                              step, validation NLL and the Table 1 row when known
+                              step, validation NLL, and the Table 1 row of --table1 JSON
   model.safetensors           the generator's weights only (no optimizer, no RNG state)
   discriminator.safetensors   with --with-discriminator: the BERT discriminator, its config in
                               config.json["discriminator"]
@@ -61,15 +61,36 @@ def data_kind(data: str) -> str:
     return "maestro" if "maestro" in p.name.lower() else "folder"
 
 
-def _summary(run_dir: Path) -> dict:
+def table1_row(path, checkpoint: Path) -> dict:
+    """The row of an evaluation JSON (``python -m tgan.evaluate``) for ``checkpoint``'s samples:
+    the row whose checkpoint is it (the same path, else the same step folder), else the only row;
+    ValueError naming the file otherwise."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        result = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--table1 {path}: not an evaluation JSON ({e})") from None
+    rows = result.get("samples") or []
+    mine = [r for r in rows if r.get("checkpoint") and Path(r["checkpoint"]).resolve()
+            in (checkpoint.resolve(), checkpoint.parents[1].resolve())]
+    if not mine:  # paths relative to where evaluate ran: match the checkpoint's step folder
+        mine = [r for r in rows if r.get("checkpoint") and Path(r["checkpoint"]).name == checkpoint.name]
+    if not mine and len(rows) == 1:
+        mine = rows
+    if len(mine) != 1:
+        raise ValueError(f"--table1 {path}: no single row for {checkpoint} among {len(rows)}")
+    row = mine[0]
+    keep = ("name", "NLL", "CA", "PLL", "stats", "diff", "files")
+    out = {k: row[k] for k in keep if k in row}
+    scorer = result.get("scorer") or {}
+    out["scorer"] = {k: scorer.get(k) for k in ("path", "data", "mlm_accuracy")}
+    out["data"] = (result.get("data") or {}).get("name")
+    return out
 
 
-def export(run, out, with_discriminator: bool = False, overwrite: bool = False) -> Path:
+def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
+           table1: str | None = None) -> Path:
     """Write the model folder ``out`` for the run or checkpoint ``run``; returns ``out``.
+    ``table1``: an evaluation JSON whose row for this checkpoint goes into the card.
 
     Raises ValueError naming the path for a run without a generator, a missing discriminator
     with ``with_discriminator``, or a non-empty ``out`` without ``overwrite``.
@@ -87,11 +108,9 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False) 
         raise ValueError(str(e)) from None
     if "gen" not in ck.models or "generator" not in ck.configs:
         raise ValueError(f"checkpoint {ck.path} holds no generator")
-    run_dir = ck.path.parents[1]
     train = ck.configs.get("train", {})
     data = train.get("data") or "bach"
     kind = data_kind(data)
-    summary = _summary(run_dir)
     history = ck.extra.get("history", {}).get("val_nll") or []
     val_nll = history[-1][1] if history else None
     cfg = {
@@ -103,8 +122,8 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False) 
                      "validation_nll": val_nll},
         "license": LICENSES[kind][0],
     }
-    if summary.get("table1_row"):
-        cfg["table1_row"] = summary["table1_row"]
+    if table1:
+        cfg["table1_row"] = table1_row(table1, ck.path)
     tensors = {"model": {k: v.contiguous() for k, v in ck.models["gen"].items()}}
     if with_discriminator:
         if "bert" not in ck.models or "bert" not in ck.configs:
@@ -145,7 +164,7 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
         f"- validation NLL: {nll}", "",
     ]
     if cfg.get("table1_row"):
-        lines += ["## Table 1 row", "", "```", json.dumps(cfg["table1_row"], indent=1), "```", ""]
+        lines += ["## Table 1 row", ""] + _row_lines(cfg["table1_row"]) + [""]
     lines += [
         "## License", "", f"{cfg['license']}. {LICENSES[kind][1]}", "",
         "## Use", "", "```python", "import tgan", "", 'model = tgan.load("THIS_FOLDER")',
@@ -159,6 +178,30 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
     return "\n".join(lines)
 
 
+def _fmt(x) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) else str(x)
+
+
+def _row_lines(row: dict) -> list[str]:
+    """A Table 1 row in a few readable lines (config.json keeps all of it)."""
+    def value(key, fmt="{:.3f}"):
+        v = row.get(key) or {}
+        return "n/a" if v.get("value", v.get("mean")) is None else fmt.format(v.get("value", v.get("mean")))
+
+    ca = row.get("CA") or {}
+    ca_text = value("CA") + (f" [{ca['low']:.2f}, {ca['high']:.2f}]" if "low" in ca else "")
+    scorer = row.get("scorer") or {}
+    lines = [f"Samples {row.get('name')}, against {row.get('data')}; scorer {scorer.get('path')} "
+             f"(MLM accuracy {_fmt(scorer.get('mlm_accuracy'))}).", "",
+             "| NLL | CA | PLL |", "| --- | --- | --- |",
+             f"| {value('NLL')} | {ca_text} | {value('PLL')} |"]
+    stats = ((row.get("stats") or {}).get("correct") or {}).get("mean")
+    if stats:
+        lines += ["", "| " + " | ".join(stats) + " |", "|" + " --- |" * len(stats),
+                  "| " + " | ".join(f"{v:.3f}" for v in stats.values()) + " |"]
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tgan.export", description=__doc__.splitlines()[0])
     p.add_argument("run", help="a run directory (its newest checkpoint) or a checkpoint directory")
@@ -166,10 +209,13 @@ def main(argv=None) -> int:
     p.add_argument("--with-discriminator", action="store_true",
                    help="also write the BERT discriminator (discriminator.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--table1", default=None, metavar="JSON",
+                   help="an evaluation JSON (python -m tgan.evaluate): its row for this "
+                        "checkpoint's samples goes into config.json and the model card")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        out = export(args.run, args.out, args.with_discriminator, args.overwrite)
+        out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
