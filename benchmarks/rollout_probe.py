@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     disc = BertDiscriminator(pr.bert).to(device)
     out: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                  "preset": args.preset, "batch": args.batch, "decode_first_ms": [], "adversarial": []}
-    B, V = args.batch, gen.cfg.vocab_size
+    B = args.batch
 
     k0 = _compiled_kernels()
     with torch.no_grad():

@@ -1,7 +1,6 @@
 """python -m tgan.evaluate on tiny MIDI folders written here, with and without a tiny checkpoint."""
 import json
 import math
-import sys
 
 import numpy as np
 import pytest

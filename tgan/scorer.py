@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import logging
-import re
 import sys
 import time
 
+from tgan.gan.config import field_comments
 from tgan.gan.scorer import ScorerConfig
-
-
-def _comments() -> dict:
-    out = {}
-    for line in inspect.getsource(ScorerConfig).splitlines():
-        m = re.match(r"\s+(\w+): \w+ = .*?#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Pre-train the scorer (a BERT masked-LM) that computes CA and "
                                             "PLL in python -m tgan.evaluate --scorer.")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the scorer (and its checkpoints)")
-    comments = _comments()
+    comments = field_comments(ScorerConfig)
     for f in dataclasses.fields(ScorerConfig):
         typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
         p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tgan.gan.config import PRESET_TRAIN, TrainConfig, build_parser, config_from_args
-from tgan.model.checkpoint import latest_checkpoint, load_checkpoint
+from tgan.model.checkpoint import load_checkpoint
 from tgan.train import main
 
 from .conftest import FAST

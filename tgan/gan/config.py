@@ -132,7 +132,7 @@ def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
     """An argparse parser with one flag per TrainConfig field (default None = not given)."""
     p = argparse.ArgumentParser(prog=prog, description="Train a Transformer-GAN: MLE pre-training of G, "
                                 "masked-LM pre-training of D, then adversarial training.")
-    comments = _field_comments()
+    comments = field_comments()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         per_preset = {name: over[f.name] for name, over in PRESET_TRAIN.items() if f.name in over}
@@ -208,12 +208,14 @@ def config_from_args(args: argparse.Namespace, on_gpu: bool) -> TrainConfig:
     return cfg
 
 
-def _field_comments() -> dict:
+def field_comments(cls=None) -> dict:
+    """Field name -> the comment after it in the dataclass ``cls``'s source (TrainConfig by
+    default): the help text of the generated command-line flags."""
     import inspect
     import re
 
     out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
+    for line in inspect.getsource(cls or TrainConfig).splitlines():
         m = re.match(r"\s+(\w+): \w+ = .*?#\s*(.*)$", line)
         if m:
             out[m.group(1)] = m.group(2)
