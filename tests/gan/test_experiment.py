@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tgan.experiment import main
+from tgan.experiment import main, parse
 from tgan.metrics.notes_stats import STATISTICS
 from tgan.model.checkpoint import list_checkpoints, load_checkpoint
 
@@ -35,7 +35,7 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
     for arm, e in report["arms"].items():
         assert len(e["resumed"]) == 2 and not any(e["resumed"])
         assert all(len(e["wall_seconds"][k]["values"]) == 2 for k in ("train", "sample", "evaluate"))
-        for kind in ("unconditional", "primed"):
+        for i, kind in enumerate(("unconditional", "primed")):
             k = e[kind]
             assert len(k["NLL"]["values"]) == 2 and 0 < k["NLL"]["mean"] < 10 and k["NLL"]["std"] >= 0
             assert set(k["CA"]) >= {"mean", "std", "values", "intervals"} and len(k["CA"]["intervals"]) == 2
@@ -43,6 +43,15 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
             for conv in ("correct", "paper"):
                 assert list(k["stats"][conv]) == list(STATISTICS) == list(k["distance"][conv])
                 assert k["distance"][conv]["NPU"]["mean"] is not None
+            # the per-seed values are each run's own evaluation (same scorer, same data)
+            rows = [json.loads((out / "arms" / arm / f"seed{s}" / "evaluation.json").read_text())["samples"][i]
+                    for s in range(2)]
+            assert k["NLL"]["values"] == [r["NLL"]["value"] for r in rows]
+            assert k["CA"]["values"] == [r["CA"]["mean"] for r in rows]
+            for st in ("NPU", "PR", "ISR"):
+                assert k["distance"]["paper"][st]["values"] == pytest.approx([r["diff"]["paper"][st] for r in rows])
+                assert k["stats"]["correct"][st]["values"] == pytest.approx(
+                    [r["stats"]["correct"]["mean"][st] for r in rows])
         # equal compute: every arm runs the adversarial stage's 10 iterations, each with its MLE step,
         # from the one shared pre-training (MLE 20 steps; D pre-training 10 for the BERT arms)
         for s in range(2):
@@ -97,6 +106,5 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
                                            (["--rollout-len", "10"], "--rollout-len")])
 def test_bad_options_are_refused_naming_the_flag(tmp_path, flags, needle, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["--out", str(tmp_path / "x"), *flags])
+        parse(["--out", str(tmp_path / "x"), *flags])
     assert e.value.code == 2 and needle in capsys.readouterr().err
-    assert not (tmp_path / "x").exists()
