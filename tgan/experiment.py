@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 # arm name -> (loss, discriminator)
@@ -186,15 +188,21 @@ class Experiment:
         meta = train_scorer(cfg, out, resume=latest_checkpoint(out) is not None, progress=True)
         return {"folder": str(out), "mlm_accuracy": meta["mlm_accuracy"]}
 
-    def primers(self) -> list:
-        """Token ids of the primers: the first --primer-tokens tokens of held-out (test) pieces."""
+    def primers(self) -> dict:
+        """The primers, recorded once so every arm (and a resumed experiment) continues the same:
+        the first --primer-tokens tokens of held-out pieces (the test split; validation, then
+        train where it is empty)."""
         from tgan.gan.data_feed import DataFeed
 
         feed = DataFeed(self.args.data or None, self.args.vocab, progress=False)
-        n = feed.num_pieces("test")
-        return [feed.piece("test", i % n)[: self.args.primer_tokens] for i in range(self.args.num_samples)]
+        split = feed._split("test")
+        if split != "test":
+            logger.warning("the data set has no test pieces: the primers come from the %s split", split)
+        n = feed.num_pieces(split)
+        tokens = [feed.piece(split, i % n)[: self.args.primer_tokens].tolist() for i in range(self.args.num_samples)]
+        return {"split": split, "pieces": [i % n for i in range(self.args.num_samples)], "tokens": tokens}
 
-    def sample(self, run_dir: Path, primers: list) -> dict:
+    def sample(self, run_dir: Path, primers: dict) -> dict:
         """Unconditional and primed samples of a run into run_dir/eval_samples/{unconditional,primed}."""
         import tgan
         from tgan.generate import write_sidecar
@@ -208,13 +216,16 @@ class Experiment:
             if kind == "unconditional":
                 samples = model.generate(a.num_samples, a.sample_tokens, seed=UNCOND_SEED)
             else:  # one primer each, its own seed: the same primer and seed in every arm
-                samples = [model.generate(1, a.sample_tokens, primer=p, seed=PRIMED_SEED + i)[0]
-                           for i, p in enumerate(primers)]
+                samples = [model.generate(1, a.sample_tokens, primer=np.asarray(p, dtype=np.int64),
+                                      seed=PRIMED_SEED + i)[0]
+                           for i, p in enumerate(primers["tokens"])]
             record = {}
             for i, s in enumerate(samples):
                 name = f"{kind}_{i:03d}.mid"
                 s.save(folder / name)
                 record[name] = s.info()
+                if kind == "primed":
+                    record[name]["primer"] = f"{a.data or 'bach'}:{primers['split']}:{primers['pieces'][i]}"
             write_sidecar(folder, record)
             counts[kind] = len(samples)
         return {"samples": counts}
@@ -242,8 +253,8 @@ class Experiment:
         self._step("pretrain", self.pretrain)
         bar.update(1)
         self._step("scorer", self.scorer)
+        primers = self._step("primers", self.primers)
         bar.update(1)
-        primers = None
         for i, (arm, seed) in enumerate(runs):
             loss, disc = ARMS[arm]
             run_dir = self.out / "arms" / arm / f"seed{seed}"
@@ -253,8 +264,6 @@ class Experiment:
             self._step(key + "/train", lambda: self._train(
                 run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
                           "--init-from", str(self.out / "pretrain")]))
-            if key + "/sample" not in self.state["done"] and primers is None:
-                primers = self.primers()
             self._step(key + "/sample", lambda: self.sample(run_dir, primers))
             self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
             bar.update(1)

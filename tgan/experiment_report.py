@@ -50,7 +50,8 @@ def gather(out: Path, state: dict, args) -> dict:
     """The report's dict from the evaluations listed in ``state`` (see the module docstring)."""
     done = state["done"]
     report = {"options": {**state["options"], "arms": args.arms, "seeds": args.seeds},
-              "pretrain": done.get("pretrain"), "scorer": done.get("scorer"), "data": None, "arms": {}}
+              "pretrain": done.get("pretrain"), "scorer": done.get("scorer"),
+              "primers": {k: v for k, v in done.get("primers", {}).items() if k != "tokens"}, "data": None, "arms": {}}
     for arm in args.arms:
         evals, times = [], {"train": [], "sample": [], "evaluate": []}
         for s in range(args.seeds):
@@ -98,7 +99,8 @@ def markdown(report: dict) -> str:
              f"Every arm starts from one shared pre-training and runs the same iterations and MLE steps; "
              f"training flags: `{' '.join(o['train_flags']) or '(defaults)'}`. CA and PLL by one scorer "
              f"({o['scorer_preset']} preset). {o['num_samples']} samples of {o['sample_tokens']} tokens per "
-             f"run and kind; primed ones continue the first {o['primer_tokens']} tokens of held-out pieces.", ""]
+             f"run and kind; primed ones continue the first {o['primer_tokens']} tokens of pieces of the "
+             f"{report['primers'].get('split', 'test')} split.", ""]
     d = report["data"]
     for kind in KINDS:
         for conv in d["stats"]:

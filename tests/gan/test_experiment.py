@@ -66,7 +66,9 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
     primers = {json.dumps(sorted((n, i["primer"], i["seed"]) for n, i in json.loads(
         (out / "arms" / arm / f"seed{s}" / "eval_samples" / "primed" / "samples.json").read_text()).items()))
         for arm in ("mle", "rsgan") for s in range(2)}
-    assert len(primers) == 1
+    assert len(primers) == 1 and f"{midi_folder}:train:1" in primers.pop()
+    assert report["primers"]["split"] == "train" and report["primers"]["pieces"] == [0, 1]  # no test pieces here
+    assert "pieces of the train split" in (out / "report.md").read_text()
     md = (out / "report.md").read_text()
     assert "| arm | NLL | CA | PLL | " + " | ".join(STATISTICS) + " |" in md
     assert "## Table 1, primed samples (paper statistics)" in md and "| rsgan | " in md and "| mle | " in md
