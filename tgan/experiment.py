@@ -47,7 +47,7 @@ UNCOND_SEED, PRIMED_SEED = 1000, 2000  # sampling seeds, the same for every arm 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m tgan.experiment",
+        prog="python -m tgan.experiment", allow_abbrev=False,  # a training flag is never read as a prefix of ours
         description="Train the MLE baseline and adversarial arms from one shared pre-training at equal "
                     "compute, sample and score them all with one scorer, and write report.md, report.json "
                     "and plots. Any other python -m tgan.train flag (--preset, --mle-steps, --gan-steps, "

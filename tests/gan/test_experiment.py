@@ -104,6 +104,7 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
 
 
 @pytest.mark.parametrize("flags, needle", [(["--arms", "mle,gan"], "--arms"), (["--loss", "rsgan"], "--loss"),
+                                           (["--seed", "3"], "--seed is set by the experiment"),
                                            (["--seeds", "0"], "--seeds"), (["--gan-stepz", "3"], "--gan-stepz"),
                                            (["--rollout-len", "10"], "--rollout-len")])
 def test_bad_options_are_refused_naming_the_flag(tmp_path, flags, needle, capsys):
