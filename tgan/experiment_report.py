@@ -132,7 +132,7 @@ def markdown(report: dict) -> str:
               "| arm | training | sampling | evaluation | resumed |", "|---|---|---|---|---|"]
     for arm, e in arms.items():
         w = e["wall_seconds"]
-        lines.append(f"| {arm} | {_pm(w["train"], 1)} | {_pm(w["sample"], 1)} | {_pm(w["evaluate"], 1)} | "
+        lines.append(f"| {arm} | {_pm(w['train'], 1)} | {_pm(w['sample'], 1)} | {_pm(w['evaluate'], 1)} | "
                      f"{'yes' if any(e['resumed']) else 'no'} |")
     pre, sc = report.get("pretrain") or {}, report.get("scorer") or {}
     lines += ["", f"Shared pre-training: {pre.get('seconds', 0):.0f} s; scorer: {sc.get('seconds', 0):.0f} s. "
