@@ -134,24 +134,39 @@ class Experiment:
                 raise ValueError(f"--out {self.out} holds an experiment with other options ({', '.join(diff)}: "
                                  f"{old['options'][diff[0]]!r} there, {options[diff[0]]!r} now); rerun with "
                                  "its options, or choose another --out")
-            self.state["done"] = old["done"]
+            self.state["done"], self.state["started"] = old["done"], old.get("started", {})
 
     # -- bookkeeping ----------------------------------------------------------------------------
-    def _record(self, key: str, info: dict) -> None:
-        self.state["done"][key] = info
+    def _save_state(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1))
         tmp.replace(self.state_path)
 
-    def _step(self, key: str, fn) -> dict:
-        """Run ``fn()`` (returning a dict) unless ``key`` is done; record its result and seconds."""
+    def _step(self, key: str, fn, run_dir: Path | None = None) -> dict:
+        """Run ``fn()`` (returning a dict) unless ``key`` is done; record its result and seconds.
+
+        For a training step (``run_dir``) that an earlier, stopped attempt began, the seconds from
+        that attempt's start to the run's newest checkpoint (the work the resumed run keeps) are
+        added (``carried_seconds``), so a resumed arm's wall time counts its whole training.
+        """
+        from tgan.model.checkpoint import latest_checkpoint
+
         if key in self.state["done"]:
             logger.info("%s: done before, skipped", key)
             return self.state["done"][key]
+        started = self.state.setdefault("started", {})
+        carried = 0.0
+        if run_dir is not None and key in started and latest_checkpoint(run_dir) is not None:
+            carried = max(0.0, (latest_checkpoint(run_dir) / "meta.json").stat().st_mtime - started[key])
+        started[key] = time.time() - carried
+        self._save_state()
         t0 = time.perf_counter()
         info = dict(fn() or {})
-        info["seconds"] = time.perf_counter() - t0
-        self._record(key, info)
+        info["seconds"] = time.perf_counter() - t0 + carried
+        info["carried_seconds"] = carried
+        del started[key]
+        self.state["done"][key] = info
+        self._save_state()
         return info
 
     def runs(self) -> list[tuple[str, int]]:
@@ -250,7 +265,7 @@ class Experiment:
 
         runs = self.runs()
         bar = progress(total=2 + len(runs), desc="experiment", unit="step", mininterval=1.0)
-        self._step("pretrain", self.pretrain)
+        self._step("pretrain", self.pretrain, self.out / "pretrain")
         bar.update(1)
         self._step("scorer", self.scorer)
         primers = self._step("primers", self.primers)
@@ -263,7 +278,7 @@ class Experiment:
             logger.info("arm %s (%d/%d): train, sample, evaluate", key, i + 1, len(runs))
             self._step(key + "/train", lambda: self._train(
                 run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
-                          "--init-from", str(self.out / "pretrain")]))
+                          "--init-from", str(self.out / "pretrain")]), run_dir)
             self._step(key + "/sample", lambda: self.sample(run_dir, primers))
             self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
             bar.update(1)

@@ -136,7 +136,8 @@ def markdown(report: dict) -> str:
                      f"{'yes' if any(e['resumed']) else 'no'} |")
     pre, sc = report.get("pretrain") or {}, report.get("scorer") or {}
     lines += ["", f"Shared pre-training: {pre.get('seconds', 0):.0f} s; scorer: {sc.get('seconds', 0):.0f} s. "
-              "A resumed arm's training time counts only the call that finished it.", ""]
+              "A resumed arm's training time adds, to the call that finished it, the stopped attempt's time up "
+              "to its newest checkpoint (the work the resumed run kept).", ""]
     return "\n".join(lines)
 
 

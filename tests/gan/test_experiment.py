@@ -79,10 +79,12 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
     state = json.loads((out / "experiment.json").read_text())
     for step in ("train", "sample", "evaluate"):
         del state["done"][f"rsgan/seed1/{step}"]
-    (out / "experiment.json").write_text(json.dumps(state))
     run = out / "arms" / "rsgan" / "seed1"
     shutil.rmtree(list_checkpoints(run)[-1])
     assert load_checkpoint(run).step == 35
+    # that attempt began 100 s before its newest checkpoint was written
+    state["started"] = {"rsgan/seed1/train": (list_checkpoints(run)[-1] / "meta.json").stat().st_mtime - 100}
+    (out / "experiment.json").write_text(json.dumps(state))
     (run / "evaluation.json").unlink()
     finished = {p: p.stat().st_mtime_ns for p in out.glob("arms/*/seed*/evaluation.json")}
     pre = [p.name for p in list_checkpoints(out / "pretrain")]
@@ -93,6 +95,12 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
     again = json.loads((out / "report.json").read_text())
     assert again["arms"]["rsgan"]["resumed"] == [False, True] and not any(again["arms"]["mle"]["resumed"])
     assert load_checkpoint(run).step == 40 and (run / "evaluation.json").is_file()
+    done = json.loads((out / "experiment.json").read_text())
+    assert done["started"] == {}
+    train = done["done"]["rsgan/seed1/train"]
+    assert train["carried_seconds"] == pytest.approx(100, abs=0.01) and 100 < train["seconds"] < 160
+    assert done["done"]["mle/seed0/train"]["carried_seconds"] == 0
+    assert again["arms"]["rsgan"]["wall_seconds"]["train"]["values"][1] == train["seconds"]
     wall = [line for line in (out / "report.md").read_text().splitlines() if line.endswith(("| yes |", "| no |"))]
     assert wall[0].startswith("| mle |") and wall[0].endswith("| no |")
     assert wall[1].startswith("| rsgan |") and wall[1].endswith("| yes |")
