@@ -243,7 +243,7 @@ def load(path, device=None) -> Generator:
     if not p.exists():
         raise ValueError(f"tgan.load: {p} does not exist")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if (p / "config.json").is_file():
+    if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has a config.json too
         cfg, state = read_model_folder(p)
         vocab = Vocab.by_name(cfg["vocab"])
         info = {k: v for k, v in cfg.items() if k not in ("generator",)}

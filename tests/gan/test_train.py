@@ -136,7 +136,8 @@ def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys
     assert end.extra["stage"] == "done" and end.step == 10
     assert end.extra["history"]["val_nll"][0] == pretrained.extra["history"]["val_nll"][0]
 
-    # a CNN run takes G only (its D was never pre-trained); an MLE-only run has nothing left to do
+    # a CNN run takes G only (its D was never pre-trained); an MLE run is the equal-compute baseline:
+    # from the end of MLE pre-training it runs the adversarial stage's iterations as MLE steps only
     cnn = tmp_path / "cnn"
     assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(cnn), "--loss", "rsgan_gp",
                         "--disc", "cnn", "--init-from", str(source)]) == 0
@@ -146,8 +147,14 @@ def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys
     mle = tmp_path / "mle"
     assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(mle), "--loss", "mle",
                         "--init-from", str(source)]) == 0
-    assert load_checkpoint(mle).extra["stage"] == "done"
-    assert not any(k.startswith("mle/") for k in set().union(*_metrics(mle)))
+    end = load_checkpoint(mle)
+    assert end.extra["stage"] == "done" and end.step == 4 + 4  # MLE pre-training, then --gan-steps 4
+    logged = _metrics(mle)
+    keys = set().union(*logged)
+    assert "gan/mle_loss" in keys and not any(k.startswith(("mle/", "disc/")) for k in keys)
+    assert not any(k in keys for k in ("gan/g_adv", "gan/d_loss", "gan/beta"))
+    assert sorted(m["step"] for m in logged if "gan/mle_loss" in m) == [5, 6, 7, 8]
+    assert not all(torch.equal(end.models["gen"][k], pretrained.models["gen"][k]) for k in end.models["gen"])
 
     # errors name the flag: another vocabulary, a mid-stage checkpoint, a missing directory
     capsys.readouterr()

@@ -23,7 +23,7 @@ class TrainConfig:
     data: str = ""  # MAESTRO folder, folder of MIDI files, or '' for the bundled Bach corpus
     vocab: str = "maestro"  # event vocabulary: maestro (pitches 21..108) | full (0..127)
     run_dir: str = ""  # where checkpoints, samples, logs go ('' = runs/<loss>-<time>)
-    init_from: str = ""  # start from another run's pre-trained models (its run dir or a checkpoint dir) and skip the pre-training stages it finished
+    init_from: str = ""  # start from another run's pre-trained models (its run dir or a checkpoint dir) and skip the pre-training stages it finished; with --loss mle, MLE then continues for --gan-steps iterations (the equal-compute baseline)
     seed: int = 0  # seed of every RNG
     device: str = ""  # cpu | cuda | cuda:N ('' = cuda when available, else cpu)
     deterministic: bool = False  # torch deterministic algorithms (bitwise-reproducible CPU runs)
@@ -167,8 +167,9 @@ def estimate_seconds(cfg: TrainConfig, device: str) -> dict | None:
         return None
     scale = cfg.batch_size / m["batch"]
     gan = m["gan"] * scale * (cfg.rollout_len / m["rollout"]) * (m["gan_every"] / cfg.gan_every)
+    mle_gan = cfg.gan_steps * m["mle"] * scale if cfg.init_from else 0.0  # the MLE baseline's continuation
     out = {"mle": cfg.mle_steps * m["mle"] * scale, "disc": cfg.disc_steps * m["disc"],
-           "gan": 0.0 if cfg.loss == "mle" else cfg.gan_steps * gan}
+           "gan": mle_gan if cfg.loss == "mle" else cfg.gan_steps * gan}
     if cfg.disc == "cnn" or cfg.loss == "mle":
         out["disc"] = 0.0
     return out

@@ -4,7 +4,9 @@ Stages, in order, each skipped when the run directory's checkpoint says it is do
   1. ``mle``:  MLE pre-training of G (segment recurrence, Adam + inverse-sqrt warm-up);
   2. ``disc``: masked-LM pre-training of the BERT D on the same data (span masking by default);
   3. ``gan``:  adversarial training: an MLE step every iteration, and from ``gan_start`` one D step
-               and one G adversarial step every ``gan_every`` iterations.
+               and one G adversarial step every ``gan_every`` iterations. With ``--loss mle`` and
+               ``--init-from`` it is the MLE baseline at equal compute: the same ``gan_steps``
+               iterations, each its MLE step and nothing else.
 Then samples (unconditional and primed) are written as MIDI and a metrics summary as JSON.
 
 Checkpoints hold every model, optimizer, scheduler and RNG state plus the stage and step, so a
@@ -46,12 +48,18 @@ class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses."""
 
 
-def stage_names(loss: str, disc: str) -> list[str]:
-    """The stages a run with this loss and discriminator goes through, in order."""
+def stage_names(loss: str, disc: str, init_from: str = "") -> list[str]:
+    """The stages a run with this loss and discriminator goes through, in order.
+
+    An MLE run started from another run (``init_from``) continues MLE through the adversarial
+    stage's iterations, so it matches an adversarial run from the same pre-training step for step.
+    """
     names = ["mle"]
     if loss != "mle":
         if disc == "bert":
             names.append("disc")
+        names.append("gan")
+    elif init_from:
         names.append("gan")
     return names
 
@@ -59,7 +67,7 @@ def stage_names(loss: str, disc: str) -> list[str]:
 def _finished_stages(meta: dict) -> list[str]:
     """Stages a run checkpoint says are complete (it is saved at a stage boundary or mid-stage)."""
     train, extra = meta.get("configs", {}).get("train", {}), meta.get("extra", {})
-    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"))
+    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"), train.get("init_from") or "")
     stage = extra.get("stage", "mle")
     if stage == "done":
         return names
@@ -201,7 +209,7 @@ class Trainer:
     def plan(self) -> list[tuple[str, int]]:
         """The stages this run goes through, with their step counts."""
         steps = {"mle": self.cfg.mle_steps, "disc": self.cfg.disc_steps, "gan": self.cfg.gan_steps}
-        return [(name, steps[name]) for name in stage_names(self.cfg.loss, self.cfg.disc)]
+        return [(name, steps[name]) for name in stage_names(self.cfg.loss, self.cfg.disc, self.cfg.init_from)]
 
     @property
     def global_step(self) -> int:
@@ -390,19 +398,20 @@ class Trainer:
 
     def _gan_stage(self, steps: int):
         cfg = self.cfg
-        d_opt = self._adv_optimizers()
+        mle_only = self.loss is None  # the MLE baseline: the adversarial stage's iterations, MLE steps only
+        d_opt = None if mle_only else self._adv_optimizers()
         joint = cfg.gen_update == "joint"
-        if cfg.prefix_len + cfg.rollout_len > self.data.longest_piece:
+        if not mle_only and cfg.prefix_len + cfg.rollout_len > self.data.longest_piece:
             logger.info("adversarial crops (%d tokens) are longer than every training piece (at most %d): "
                         "they join pieces behind EOS, never padded", cfg.prefix_len + cfg.rollout_len,
                         self.data.longest_piece)
         self.gen.train()
         self.disc.train()
-        bar = self._bar(steps, f"stage 3/3 adversarial ({cfg.loss})")
+        bar = self._bar(steps, "stage 2/2 MLE continued" if mle_only else f"stage 3/3 adversarial ({cfg.loss})")
         t0, toks, last_adv = time.time(), 0, {}
         while self.stage_step < steps:
             it = self.stage_step
-            adv = it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
+            adv = not mle_only and it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
             loss.backward()
             stats = {"mle_loss": loss.item()}

@@ -129,3 +129,30 @@ def ca_by_position_plot(curves: Sequence[tuple[str, Sequence[dict]]], path) -> P
     ax.set_title("CA along the piece")
     ax.legend(fontsize=8)
     return _save(fig, Path(path))
+
+
+def stat_distance_plot(distance: dict, statistics: Sequence[str], path, title: str = "") -> Path:
+    """Each statistic's distance to the data (sample - data) per arm: one panel per statistic, a
+    bar per arm at the mean over seeds with the standard deviation as error bar.
+
+    ``distance``: {arm: {statistic: {"mean", "std"}}} (tgan.experiment_report).
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    arms = list(distance)
+    cols = 3
+    rows = -(-len(statistics) // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
+    for i, st in enumerate(statistics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        means = [distance[a].get(st, {}).get("mean") for a in arms]
+        stds = [distance[a].get(st, {}).get("std") for a in arms]
+        ax.bar(range(len(arms)), [np.nan if m is None else m for m in means],
+               yerr=[0 if s is None else s for s in stds], color="tab:blue", capsize=3)
+        ax.axhline(0, color="grey", linewidth=1)
+        ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=7)
+        ax.set_title(st, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, Path(path))

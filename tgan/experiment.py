@@ -1,0 +1,305 @@
+"""python -m tgan.experiment: adversarial losses against the MLE baseline at equal compute.
+
+    python -m tgan.experiment --data ../maestro --out experiments/maestro --seeds 3
+    python -m tgan.experiment --out experiments/bach --arms mle,rsgan_gp --seeds 2 --gan-steps 2000
+    python -m tgan.experiment --out experiments/bach            # again: continues where it stopped
+
+Steps, each recorded in ``OUT/experiment.json`` when it finishes, so a killed experiment run again
+with the same options continues where it stopped (a training run cut in the middle resumes from
+its newest checkpoint):
+
+  1. one shared pre-training (``OUT/pretrain``): MLE of G and masked-LM pre-training of the BERT D
+     (``python -m tgan.train`` with ``--gan-steps 0``), and one scorer (``OUT/scorer``,
+     ``python -m tgan.scorer``) that scores CA and PLL of every arm;
+  2. every arm and seed (``OUT/arms/ARM/seedS``) trained from that pre-training with
+     ``--init-from``: the adversarial arms for ``--gan-steps`` iterations, the ``mle`` arm MLE
+     continued for the same iterations (the same MLE steps, no adversarial ones);
+  3. samples of every run with the same seeds and primers: ``--num-samples`` unconditional ones and
+     as many continuing the first ``--primer-tokens`` tokens of held-out (test split) pieces;
+  4. Table 1 of every run by the same scorer (``tgan.evaluate``), then ``OUT/report.md``,
+     ``OUT/report.json`` and the figures in ``OUT/plots`` (mean ± standard deviation over seeds).
+
+Every ``python -m tgan.train`` flag not named here (``--preset``, ``--mle-steps``, ``--disc-steps``,
+``--gan-steps``, ``--rollout-len``, ``--gen-weight``, ``--beta-max``, ``--gan-every``, ``--d-lr``,
+``--freeze-layers``, ...) is passed to every training run; ``--loss``, ``--disc``, ``--run-dir``,
+``--init-from``, ``--seed`` and ``--resume`` are set by the experiment.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# arm name -> (loss, discriminator)
+ARMS = {"mle": ("mle", "bert"), "wgan_gp": ("wgan_gp", "bert"), "rsgan": ("rsgan", "bert"),
+        "rsgan_gp": ("rsgan_gp", "bert"), "ppo_gp": ("ppo_gp", "bert"), "wgan_gp_cnn": ("wgan_gp", "cnn")}
+RESERVED = ("loss", "disc", "run_dir", "init_from", "seed", "resume", "dry_run", "data", "vocab", "device")
+STATE = "experiment.json"
+UNCOND_SEED, PRIMED_SEED = 1000, 2000  # sampling seeds, the same for every arm and training seed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tgan.experiment", allow_abbrev=False,  # a training flag is never read as a prefix of ours
+        description="Train the MLE baseline and adversarial arms from one shared pre-training at equal "
+                    "compute, sample and score them all with one scorer, and write report.md, report.json "
+                    "and plots. Any other python -m tgan.train flag (--preset, --mle-steps, --gan-steps, "
+                    "...) is passed to every training run.")
+    p.add_argument("--out", required=True, metavar="DIR", help="experiment folder (run again to continue)")
+    p.add_argument("--data", default="", help="MAESTRO folder, folder of MIDI files, or '' for the bundled "
+                   "Bach corpus (default '')")
+    p.add_argument("--vocab", default="maestro", choices=("maestro", "full"), help="event vocabulary (default maestro)")
+    p.add_argument("--device", default="", help="cpu | cuda ('' = cuda when available)")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms out of {', '.join(ARMS)} "
+                   "(default all)")
+    p.add_argument("--seeds", type=int, default=1, metavar="S", help="training seeds 0..S-1 per arm (default 1)")
+    p.add_argument("--num-samples", type=int, default=4, metavar="N",
+                   help="samples per run and kind (unconditional, primed) (default 4)")
+    p.add_argument("--sample-tokens", type=int, default=2048, metavar="T",
+                   help="tokens per sample, primer included (default 2048)")
+    p.add_argument("--primer-tokens", type=int, default=50, metavar="P",
+                   help="real tokens a primed sample continues (default 50, the paper's)")
+    p.add_argument("--scorer-preset", default="tiny", choices=("tiny", "small", "paper"),
+                   help="size of the scorer's BERT (default tiny)")
+    p.add_argument("--scorer-steps", type=int, default=0, help="scorer training steps (0 = its preset's)")
+    p.add_argument("--eval-pieces", type=int, default=None, metavar="N",
+                   help="data pieces the samples are compared with (default all of the train split)")
+    p.add_argument("--nll-chunks", type=int, default=64, help="validation chunks scored for NLL, 0 = all (default 64)")
+    p.add_argument("--no-plots", action="store_true", help="no figures (they need matplotlib)")
+    return p
+
+
+def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
+    """(experiment options, the flags passed to every training run); exits 2 on a bad flag."""
+    from tgan.gan.config import build_parser as train_parser, config_from_args
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    bad = [a for a in arms if a not in ARMS]
+    if bad or not arms:
+        parser.error(f"--arms: unknown arm(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(ARMS)}")
+    args.arms = list(dict.fromkeys(arms))
+    for name in ("seeds", "num_samples", "sample_tokens", "primer_tokens"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.primer_tokens >= args.sample_tokens:
+        parser.error(f"--primer-tokens ({args.primer_tokens}) must be smaller than --sample-tokens "
+                     f"({args.sample_tokens})")
+    if args.scorer_steps < 0 or args.nll_chunks < 0 or (args.eval_pieces is not None and args.eval_pieces <= 0):
+        parser.error("--scorer-steps and --nll-chunks must be >= 0, --eval-pieces > 0")
+    tp = train_parser(prog="python -m tgan.experiment (training flags)")
+    targs = tp.parse_args(extra)  # exits 2 naming an unknown training flag
+    given = [n for n in RESERVED if getattr(targs, n) not in (None, False)]
+    if given:
+        parser.error(f"--{given[0].replace('_', '-')} is set by the experiment for every run "
+                     f"({', '.join('--' + n.replace('_', '-') for n in RESERVED)}); use the experiment's "
+                     "own --data, --vocab, --device")
+    try:
+        config_from_args(tp.parse_args(extra + _common(args)), on_gpu=False)
+    except ValueError as e:
+        parser.error(str(e))
+    return args, extra
+
+
+def _common(args) -> list[str]:
+    out = ["--vocab", args.vocab] + (["--data", args.data] if args.data else [])
+    return out + (["--device", args.device] if args.device else [])
+
+
+class Experiment:
+    """The steps of one experiment folder, each done once (see the module docstring)."""
+
+    def __init__(self, args: argparse.Namespace, train_flags: list[str]):
+        self.args, self.train_flags = args, list(train_flags)
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.out / STATE
+        options = {"data": args.data, "vocab": args.vocab, "train_flags": self.train_flags,
+                   "num_samples": args.num_samples, "sample_tokens": args.sample_tokens,
+                   "primer_tokens": args.primer_tokens, "scorer_preset": args.scorer_preset,
+                   "scorer_steps": args.scorer_steps}
+        self.state = {"options": options, "done": {}}
+        if self.state_path.is_file():
+            old = json.loads(self.state_path.read_text())
+            diff = [k for k in options if old["options"].get(k) != options[k]]
+            if diff:
+                raise ValueError(f"--out {self.out} holds an experiment with other options ({', '.join(diff)}: "
+                                 f"{old['options'][diff[0]]!r} there, {options[diff[0]]!r} now); rerun with "
+                                 "its options, or choose another --out")
+            self.state["done"], self.state["started"] = old["done"], old.get("started", {})
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        tmp.replace(self.state_path)
+
+    def _step(self, key: str, fn, run_dir: Path | None = None) -> dict:
+        """Run ``fn()`` (returning a dict) unless ``key`` is done; record its result and seconds.
+
+        For a training step (``run_dir``) that an earlier, stopped attempt began, the seconds from
+        that attempt's start to the run's newest checkpoint (the work the resumed run keeps) are
+        added (``carried_seconds``), so a resumed arm's wall time counts its whole training.
+        """
+        from tgan.model.checkpoint import latest_checkpoint
+
+        if key in self.state["done"]:
+            logger.info("%s: done before, skipped", key)
+            return self.state["done"][key]
+        started = self.state.setdefault("started", {})
+        carried = 0.0
+        if run_dir is not None and key in started and latest_checkpoint(run_dir) is not None:
+            carried = max(0.0, (latest_checkpoint(run_dir) / "meta.json").stat().st_mtime - started[key])
+        started[key] = time.time() - carried
+        self._save_state()
+        t0 = time.perf_counter()
+        info = dict(fn() or {})
+        info["seconds"] = time.perf_counter() - t0 + carried
+        info["carried_seconds"] = carried
+        del started[key]
+        self.state["done"][key] = info
+        self._save_state()
+        return info
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(arm, s) for arm in self.args.arms for s in range(self.args.seeds)]
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _train(self, run_dir: Path, flags: list[str]) -> dict:
+        from tgan.model.checkpoint import latest_checkpoint
+        from tgan.train import main as train_main
+
+        argv = self.train_flags + _common(self.args) + flags + ["--run-dir", str(run_dir)]
+        if latest_checkpoint(run_dir) is not None:
+            argv.append("--resume")  # a run cut in the middle continues from its newest checkpoint
+        rc = train_main(argv)
+        if rc != 0:
+            raise RuntimeError(f"training in {run_dir} failed (exit status {rc}); see the log above")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return {"run_dir": str(run_dir), "resumed": "--resume" in argv,
+                "val_nll_last": summary.get("val_nll_last"), "stage_seconds": summary.get("stage_seconds")}
+
+    def pretrain(self) -> dict:
+        return self._train(self.out / "pretrain", ["--loss", "wgan_gp", "--disc", "bert", "--gan-steps", "0",
+                                                   "--sample-count", "1", "--seed", "0"])
+
+    def scorer(self) -> dict:
+        from tgan.gan.scorer import SCORER_META, ScorerConfig, train_scorer
+        from tgan.model.checkpoint import latest_checkpoint
+
+        a, out = self.args, self.out / "scorer"
+        cfg = ScorerConfig(data=a.data, vocab=a.vocab, preset=a.scorer_preset, steps=a.scorer_steps,
+                           device=a.device)
+        if (out / SCORER_META).is_file():  # finished before the experiment recorded it
+            return {"folder": str(out)}
+        meta = train_scorer(cfg, out, resume=latest_checkpoint(out) is not None, progress=True)
+        return {"folder": str(out), "mlm_accuracy": meta["mlm_accuracy"]}
+
+    def primers(self) -> dict:
+        """The primers, recorded once so every arm (and a resumed experiment) continues the same:
+        the first --primer-tokens tokens of held-out pieces (the test split; validation, then
+        train where it is empty)."""
+        from tgan.gan.data_feed import DataFeed
+
+        feed = DataFeed(self.args.data or None, self.args.vocab, progress=False)
+        split = feed._split("test")
+        if split != "test":
+            logger.warning("the data set has no test pieces: the primers come from the %s split", split)
+        n = feed.num_pieces(split)
+        tokens = [feed.piece(split, i % n)[: self.args.primer_tokens].tolist() for i in range(self.args.num_samples)]
+        return {"split": split, "pieces": [i % n for i in range(self.args.num_samples)], "tokens": tokens}
+
+    def sample(self, run_dir: Path, primers: dict) -> dict:
+        """Unconditional and primed samples of a run into run_dir/eval_samples/{unconditional,primed}."""
+        import tgan
+        from tgan.generate import write_sidecar
+
+        a = self.args
+        model = tgan.load(run_dir, a.device or None)
+        counts = {}
+        for kind in ("unconditional", "primed"):
+            folder = run_dir / "eval_samples" / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            if kind == "unconditional":
+                samples = model.generate(a.num_samples, a.sample_tokens, seed=UNCOND_SEED)
+            else:  # one primer each, its own seed: the same primer and seed in every arm
+                samples = [model.generate(1, a.sample_tokens, primer=np.asarray(p, dtype=np.int64),
+                                      seed=PRIMED_SEED + i)[0]
+                           for i, p in enumerate(primers["tokens"])]
+            record = {}
+            for i, s in enumerate(samples):
+                name = f"{kind}_{i:03d}.mid"
+                s.save(folder / name)
+                record[name] = s.info()
+                if kind == "primed":
+                    record[name]["primer"] = f"{a.data or 'bach'}:{primers['split']}:{primers['pieces'][i]}"
+            write_sidecar(folder, record)
+            counts[kind] = len(samples)
+        return {"samples": counts}
+
+    def evaluate(self, run_dir: Path) -> dict:
+        """Table 1 of a run's two sample folders by the shared scorer (run_dir/evaluation.json)."""
+        from tgan.evaluate import evaluate_samples
+
+        a = self.args
+        folders = [run_dir / "eval_samples" / "unconditional", run_dir / "eval_samples" / "primed"]
+        out = run_dir / "evaluation.json"
+        evaluate_samples(folders, data=a.data or "bach", scorer=str(self.out / "scorer"),
+                         checkpoint=[str(run_dir)] * 2, convention="both", vocab=a.vocab,
+                         max_pieces=a.eval_pieces, nll_chunks=a.nll_chunks, device=a.device or None,
+                         out=str(out))
+        return {"evaluation": str(out)}
+
+    def run(self) -> Path:
+        """Every step not done yet, then the report; returns the path of report.md."""
+        from tgan.experiment_report import write_report
+        from tgan.progress import progress
+
+        runs = self.runs()
+        bar = progress(total=2 + len(runs), desc="experiment", unit="step", mininterval=1.0)
+        self._step("pretrain", self.pretrain, self.out / "pretrain")
+        bar.update(1)
+        self._step("scorer", self.scorer)
+        primers = self._step("primers", self.primers)
+        bar.update(1)
+        for i, (arm, seed) in enumerate(runs):
+            loss, disc = ARMS[arm]
+            run_dir = self.out / "arms" / arm / f"seed{seed}"
+            key = f"{arm}/seed{seed}"
+            bar.set_postfix(arm=key)
+            logger.info("arm %s (%d/%d): train, sample, evaluate", key, i + 1, len(runs))
+            self._step(key + "/train", lambda: self._train(
+                run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
+                          "--init-from", str(self.out / "pretrain")]), run_dir)
+            self._step(key + "/sample", lambda: self.sample(run_dir, primers))
+            self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
+            bar.update(1)
+        bar.close()
+        return write_report(self.out, self.state, self.args, figures=not self.args.no_plots)
+
+
+def main(argv=None) -> int:
+    args, train_flags = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tgan.data.errors import DataError
+    from tgan.model.checkpoint import CheckpointError
+
+    try:
+        report = Experiment(args, train_flags).run()
+    except (ValueError, RuntimeError, DataError, CheckpointError, OSError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"report: {report} (and {report.with_suffix('.json')}, figures in {report.parent / 'plots'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
