@@ -191,3 +191,14 @@ def test_export_takes_the_table1_row_of_its_checkpoint(run, tmp_path, capsys):
     ev.write_text(json.dumps({"samples": [{"name": "a", "checkpoint": "p"}, {"name": "b", "checkpoint": "q"}]}))
     assert export_main([str(run), "--out", str(tmp_path / "n"), "--table1", str(ev)]) == 2
     assert "no single row" in capsys.readouterr().err
+
+
+def test_evaluation_reads_a_generated_folder_without_counting_its_record(run, tmp_path):
+    from tgan.metrics.evaluation import read_sample_folder
+
+    out = tmp_path / "out"
+    assert generate_main(["--checkpoint", str(run), "--out", str(out), "--num", "2", "--length", "60",
+                          "--device", "cpu", "--primer", str(primer_file(tmp_path / "p.mid"))]) == 0
+    assert (out / "samples.json").is_file()
+    folder = read_sample_folder(out)
+    assert len(folder.files) == 2 and folder.skipped == []

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tgan.metrics.evaluation import SAMPLES_SIDECAR as SIDECAR
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tgan.generate", description="Write MIDI samples from a checkpoint.")
@@ -138,7 +140,6 @@ def main(argv=None) -> int:
     return 0
 
 
-SIDECAR = "samples.json"
 
 
 def write_sidecar(folder: Path, record: dict) -> Path:

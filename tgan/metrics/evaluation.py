@@ -63,8 +63,13 @@ def _progress(items, desc: str, progress: bool):
     return tqdm(items, desc=desc, unit="file", leave=False)
 
 
+# What ``python -m tgan.generate`` writes beside its samples (how each was made): not a sample.
+SAMPLES_SIDECAR = "samples.json"
+
+
 def read_sample_folder(folder, name: str | None = None, progress: bool = False) -> PieceSet:
-    """Read every file under ``folder`` (recursively, sorted) as a sample.
+    """Read every file under ``folder`` (recursively, sorted) as a sample, except the
+    ``samples.json`` that ``python -m tgan.generate`` writes beside its samples.
 
     .mid/.midi files are read with ``read_midi(sustain=True)``; any other file, and a MIDI file
     that cannot be read, is skipped with a warning naming it and counted in ``skipped``.
@@ -80,7 +85,7 @@ def read_sample_folder(folder, name: str | None = None, progress: bool = False) 
     if not root.is_dir():
         raise DataError(f"sample folder {root} is not a folder (pass folders of .mid/.midi files "
                         f"to --samples)")
-    paths = sorted(p for p in root.rglob("*") if p.is_file())
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.name != SAMPLES_SIDECAR)
     if not paths:
         raise DataError(f"sample folder {root} is empty (expected .mid/.midi files)")
     out = PieceSet(label, str(root))
