@@ -121,7 +121,6 @@ def generator_nll(gen, ck, data, vocab, max_chunks: int, batch_size: int, device
     """Validation NLL (nats/token) of ``gen`` on ``data``: chunks of the run's ``eval_len`` tokens
     (2048 by default), scored with the generator's ``eval_mem_len`` memory. Falls back to the test,
     then the train split where the data set has no validation pieces."""
-    from tqdm.auto import tqdm
 
     from tgan.data import chunks, prepare
     from tgan.gan.mle import evaluate_nll
@@ -135,7 +134,10 @@ def generator_nll(gen, ck, data, vocab, max_chunks: int, batch_size: int, device
             rows.append(c)
         if max_chunks and len(rows) >= max_chunks:
             break
-    with tqdm(total=len(rows), desc="NLL", unit="chunk", leave=False, disable=not progress) as bar:
+    from tgan.progress import progress as progress_bar
+
+    with progress_bar(total=len(rows), desc="NLL", unit="chunk", leave=False,
+                      disable=not progress) as bar:
         nll = evaluate_nll(gen, rows, gen.cfg.tgt_len, gen.cfg.eval_mem_len, batch_size, device,
                            progress=bar)
     return {"value": nll, "split": split, "chunks": len(rows), "chunk_len": length,

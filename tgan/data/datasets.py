@@ -87,9 +87,9 @@ def encode_item(item: Item, vocab_name: str, sustain: bool) -> dict:
 
 def _run_all(items: list[Item], vocab_name: str, sustain: bool, workers: int,
              progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
+    from tgan.progress import progress as progress_bar
 
-    bar = tqdm(total=len(items), desc="encoding", unit="file", disable=not progress)
+    bar = progress_bar(total=len(items), desc="encoding", unit="file", disable=not progress)
     results: list[dict] = [None] * len(items)
     try:
         if workers <= 1 or len(items) <= 1:

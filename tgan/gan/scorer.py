@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -119,10 +118,11 @@ def mlm_accuracy(bert, chunks: list[torch.Tensor], vocab, mode: str, seed: int, 
 
 
 def _bar(total: int, initial: int):
-    from tqdm import tqdm
+    from tgan.progress import progress
 
-    return tqdm(total=total, initial=initial, desc="scorer MLM", disable=not sys.stderr.isatty(),
-                dynamic_ncols=True, mininterval=1.0)
+    # a bar on a terminal, a plain line every 30 s in a log file
+    return progress(total=total, initial=initial, desc="scorer MLM", unit="step",
+                    dynamic_ncols=True, mininterval=1.0)
 
 
 def train_scorer(cfg: ScorerConfig, out, resume: bool = False, progress: bool = True) -> dict:

@@ -170,10 +170,11 @@ def ca_by_piece(bert, real_pieces: Sequence[np.ndarray], fake_pieces: Sequence[n
     feats = block_features(bert, torch.from_numpy(x), batch_size, device) if classifier == "linear" else None
     correct = np.zeros(len(x), bool)
     fold_acc = []
-    from tqdm.auto import tqdm
+    from tgan.progress import progress as progress_bar
 
     splits = fold_splits(real.piece, fake.piece, k, rng)
-    for f, (train, test) in enumerate(tqdm(splits, desc=desc, unit="fold", leave=False, disable=not progress)):
+    for f, (train, test) in enumerate(progress_bar(splits, desc=desc, unit="fold", leave=False,
+                                                   disable=not progress)):
         train = train[_balanced_train(y[train], rng)]
         if classifier == "linear":
             predict = fit_linear(feats[train], torch.from_numpy(y[train]).float())

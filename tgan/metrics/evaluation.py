@@ -58,9 +58,9 @@ class PieceSet:
 def _progress(items, desc: str, progress: bool):
     if not progress:
         return items
-    from tqdm.auto import tqdm
+    from tgan.progress import progress as bar
 
-    return tqdm(items, desc=desc, unit="file", leave=False)
+    return bar(items, desc=desc, unit="file", leave=False)
 
 
 # What ``python -m tgan.generate`` writes beside its samples (how each was made): not a sample.
@@ -239,9 +239,9 @@ def score_pll(bert, tokens: Sequence[np.ndarray], mask_id: int, block_len: int =
         return out
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tgan.progress import progress as progress_bar
 
-        bar = tqdm(total=len(blocks), desc=desc, unit="block", leave=False)
+        bar = progress_bar(total=len(blocks), desc=desc, unit="block", leave=False)
     try:
         out["value"] = pseudo_log_likelihood(bert, torch.from_numpy(blocks), mask_id, batch_size,
                                              device, bar)
