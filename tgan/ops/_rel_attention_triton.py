@@ -112,18 +112,13 @@ def config_mode() -> str | tuple[int, int, int]:
     return bm, bn, w
 
 
-def _configs(T: int, name: str | None = None):
+def _configs(T: int, name: str):
     """The (BLOCK_M, BLOCK_N, num_warps) configs kernel ``name`` may run with (see config_mode)."""
     mode = config_mode()
     if mode == "autotune":
-        if name is None:  # any kernel: every candidate
-            return _DECODE_CONFIGS if T <= 16 else _CONFIGS
         return (_KERNEL_DECODE_CONFIGS if T <= 16 else _KERNEL_CONFIGS)[name]
     if mode == "default":
-        table = _DECODE_DEFAULTS if T <= 16 else _DEFAULT_CONFIGS
-        if name is None:  # any kernel: the union of the pinned configs
-            return tuple(sorted(set(table.values())))
-        return (table[name],)
+        return ((_DECODE_DEFAULTS if T <= 16 else _DEFAULT_CONFIGS)[name],)
     return (mode,)
 
 
@@ -141,7 +136,7 @@ _TUNED: dict = {}
 def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
     """Launch kernel ``name``; ``grid(BLOCK_M, BLOCK_N)`` gives the grid for the chosen tiles.
 
-    Under the interpreter: the fixed tiles of ``_blocks``. On a GPU: autotuned over ``_configs(T)``;
+    Under the interpreter: the fixed tiles of ``_blocks``. On a GPU: autotuned over ``_configs(T, name)``;
     outputs are plain stores, and the buffers named in ``reset`` (written by fewer programs with
     larger tiles) are zeroed before each timed config.
     """
