@@ -12,6 +12,7 @@ JSON and tensors, never code.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -41,7 +42,9 @@ class Sample:
     vocab: object
     settings: dict = field(default_factory=dict)
 
+    @functools.cached_property
     def _decoded(self):
+        """(notes, DecodeStats), decoded once for notes, repaired, save and info."""
         from tgan.data.events import decode
 
         return decode(self.tokens, self.vocab)
@@ -49,26 +52,24 @@ class Sample:
     @property
     def notes(self) -> list:
         """The decoded notes (``tgan.data.notes.Note``: pitch, velocity, start, end in seconds)."""
-        return self._decoded()[0]
+        return self._decoded[0]
 
     @property
     def repaired(self) -> int:
         """Grammar faults the lenient decoder repaired (see the class docstring)."""
-        return self._decoded()[1].repaired
+        return self._decoded[1].repaired
 
     @property
     def primer_seconds(self) -> float:
         """Where the primer ends, in seconds of music."""
-        kinds, values = self.vocab.kinds, self.vocab.values
-        head = self.tokens[: self.primer_length]
-        return float(np.where(kinds[head] == 3, values[head], 0).sum()) / 100.0
+        return float(self.vocab.token_seconds[self.tokens[: self.primer_length]].sum())
 
     def save(self, path) -> Path:
         """Write the sample as a MIDI file; returns the path."""
-        from tgan.data.events import tokens_to_midi
+        from tgan.data.midi import write_midi
 
         path = Path(path)
-        tokens_to_midi(self.tokens, self.vocab, path)
+        write_midi(self.notes, path)  # what tokens_to_midi writes, from the cached decode
         return path
 
     def to_midi(self):
@@ -141,9 +142,7 @@ class Generator:
         if toks is not None and len(toks) >= length:
             raise ValueError(f"length ({length}) must exceed the primer's {len(toks)} tokens")
         vocab = self.vocab
-        token_seconds = torch.tensor(
-            np.where(vocab.kinds[: vocab.lm_size] == 3, vocab.values[: vocab.lm_size], 0) / 100.0,
-            dtype=torch.float32)
+        token_seconds = torch.tensor(vocab.token_seconds[: vocab.lm_size], dtype=torch.float32)
         bar = None
         if progress:
             from tgan.progress import progress as progress_bar
@@ -220,7 +219,7 @@ def primer_to_tokens(primer, vocab, primer_seconds: float | None = None,
             raise ValueError(f"primer: token ids must be in [0, {vocab.lm_size}) for the "
                              f"{vocab.preset} vocabulary, got {toks.min()}..{toks.max()}")
         if primer_seconds is not None:
-            t = np.cumsum(np.where(vocab.kinds[toks] == 3, vocab.values[toks], 0)) / 100.0
+            t = np.cumsum(vocab.token_seconds[toks])
             toks = toks[: int(np.searchsorted(t, primer_seconds, side="right"))]
         if primer_tokens:
             toks = toks[:primer_tokens]

@@ -89,3 +89,11 @@ def test_velocity_bins():
         velocity_to_bin(0)
     with pytest.raises(ValueError, match="1..32.*got 0"):
         bin_to_velocity(0)
+
+
+def test_token_seconds_counts_time_shifts_only():
+    v = Vocab.maestro()
+    secs = v.token_seconds
+    assert secs.shape == (v.size,)
+    assert secs[v.time_shift(10)] == pytest.approx(0.1) and secs[v.time_shift(100)] == pytest.approx(1.0)
+    assert secs[v.note_on(60)] == secs[v.velocity(5)] == secs[v.eos_id] == 0

@@ -124,6 +124,12 @@ class Vocab:
         """Ids a generator predicts: PAD, EOS and the events, MASK left out (310 or 390)."""
         return self.size - 1
 
+    @property
+    def token_seconds(self) -> np.ndarray:
+        """Seconds of music each id advances, float64 [size]: TIME_SHIFT_n is n * 10 ms, every
+        other id 0. Cumulative sums give a token sequence's time line."""
+        return np.where(self.kinds == TIME_SHIFT, self.values, 0) / STEPS_PER_SECOND
+
     pad_id = 0
     eos_id = 1
 
