@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def primer_tokens(args, vocab) -> np.ndarray | None:
     """The primer as token ids, cut to --primer-seconds or --primer-tokens (ValueError if bad)."""
-    from tgan.api import primer_to_tokens
+    from tgan.api import DEFAULT_PRIMER_TOKENS, primer_to_tokens
 
     if args.primer and args.primer_data:
         raise ValueError("give either --primer or --primer-data, not both")
@@ -68,7 +68,7 @@ def primer_tokens(args, vocab) -> np.ndarray | None:
                          f"{args.primer_split!r} of {args.primer_data} has {n} pieces")
     toks = feed.piece(args.primer_split, args.primer_index)
     return primer_to_tokens(toks, vocab, args.primer_seconds,
-                            args.primer_tokens or (None if args.primer_seconds else 50))
+                            args.primer_tokens or (None if args.primer_seconds else DEFAULT_PRIMER_TOKENS))
 
 
 def _check_args(parser, args) -> None:
