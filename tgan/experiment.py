@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 ARMS = {"mle": ("mle", "bert"), "wgan_gp": ("wgan_gp", "bert"), "rsgan": ("rsgan", "bert"),
         "rsgan_gp": ("rsgan_gp", "bert"), "ppo_gp": ("ppo_gp", "bert"), "wgan_gp_cnn": ("wgan_gp", "cnn")}
 RESERVED = ("loss", "disc", "run_dir", "init_from", "seed", "resume", "dry_run", "data", "vocab", "device")
+# flags an arm variant may not set: they would change the shared pre-training or the equal compute
+NOT_PER_ARM = ("preset", "batch_size", "mle_steps", "disc_steps", "disc_lr", "disc_len", "mask", "gan_steps")
 STATE = "experiment.json"
 UNCOND_SEED, PRIMED_SEED = 1000, 2000  # sampling seeds, the same for every arm and training seed
 
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", default="maestro", choices=("maestro", "full"), help="event vocabulary (default maestro)")
     p.add_argument("--device", default="", help="cpu | cuda ('' = cuda when available)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms out of {', '.join(ARMS)} "
-                   "(default all)")
+                   "(default all); an arm may carry its own training flags, joined by @: ppo_gp@gen-weight=0.1"
+                   "@beta-max=10 (a variant: its own runs, from the same pre-training; --no-disc-prefix is "
+                   "written @no-disc-prefix). Arms added to a finished experiment run with its pre-training")
     p.add_argument("--seeds", type=int, default=1, metavar="S", help="training seeds 0..S-1 per arm (default 1)")
     p.add_argument("--num-samples", type=int, default=4, metavar="N",
                    help="samples per run and kind (unconditional, primed) (default 4)")
@@ -76,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def arm_flags(spec: str) -> tuple[str, list[str]]:
+    """(base arm, its training flags) of an --arms entry: ``ppo_gp@gen-weight=0.1@beta-max=10`` ->
+    ``("ppo_gp", ["--gen-weight", "0.1", "--beta-max", "10"])``."""
+    base, *parts = spec.split("@")
+    flags = []
+    for part in parts:
+        name, eq, value = part.partition("=")
+        flags += ["--" + name] + ([value] if eq else [])
+    return base, flags
+
+
 def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     """(experiment options, the flags passed to every training run); exits 2 on a bad flag."""
     from tgan.gan.config import build_parser as train_parser, config_from_args
@@ -83,7 +98,7 @@ def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    bad = [a for a in arms if a not in ARMS]
+    bad = [a for a in arms if arm_flags(a)[0] not in ARMS]
     if bad or not arms:
         parser.error(f"--arms: unknown arm(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(ARMS)}")
     args.arms = list(dict.fromkeys(arms))
@@ -106,7 +121,31 @@ def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
         config_from_args(tp.parse_args(extra + _common(args)), on_gpu=False)
     except ValueError as e:
         parser.error(str(e))
+    for spec in args.arms:
+        _check_variant(parser, tp, spec, extra + _common(args))
     return args, extra
+
+
+def _check_variant(parser, tp, spec: str, common: list[str]) -> None:
+    """Exit 2 naming the arm when a variant's flags are unknown, reserved, bad, or would change the
+    shared pre-training or the equal compute."""
+    from tgan.gan.config import config_from_args
+
+    base, flags = arm_flags(spec)
+    if not flags:
+        return
+    try:
+        vargs = tp.parse_args(flags)
+    except SystemExit:
+        parser.error(f"--arms: arm {spec!r}: {' '.join(flags)} is not a training flag (write flag=value)")
+    given = [n for n in RESERVED + NOT_PER_ARM if getattr(vargs, n) not in (None, False)]
+    if given:
+        parser.error(f"--arms: arm {spec!r} sets --{given[0].replace('_', '-')}, which is the experiment's for "
+                     "every arm (pre-training and equal compute stay shared); pass it once, outside --arms")
+    try:
+        config_from_args(tp.parse_args(common + flags + ["--loss", ARMS[base][0]]), on_gpu=False)
+    except (ValueError, SystemExit) as e:
+        parser.error(f"--arms: arm {spec!r}: {e}")
 
 
 def _common(args) -> list[str]:
@@ -271,14 +310,15 @@ class Experiment:
         primers = self._step("primers", self.primers)
         bar.update(1)
         for i, (arm, seed) in enumerate(runs):
-            loss, disc = ARMS[arm]
+            base, variant = arm_flags(arm)
+            loss, disc = ARMS[base]
             run_dir = self.out / "arms" / arm / f"seed{seed}"
             key = f"{arm}/seed{seed}"
             bar.set_postfix(arm=key)
             logger.info("arm %s (%d/%d): train, sample, evaluate", key, i + 1, len(runs))
             self._step(key + "/train", lambda: self._train(
                 run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
-                          "--init-from", str(self.out / "pretrain")]), run_dir)
+                          "--init-from", str(self.out / "pretrain"), *variant]), run_dir)
             self._step(key + "/sample", lambda: self.sample(run_dir, primers))
             self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
             bar.update(1)

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tgan.experiment import main, parse
+from tgan.experiment import arm_flags, main, parse
 from tgan.metrics.notes_stats import STATISTICS
 from tgan.model.checkpoint import list_checkpoints, load_checkpoint
 
@@ -105,16 +105,46 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
     assert wall[0].startswith("| mle |") and wall[0].endswith("| no |")
     assert wall[1].startswith("| rsgan |") and wall[1].endswith("| yes |")
 
+    # a variant arm added to the finished experiment: its own runs with its flags, from the same
+    # pre-training and scorer; the finished arms are not redone
+    variant = "rsgan@gen-weight=0.25@no-disc-prefix"
+    capsys.readouterr()
+    assert main(_argv(midi_folder, out, arms=f"mle,rsgan,{variant}")) == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert [p.name for p in list_checkpoints(out / "pretrain")] == pre
+    for s in range(2):
+        cfg = json.loads((out / "arms" / variant / f"seed{s}" / "config.json").read_text())
+        assert cfg["gen_weight"] == 0.25 and cfg["disc_prefix"] is False and cfg["loss"] == "rsgan"
+        assert load_checkpoint(out / "arms" / variant / f"seed{s}").step == 40
+    assert json.loads((out / "arms" / "rsgan" / "seed0" / "config.json").read_text())["gen_weight"] == 1.0
+    with_variant = json.loads((out / "report.json").read_text())
+    assert list(with_variant["arms"]) == ["mle", "rsgan", variant]
+    assert f"| {variant} | " in (out / "report.md").read_text()
+
     # other options in the same folder are refused, naming what differs
     capsys.readouterr()
     assert main(_argv(midi_folder, out)[:-1] + ["2"]) == 1  # --log-every 2
     assert "train_flags" in capsys.readouterr().err
 
 
+def test_arm_variants_parse_into_training_flags():
+    assert arm_flags("ppo_gp") == ("ppo_gp", [])
+    assert arm_flags("ppo_gp@gen-weight=0.1@no-disc-prefix") == ("ppo_gp", ["--gen-weight", "0.1", "--no-disc-prefix"])
+    args, _ = parse(["--out", "x", "--arms", "mle,ppo_gp@beta-max=10,ppo_gp@beta-max=10,ppo_gp"])
+    assert args.arms == ["mle", "ppo_gp@beta-max=10", "ppo_gp"]
+
+
 @pytest.mark.parametrize("flags, needle", [(["--arms", "mle,gan"], "--arms"), (["--loss", "rsgan"], "--loss"),
                                            (["--seed", "3"], "--seed is set by the experiment"),
                                            (["--seeds", "0"], "--seeds"), (["--gan-stepz", "3"], "--gan-stepz"),
-                                           (["--rollout-len", "10"], "--rollout-len")])
+                                           (["--rollout-len", "10"], "--rollout-len"),
+                                           (["--arms", "mle,gan@gen-weight=1"], "unknown arm(s) gan@gen-weight=1"),
+                                           (["--arms", "ppo_gp@gen-weigth=1"], "'ppo_gp@gen-weigth=1'"),
+                                           (["--arms", "ppo_gp@gen-weight=-1"], "--gen-weight: must be >= 0"),
+                                           (["--arms", "ppo_gp@gen-weight=x"], "'ppo_gp@gen-weight=x'"),
+                                           (["--arms", "ppo_gp@gan-steps=3"], "sets --gan-steps"),
+                                           (["--arms", "ppo_gp@seed=3"], "sets --seed"),
+                                           (["--arms", "ppo_gp@rollout-len=96"], "--rollout-len: must be a multiple")])
 def test_bad_options_are_refused_naming_the_flag(tmp_path, flags, needle, capsys):
     with pytest.raises(SystemExit) as e:
         parse(["--out", str(tmp_path / "x"), *flags])
