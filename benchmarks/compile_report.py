@@ -1,6 +1,7 @@
 """Offline compile report: the Triton kernels compiled for a GPU target on any machine, no GPU.
 
     python benchmarks/compile_report.py [--arch sm_90] [--json F] [--default-only] [--markdown F]
+    python benchmarks/compile_report.py --rollout-variants [--json F]
 
 Every kernel x config at the benchmark shapes (and the paper preset's D = 50) is compiled the
 way the runtime would compile it: the real launchers (``tgan.ops``) run on CPU tensors with the
@@ -18,7 +19,11 @@ alignment specializations are those of a real launch; each recorded launch is th
   mufu                               special-function instructions (MUFU: ex2, lg2, rcp, ...)
   wgmma, mma                         Hopper warpgroup MMAs, and mma.sync (the pre-Hopper form)
 
-and, for the benchmark shapes, an ESTIMATE (a model, not a measurement) of the time against the
+``--rollout-variants`` compiles nothing: it counts, per attention kernel, the distinct variants
+that triton's JIT cache would compile for a rollout whose context grows by one token per step
+(`rollout_variants`).
+
+And, for the benchmark shapes, an ESTIMATE (a model, not a measurement) of the time against the
 op's floor: warp-instructions issued (1 per cycle per scheduler, 4 schedulers per SM, MUFU at a
 quarter rate) over the grid, against the bytes the op must move at the copy bandwidth measured on
 an H200 (3.29 TB/s, benchmarks/RESULTS.md). It needs triton with the NVIDIA backend (its wheel
@@ -148,6 +153,50 @@ def gumbel_launches() -> list[dict]:
     finally:
         ops._config = config
     return out
+
+
+def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
+    """Distinct compiled variants per attention kernel and query length over a growing context.
+
+    ``steps`` one-token steps (T = 1) and as many 64-token segments (T = 64), the memory M growing
+    by one each time, forward and backward with dropout, at the default tiles: each launch is
+    bound the way ``JITFunction.run`` binds it, and the variants are the distinct (specialization,
+    constexprs) keys its cache compiles on. One per kernel and T means the context's growth never
+    triggers a compile.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    from tgan.kernels import rel_attention as kern
+    from tgan.ops import _rel_attention_triton as impl
+
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    os.environ["TGAN_TRITON_CONFIG"] = "default"
+    keys: dict = {}
+    B, H, D = 2, 2, 16
+    try:
+        for T in (1, 64):
+            for M in range(100, 100 + steps):
+                L = M + T
+                q = torch.randn(B, T, H, D)
+                k, v = torch.randn(B, L, H, D), torch.randn(B, L, H, D)
+                r = torch.randn(L, H, D)
+                u = vb = torch.randn(H, D)
+                seed = impl._draw_seed()
+
+                def run():
+                    o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, 0.25, 0.1, seed)
+                    impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse, 0.25, 0.1, seed)
+                for launch in _record(kern, run, f"T={T}"):
+                    fn = launch["fn"]
+                    binder = create_function_from_signature(fn.signature, fn.params, backend)
+                    _, specialization, options = binder(*launch["args"], **launch["kw"])
+                    keys.setdefault(f"{fn.__name__} T={T}", set()).add(
+                        repr((specialization, sorted(launch["kw"].items()))))
+    finally:
+        os.environ.pop("TGAN_TRITON_CONFIG", None)
+    return {name: len(v) for name, v in sorted(keys.items())}
 
 
 # ------------------------------------------------------------------------------------ compiling
@@ -344,10 +393,18 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", default=None, metavar="F", help="write the table here")
     p.add_argument("--default-only", action="store_true",
                    help="only the configs TGAN_TRITON_CONFIG=default runs (one per kernel)")
+    p.add_argument("--rollout-variants", action="store_true",
+                   help="count the variants a growing context compiles per kernel, compile nothing")
     args = p.parse_args(argv)
     m = re.fullmatch(r"sm_(\d+)a?", args.arch)
     if not m:
         p.error(f"--arch must look like sm_90, got {args.arch!r}")
+    if args.rollout_variants:
+        counts = rollout_variants(arch=int(m.group(1)))
+        print(json.dumps(counts, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(counts, indent=1))
+        return 0
     rows = run(int(m.group(1)), args.default_only)
     text = markdown(rows)
     print(text)

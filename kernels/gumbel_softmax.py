@@ -42,32 +42,13 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
 import triton
 import triton.language as tl
 
-# Philox4x32 round multipliers and Weyl key increments (Salmon et al., SC'11).
-_PHILOX_M0 = tl.constexpr(0xD2511F53)
-_PHILOX_M1 = tl.constexpr(0xCD9E8D57)
-_PHILOX_W0 = tl.constexpr(0x9E3779B9)
-_PHILOX_W1 = tl.constexpr(0xBB67AE85)
+from tgan.kernels.philox import interleave4, philox4x32
+
 _LOG2E = tl.constexpr(1.4426950408889634)
 
 # Seeds, offsets and top_k change every call: specialising on them (== 1, divisible by 16) would
 # compile new variants as the values change.
 _RNG_ARGS = ["seed_lo", "seed_hi", "off_lo", "off_hi"]
-
-
-@triton.jit
-def _philox4x32(k0, k1, c0, c1, c2, c3):
-    """Philox4x32-10 of counters (c0..c3, uint32 tensors) under key (k0, k1) (uint32 scalars)."""
-    for _ in tl.static_range(10):
-        a0 = c0
-        a2 = c2
-        c0 = tl.umulhi(a2, _PHILOX_M1) ^ c1 ^ k0
-        c2 = tl.umulhi(a0, _PHILOX_M0) ^ c3 ^ k1
-        # Wrapping uint32 arithmetic is the point here: no overflow checks (debug / interpreter).
-        c1 = tl.mul(a2, _PHILOX_M1, sanitize_overflow=False)
-        c3 = tl.mul(a0, _PHILOX_M0, sanitize_overflow=False)
-        k0 = tl.add(k0, _PHILOX_W0, sanitize_overflow=False)
-        k1 = tl.add(k1, _PHILOX_W1, sanitize_overflow=False)
-    return c0, c1, c2, c3
 
 
 @triton.jit
@@ -89,10 +70,9 @@ def _gumbel_tile(seed_lo, seed_hi, off_lo, off_hi, rows, col0,
     c1 = zero + (col0 // 4 + tl.arange(0, BLOCK_V // 4))[None, :].to(tl.uint32)
     c2 = zero + off_lo.to(tl.uint32, bitcast=True)
     c3 = zero + off_hi.to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = _philox4x32(seed_lo.to(tl.uint32, bitcast=True),
-                                 seed_hi.to(tl.uint32, bitcast=True), c0, c1, c2, c3)
-    # [BLOCK_R, BLOCK_V/4, 2, 2] -> [BLOCK_R, BLOCK_V]: column 4n + j takes word j of group n.
-    bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), [BLOCK_R, BLOCK_V])
+    r0, r1, r2, r3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True),
+                                seed_hi.to(tl.uint32, bitcast=True), c0, c1, c2, c3)
+    bits = interleave4(r0, r1, r2, r3, BLOCK_R, BLOCK_V)  # column 4n + j: word j of group n
     return _gumbel_from_bits(bits)
 
 

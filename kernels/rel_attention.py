@@ -40,12 +40,25 @@ launch's first program: a batch with more than 65535 (batch, head) pairs is laun
 (grid axis 1 is capped there), and dropout draws by the global index so every chunk, and the dr
 pass, which indexes batches globally, see one mask.
 
-Dropout (training): a Philox stream indexed by (b*H + h, i, j), `seed` chosen per call, recomputed
-identically in every backward pass; probabilities are normalised before dropout, as
-`F.dropout(softmax(s))` does.
+Dropout (training): Philox4x32-10 keyed by the call's 64-bit seed (seed_lo, seed_hi), counter
+(b*H + h, i, j // 4, 0), word j % 4: query i keeps key j when that word is >= drop_thr =
+floor(p * 2^32). One Philox call serves four keys in the passes whose tiles are aligned key ranges
+(forward, dk/dv, dq, the mask kernel: `_keep_tile`); the dr pass, whose tiles hold skewed keys,
+draws per element and picks the word (`_keep_at`), the same bits. Every backward pass recomputes
+the forward's mask; probabilities are normalised before dropout, as `F.dropout(softmax(s))` does.
+`tgan.ops.naive.rel_attention_dropout_keep` is the same mask in torch.
+
+Specialisation: lengths (T, L, M, NR), seeds, buckets and batch offsets are `do_not_specialize`, so
+a rollout whose context grows by one token per step reuses one compiled kernel per tile config
+instead of a variant per divisibility of L and M (`tests/test_compile_report.py` counts them).
 """
 import triton
 import triton.language as tl
+
+from tgan.kernels.philox import interleave4, philox4x32
+
+# scalars that change from call to call: never specialised on (== 1, divisible by 16)
+_VARYING = ["T", "L", "M", "NR", "seed_lo", "seed_hi", "drop_thr", "T_BUCKET", "L_BUCKET"]
 
 
 @triton.jit
@@ -73,10 +86,29 @@ def _skew_to_window(x, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _dropout_keep(seed, bh, i2, j2, T, L, dropout_p):
-    """Keep mask for query rows i2, key columns j2 (broadcastable): a Philox draw per (bh, i, j)."""
-    offs = (bh.to(tl.int64) * T + i2) * L + j2
-    return tl.rand(seed, offs) >= dropout_p
+def _keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, j0, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Keep mask [BM, BN] of query rows offs_m and keys j0 + [0, BN) (j0 a multiple of 4): one
+    Philox call per four keys."""
+    zero = tl.zeros([BLOCK_M, BLOCK_N // 4], dtype=tl.uint32)
+    c0 = zero + bh.to(tl.uint32)
+    c1 = zero + offs_m[:, None].to(tl.uint32)
+    c2 = zero + (j0 // 4 + tl.arange(0, BLOCK_N // 4))[None, :].to(tl.uint32)
+    r0, r1, r2, r3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True), seed_hi.to(tl.uint32, bitcast=True),
+                                c0, c1, c2, zero)
+    return interleave4(r0, r1, r2, r3, BLOCK_M, BLOCK_N) >= drop_thr.to(tl.uint32, bitcast=True)
+
+
+@triton.jit
+def _keep_at(seed_lo, seed_hi, drop_thr, bh, i2, j2):
+    """Keep mask of query rows i2 [BM, 1] and keys j2 [BM, BN] (any pattern): the bits of
+    `_keep_tile`, one Philox call per element (keys outside [0, L) draw values nobody uses)."""
+    zero = tl.zeros(j2.shape, dtype=tl.uint32)
+    r0, r1, r2, r3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True), seed_hi.to(tl.uint32, bitcast=True),
+                                zero + bh.to(tl.uint32), zero + i2.to(tl.uint32),
+                                (j2 >> 2).to(tl.uint32, bitcast=True), zero)
+    w = j2 & 3
+    bits = tl.where(w == 0, r0, tl.where(w == 1, r1, tl.where(w == 2, r2, r3)))
+    return bits >= drop_thr.to(tl.uint32, bitcast=True)
 
 
 @triton.jit
@@ -117,12 +149,12 @@ def _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_
     return s * qk_scale, r_win
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_fwd_kernel(
     Q, K, V, R, U, VB, O, LSE,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sob, sot, soh, sod,
-    H, T, L, M, D, NR, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
+    H, T, L, M, D, NR, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -160,7 +192,7 @@ def rel_attention_fwd_kernel(
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         if HAS_DROPOUT:
-            keep = _dropout_keep(seed, bh0 + bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
+            keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0, BLOCK_M, BLOCK_N)
             p = tl.where(keep, p * (1.0 / (1.0 - dropout_p)), 0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
         m_i = m_new
@@ -172,8 +204,7 @@ def rel_attention_fwd_kernel(
 
 
 @triton.jit
-def _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh, i2, j2, T, L, dropout_p,
-                       HAS_DROPOUT: tl.constexpr):
+def _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROPOUT: tl.constexpr):
     """From base-2 scores and dO·V^T: (probabilities after dropout, dS = dL/ds / scale).
 
     p = exp2(s - lse2) are the softmax probabilities; with dropout the output used
@@ -182,7 +213,6 @@ def _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh, i2, j2, T, L, d
     """
     p = tl.where(visible, tl.exp2(s - lse2[:, None]), 0.0)
     if HAS_DROPOUT:
-        keep = _dropout_keep(seed, bh, i2, j2, T, L, dropout_p)
         inv = 1.0 / (1.0 - dropout_p)
         p_drop = tl.where(keep, p * inv, 0.0)
         dp = tl.where(keep, do_vt * inv, 0.0)
@@ -192,12 +222,12 @@ def _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh, i2, j2, T, L, d
     return p_drop, p * (dp - delta[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dkdv_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
-    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
+    H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -233,9 +263,10 @@ def rel_attention_bwd_dkdv_kernel(
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        p_drop, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh0 + bh,
-                                        offs_m[:, None], offs_j[None, :], T, L, dropout_p,
-                                        HAS_DROPOUT)
+        keep = visible
+        if HAS_DROPOUT:
+            keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0, BLOCK_M, BLOCK_N)
+        p_drop, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROPOUT)
         dv += tl.dot(tl.trans(p_drop.to(do.dtype)), do, input_precision=DOT_PREC)
         dk += tl.dot(tl.trans(ds.to(qu.dtype)), qu, input_precision=DOT_PREC)
 
@@ -245,12 +276,12 @@ def rel_attention_bwd_dkdv_kernel(
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dq_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DU_PART, DVB_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
-    H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, bh0,
+    H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -289,8 +320,10 @@ def rel_attention_bwd_dq_kernel(
         visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                    & (offs_m[:, None] < T))
         do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh0 + bh,
-                                   offs_m[:, None], offs_j[None, :], T, L, dropout_p, HAS_DROPOUT)
+        keep = visible
+        if HAS_DROPOUT:
+            keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0, BLOCK_M, BLOCK_N)
+        _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROPOUT)
         dq_ac += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
         ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
         dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
@@ -306,12 +339,13 @@ def rel_attention_bwd_dq_kernel(
     tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["B", "b_per_split"])
 def rel_attention_bwd_dr_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DR_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
-    B, H, T, L, M, D, NR, scale, qk_scale, seed, dropout_p, T_BUCKET, L_BUCKET, b_per_split,
+    B, H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET,
+    b_per_split,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
@@ -362,16 +396,18 @@ def rel_attention_bwd_dr_kernel(
             visible = (j2 >= 0) & (offs_c[None, :] < L) & (offs_m[:, None] < T)
             do_vt = _skew_to_keys(tl.dot(do, tl.trans(v_win), input_precision=DOT_PREC),
                                   BLOCK_M, BLOCK_N)
-            _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, seed, bh,
-                                       offs_m[:, None], j2, T, L, dropout_p, HAS_DROPOUT)
+            keep = visible
+            if HAS_DROPOUT:
+                keep = _keep_at(seed_lo, seed_hi, drop_thr, bh, offs_m[:, None], j2)
+            _, ds = _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROPOUT)
             acc += tl.dot(tl.trans(ds.to(qv.dtype)), qv, input_precision=DOT_PREC)
 
     out = (split.to(tl.int64) * L + offs_c[:, None]) * (H * D) + h * D + offs_d[None, :]
     tl.store(DR_PART + out, acc * scale, mask=(offs_c[:, None] < L) & (offs_d[None, :] < D))
 
 
-@triton.jit
-def rel_attention_dropout_mask_kernel(KEEP, T, L, seed, dropout_p,
+@triton.jit(do_not_specialize=["T", "L", "seed_lo", "seed_hi", "drop_thr"])
+def rel_attention_dropout_mask_kernel(KEEP, T, L, seed_lo, seed_hi, drop_thr,
                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Grid (cdiv(T, BM), cdiv(L, BN), B*H): the keep mask the kernels draw, as int8 [B, H, T, L].
 
@@ -380,6 +416,6 @@ def rel_attention_dropout_mask_kernel(KEEP, T, L, seed, dropout_p,
     bh = tl.program_id(2)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_j = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    keep = _dropout_keep(seed, bh, offs_m[:, None], offs_j[None, :], T, L, dropout_p)
+    keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, tl.program_id(1) * BLOCK_N, BLOCK_M, BLOCK_N)
     ptr = KEEP + (bh.to(tl.int64) * T + offs_m[:, None]) * L + offs_j[None, :]
     tl.store(ptr, keep.to(tl.int8), mask=(offs_m[:, None] < T) & (offs_j[None, :] < L))

@@ -48,3 +48,18 @@ def test_every_launch_case_is_compiled(default_rows):
     rollout = {r["kernel"] for r in default_rows if r["case"].startswith("rollout")}
     assert len(rollout) == 4
     assert all(r["wgmma"] + r["mma"] > 0 for r in default_rows if r["kernel"].startswith("rel_"))
+
+
+def test_a_growing_context_reuses_one_compiled_variant_per_kernel():
+    # a rollout's context grows by one token per step: lengths and seeds must not be specialised
+    # on (divisibility by 16, == 1), or every kernel compiles several variants as L and M move
+    triton = pytest.importorskip("triton")
+    if not (Path(triton.__file__).parent / "backends" / "nvidia").is_dir():
+        pytest.skip("triton's NVIDIA backend is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(REPORT), "--rollout-variants"], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(proc.stdout)
+    assert len(counts) == 8, counts  # four kernels, one-token steps and 64-token segments
+    assert all(n == 1 for n in counts.values()), counts

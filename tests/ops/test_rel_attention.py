@@ -237,6 +237,19 @@ def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeyp
     check_dropout_against_mask(triton_backend, monkeypatch, inputs, keep, p, seed)
 
 
+@pytest.mark.parametrize("seed", [5, 2**62 + 2**40 + 3])
+def test_kernels_mask_is_the_torch_philox_mask(triton_backend, seed):
+    # counter (b*H + h, i, j // 4, 0) under the 64-bit seed, word j % 4: an L that is no multiple of
+    # 4 or of the tiles, both halves of a 64-bit seed in play, a threshold near the middle
+    B, H, T, L, p = 2, 3, 21, 37, 0.45
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, L, seed, p, "cpu")
+    ref = naive.rel_attention_dropout_keep(B, H, T, L, seed, p)
+    assert keep.shape == ref.shape == (B, H, T, L)
+    assert torch.equal(keep, ref)
+    other = naive.rel_attention_dropout_keep(B, H, T, L, seed ^ (1 << 40), p)
+    assert (other != ref).float().mean() > 0.3  # the high half of the seed matters
+
+
 def check_dropout_against_mask(triton_backend, monkeypatch, inputs, keep, p, seed):
     """Kernel with dropout vs the fp64 reference with F.dropout replaced by the mask ``keep``."""
     grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)

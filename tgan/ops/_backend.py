@@ -78,3 +78,12 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
             "triton is imported (the Triton interpreter); use TGAN_BACKEND=auto or torch on the CPU"
         )
     return True
+
+
+def split64(x: int) -> tuple[int, int]:
+    """(lo, hi) 32-bit halves of a 64-bit unsigned value, as signed int32 bit patterns.
+
+    Signed int32 so that triton always types them i32 (a value >= 2^31 would become i64).
+    """
+    lo, hi = x & 0xFFFFFFFF, (x >> 32) & 0xFFFFFFFF
+    return (lo - (1 << 32) if lo >= 1 << 31 else lo), (hi - (1 << 32) if hi >= 1 << 31 else hi)

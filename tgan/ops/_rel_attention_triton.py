@@ -37,7 +37,7 @@ import os
 
 import torch
 
-from tgan.ops._backend import interpret_mode
+from tgan.ops._backend import interpret_mode, split64
 
 _LOG2E = 1.4426950408889634
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
@@ -205,8 +205,18 @@ def _check_offsets(**tensors) -> None:
 
 
 def _draw_seed() -> int:
-    """A Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
-    return int(torch.randint(0, 2**31 - 1, (1,), device="cpu").item())
+    """A 63-bit Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
+    from tgan.ops.naive import draw_seed
+
+    return draw_seed()
+
+
+def _rng_args(seed: int, dropout_p: float) -> list[int]:
+    """The kernels' (seed_lo, seed_hi, drop_thr): the 64-bit seed's halves and the keep threshold
+    floor(p * 2^32) on the 32 random bits, each as an int32 bit pattern (triton types them i32)."""
+    from tgan.ops.naive import dropout_threshold
+
+    return [*split64(seed), split64(dropout_threshold(dropout_p))[0]]
 
 
 # -------------------------------------------------------------------------------------- launchers
@@ -229,7 +239,8 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
         n = b1 - b0
         qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
         args = [qc, kc, vc, r, u, vb, oc, lse[b0:b1], *_strides(qc, kc, vc, r, oc),
-                H, T, L, L - T, D, r.shape[0], scale * _LOG2E, seed, dropout_p, *_buckets(T, L),
+                H, T, L, L - T, D, r.shape[0], scale * _LOG2E, *_rng_args(seed, dropout_p), dropout_p,
+                *_buckets(T, L),
                 b0 * H]
         _launch("rel_attention_fwd_kernel", lambda bm, bn: (_cdiv(T, bm), n * H), args, T, D, meta)
     return o, lse
@@ -242,8 +253,8 @@ _MAX_GRID_YZ = 65535
 def _batch_chunks(B: int, H: int) -> list[tuple[int, int]]:
     """[b0, b1) batch ranges with (b1 - b0) * H programs on grid axis 1 at most _MAX_GRID_YZ.
 
-    Dropout draws from (batch index within the launch * H + h, i, j): a batch split into several
-    launches repeats the masks of its first entries, so the seed is offset per chunk."""
+    Each launch passes bh0 = b0 * H, the global (batch, head) index of its first program, and
+    dropout draws by the global index, so the chunks together draw the one mask of the batch."""
     if H > _MAX_GRID_YZ:
         raise ValueError(f"rel_attention (triton): {H} heads exceed the grid limit of "
                          f"{_MAX_GRID_YZ} programs per axis")
@@ -275,8 +286,8 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     # delta_i = dO_i·O_i = sum_j P_ij dP_ij: one row reduction, cheaper here than in every pass
     delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, H, T]
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
-    scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, seed, dropout_p,
-               *_buckets(T, L)]
+    scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
+               dropout_p, *_buckets(T, L)]
     strides = _strides(q, k, v, r, do)
     inputs = [q, k, v, r, u, vb, do, lse, delta]
 
@@ -321,7 +332,7 @@ def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropou
 
     bm = bn = 16 if interpret_mode() else 64
     rel_attention_dropout_mask_kernel[(_cdiv(T, bm), _cdiv(L, bn), B * H)](
-        keep, T, L, seed, dropout_p, BLOCK_M=bm, BLOCK_N=bn
+        keep, T, L, *_rng_args(seed, dropout_p), BLOCK_M=bm, BLOCK_N=bn
     )
     return keep.bool()
 
@@ -408,8 +419,8 @@ def rel_attention(q, k, v, r, u, vb, *, scale=None, dropout_p=0.0, dropout_seed=
     dropout_p = float(dropout_p)
     if dropout_p > 0.0:
         seed = _draw_seed() if dropout_seed is None else int(dropout_seed)
-        if not 0 <= seed < 2**31 - 1:
-            raise ValueError(f"rel_attention (triton): dropout_seed must be in [0, 2**31 - 1), "
+        if not 0 <= seed < 2**63:  # an int64 through the custom ops
+            raise ValueError(f"rel_attention (triton): dropout_seed must be in [0, 2**63), "
                              f"got {dropout_seed}")
     else:
         seed = 0

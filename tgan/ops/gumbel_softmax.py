@@ -20,7 +20,7 @@ import numbers
 import torch
 
 from tgan.ops import naive
-from tgan.ops._backend import use_triton
+from tgan.ops._backend import split64, use_triton
 
 # Widest column tile of one program; longer rows loop over chunks of this width. Beyond it the
 # registers of a 4096-wide fp32 tile (16 per thread at 8 warps, several live tensors) would spill.
@@ -36,15 +36,6 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Rows are int32 inside the kernels (program_id * BLOCK_R + arange) and the first Philox counter
 # word: below 2^31, less the largest row tile, neither overflows.
 _MAX_ROWS = 2**31 - 2**17
-
-
-def _split64(x: int) -> tuple[int, int]:
-    """(lo, hi) 32-bit halves of a 64-bit unsigned value, as signed int32 bit patterns.
-
-    Signed int32 so that triton always types them i32 (a value >= 2^31 would become i64).
-    """
-    lo, hi = x & 0xFFFFFFFF, (x >> 32) & 0xFFFFFFFF
-    return (lo - (1 << 32) if lo >= 1 << 31 else lo), (hi - (1 << 32) if hi >= 1 << 31 else hi)
 
 
 def _config(R: int, V: int, max_block_v: int, on_cuda: bool, min_rows: int = 1):
@@ -63,7 +54,7 @@ def _config(R: int, V: int, max_block_v: int, on_cuda: bool, min_rows: int = 1):
 def _rng_args(seed, offset):
     if seed is None:  # explicit noise: the RNG arguments are unused
         return 0, 0, 0, 0
-    return (*_split64(seed), *_split64(offset))
+    return (*split64(seed), *split64(offset))
 
 
 def _rows(t: torch.Tensor, V: int) -> torch.Tensor:

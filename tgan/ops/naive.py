@@ -110,6 +110,30 @@ def philox_bits(rows: int, V: int, seed: int, offset: int, device=None) -> torch
     return torch.stack(words, dim=-1).reshape(rows, 4 * G)[:, :V]
 
 
+def dropout_threshold(dropout_p: float) -> int:
+    """floor(p * 2^32): the Triton attention kernels drop a key when its 32 random bits are below it."""
+    return min(int(dropout_p * 2**32), 2**32 - 1)
+
+
+def rel_attention_dropout_keep(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
+                               device=None) -> torch.Tensor:
+    """The Triton attention kernels' dropout keep mask for (seed, dropout_p), bool [B, H, T, L].
+
+    Philox4x32-10 keyed by the 64-bit seed, counter (b*H + h, i, j // 4, 0), word j % 4; key j of
+    query i is kept when that word is >= ``dropout_threshold(dropout_p)`` (kernels/rel_attention.py).
+    """
+    G = (L + 3) // 4
+    shape = (B * H, T, G)
+    ar = lambda n: torch.arange(n, dtype=torch.int64, device=device)  # noqa: E731
+    c0 = ar(B * H)[:, None, None].expand(shape)
+    c1 = ar(T)[None, :, None].expand(shape)
+    c2 = ar(G)[None, None, :].expand(shape)
+    zero = torch.zeros(shape, dtype=torch.int64, device=device)
+    words = philox4x32(c0, c1, c2, zero, seed & _MASK32, (seed >> 32) & _MASK32)
+    bits = torch.stack(words, dim=-1).reshape(B * H, T, 4 * G)[..., :L]
+    return (bits >= dropout_threshold(dropout_p)).reshape(B, H, T, L)
+
+
 def gumbel_noise(shape, seed, offset=0, device=None):
     """The kernels' Gumbel noise for (seed, offset) as float32 [*shape] (reference)."""
     shape = tuple(shape)

@@ -1,0 +1,37 @@
+"""Philox4x32-10 (Salmon et al., SC'11): the counter-based generator behind every kernel's randomness.
+
+One call maps a 128-bit counter (four uint32 words) under a 64-bit key (the seed) to four
+independent uint32 words, so a kernel that needs four random values per call (four vocabulary
+columns of Gumbel noise, four keys of an attention dropout mask) pays one call for them. The torch
+twin, for references and tests, is ``tgan.ops.naive.philox4x32``.
+"""
+import triton
+import triton.language as tl
+
+# round multipliers and Weyl key increments
+PHILOX_M0 = tl.constexpr(0xD2511F53)
+PHILOX_M1 = tl.constexpr(0xCD9E8D57)
+PHILOX_W0 = tl.constexpr(0x9E3779B9)
+PHILOX_W1 = tl.constexpr(0xBB67AE85)
+
+
+@triton.jit
+def philox4x32(k0, k1, c0, c1, c2, c3):
+    """Philox4x32-10 of counters (c0..c3, uint32 tensors) under key (k0, k1) (uint32 scalars)."""
+    for _ in tl.static_range(10):
+        a0 = c0
+        a2 = c2
+        c0 = tl.umulhi(a2, PHILOX_M1) ^ c1 ^ k0
+        c2 = tl.umulhi(a0, PHILOX_M0) ^ c3 ^ k1
+        # Wrapping uint32 arithmetic is the point here: no overflow checks (debug / interpreter).
+        c1 = tl.mul(a2, PHILOX_M1, sanitize_overflow=False)
+        c3 = tl.mul(a0, PHILOX_M0, sanitize_overflow=False)
+        k0 = tl.add(k0, PHILOX_W0, sanitize_overflow=False)
+        k1 = tl.add(k1, PHILOX_W1, sanitize_overflow=False)
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def interleave4(r0, r1, r2, r3, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Four [ROWS, COLS / 4] words -> [ROWS, COLS], column 4n + w taken from word w of group n."""
+    return tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), [ROWS, COLS])
