@@ -360,3 +360,34 @@ def test_piano_rolls_mark_where_the_primer_ends(folders, capsys, tmp_path, score
     ax = plots.piano_roll_figure(perf, "x", primer_end=2.5).axes[0]
     assert [line.get_xdata()[0] for line in ax.lines] == [2.5]
     assert not plots.piano_roll_figure(perf, "x").axes[0].lines
+
+
+def test_the_data_pll_is_computed_once_per_scorer_and_data(folders, tmp_path, scorer_dir, monkeypatch):
+    # an experiment evaluates every run against the same data with the same scorer: the data's PLL
+    # is kept in the process, keyed on the scorer's weights, the tokens and the options
+    import tgan
+    import tgan.evaluate as ev
+
+    monkeypatch.setattr(ev, "_DATA_PLL", {})
+    calls = []
+    real_score = ev.score_pll
+    monkeypatch.setattr(ev, "score_pll", lambda *a, **kw: calls.append(kw["desc"]) or real_score(*a, **kw))
+    data, samples = folders
+    opts = dict(data=str(data), scorer=scorer_dir, device="cpu", pll_pieces=2, ca_folds=2)
+    first = tgan.evaluate(samples, out=tmp_path / "a.json", **opts)
+    second = tgan.evaluate(samples, out=tmp_path / "b.json", **opts)
+    assert calls.count("PLL: data") == 1 and len(calls) == 3  # the samples' PLL each time
+    assert first["data"]["PLL"] == second["data"]["PLL"] and not math.isnan(first["data"]["PLL"]["value"])
+    tgan.evaluate(samples, out=tmp_path / "c.json", **{**opts, "pll_pieces": 1})  # other options
+    assert calls.count("PLL: data") == 2
+    bert, _ = load_scorer(scorer_dir)
+    o = dict(block_len=32, max_pieces=1, device="cpu", batch_size=8, progress=False)
+    real = [np.arange(40) % 50 + 5]
+    n = len(ev._DATA_PLL)
+    ev._data_pll(bert, real, 3, o)
+    ev._data_pll(bert, real, 3, o)
+    assert len(ev._DATA_PLL) == n + 1
+    with torch.no_grad():
+        next(bert.parameters()).add_(0.5)  # other weights: another key
+    ev._data_pll(bert, real, 3, o)
+    assert len(ev._DATA_PLL) == n + 2
