@@ -3,6 +3,7 @@
     python -m tgan.experiment --data ../maestro --out experiments/maestro --seeds 3
     python -m tgan.experiment --out experiments/bach --arms mle,rsgan_gp --seeds 2 --gan-steps 2000
     python -m tgan.experiment --out experiments/bach            # again: continues where it stopped
+    python -m tgan.experiment --out experiments/bach --arms mle,ppo_gp,ppo_gp@gen-weight=0.1@beta-max=10
 
 Steps, each recorded in ``OUT/experiment.json`` when it finishes, so a killed experiment run again
 with the same options continues where it stopped (a training run cut in the middle resumes from
@@ -23,6 +24,12 @@ Every ``python -m tgan.train`` flag not named here (``--preset``, ``--mle-steps`
 ``--gan-steps``, ``--rollout-len``, ``--gen-weight``, ``--beta-max``, ``--gan-every``, ``--d-lr``,
 ``--freeze-layers``, ...) is passed to every training run; ``--loss``, ``--disc``, ``--run-dir``,
 ``--init-from``, ``--seed`` and ``--resume`` are set by the experiment.
+
+An arm may carry flags of its own, joined by ``@`` (``ppo_gp@gen-weight=0.1``, a boolean as
+``@no-disc-prefix``): a variant, trained as its own arm (``OUT/arms/ppo_gp@gen-weight=0.1``) from
+the same pre-training, scorer and primers, which is how a setting is swept. Arms added to a
+finished experiment run alone. Flags that would change the shared pre-training or the equal
+compute (``NOT_PER_ARM``) are refused inside an arm.
 """
 from __future__ import annotations
 
