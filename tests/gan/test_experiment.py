@@ -3,6 +3,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from tgan.experiment import arm_flags, main, parse
 from tgan.metrics.notes_stats import STATISTICS
@@ -59,6 +60,11 @@ def test_experiment_end_to_end_then_resumes_where_it_stopped(tmp_path, midi_fold
             end = load_checkpoint(run)
             first = 20 if arm == "mle" else 30
             assert end.extra["stage"] == "done" and end.step == first + 10
+            # the shared pre-training's D too: no arm pre-trains a D of its own
+            assert list(json.loads((run / "summary.json").read_text())["stage_seconds"]) == ["gan"]
+            start = load_checkpoint(list_checkpoints(run)[0])
+            assert start.step == first and (arm == "mle" or torch.equal(
+                start.models["disc"]["head.weight"], load_checkpoint(out / "pretrain").models["disc"]["head.weight"]))
             assert _gan_mle_steps(run) == list(range(first + 1, first + 11))
             assert len(list((run / "eval_samples" / "unconditional").glob("*.mid"))) == 2
             assert len(list((run / "eval_samples" / "primed").glob("*.mid"))) == 2

@@ -112,6 +112,25 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_init_from_a_pretraining_only_run_takes_its_pretrained_d(tmp_path, midi_folder):
+    # a --gan-steps 0 run (the experiment's shared pre-training) ends with a "done" checkpoint that
+    # is its end of D pre-training: runs started from it take that D instead of pre-training their own
+    from tgan.model.checkpoint import list_checkpoints
+
+    source = _run(tmp_path, midi_folder, "--loss", "wgan_gp", "--gan-steps", "0")  # MLE 4, D 2
+    done = load_checkpoint(source)
+    assert done.extra["stage"] == "done" and done.step == 6
+    run = tmp_path / "ppo"
+    assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "ppo_gp",
+                        "--init-from", str(source)]) == 0
+    first = load_checkpoint(list_checkpoints(run)[0])
+    assert first.step == 6 and first.extra["stage"] == "gan"
+    for name in ("gen", "disc"):
+        assert all(torch.equal(first.models[name][k], done.models[name][k]) for k in done.models[name])
+    assert not any(k.startswith(("mle/", "disc/")) for k in set().union(*_metrics(run)))
+    assert load_checkpoint(run).step == 10
+
+
 def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys):
     from tgan.model.checkpoint import list_checkpoints
 

@@ -78,7 +78,9 @@ def pretrained_checkpoint(path) -> Path:
     """The checkpoint ``--init-from path`` starts from.
 
     ``path`` is a checkpoint directory saved at the end of a stage, or a run directory: then its
-    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training), which runs pin.
+    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training), which runs pin. A run
+    with ``--gan-steps 0`` (pre-training only) ends with a "done" checkpoint that is its end of D
+    pre-training: that one is taken, not the end of MLE before it.
     """
     p = Path(path)
     if (p / "meta.json").is_file():
@@ -91,7 +93,8 @@ def pretrained_checkpoint(path) -> Path:
     for ck in reversed(list_checkpoints(p)):
         meta = read_meta(ck)
         finished = _finished_stages(meta)
-        if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and "gan" not in finished:
+        no_gan = meta.get("configs", {}).get("train", {}).get("gan_steps") == 0
+        if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and ("gan" not in finished or no_gan):
             return ck
     raise CheckpointError(f"--init-from {p}: no checkpoint of this run ends a pre-training stage (MLE or "
                           "D pre-training); it has not finished MLE, or its stage-end checkpoints were "
