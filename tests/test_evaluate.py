@@ -391,3 +391,7 @@ def test_the_data_pll_is_computed_once_per_scorer_and_data(folders, tmp_path, sc
         next(bert.parameters()).add_(0.5)  # other weights: another key
     ev._data_pll(bert, real, 3, o)
     assert len(ev._DATA_PLL) == n + 2
+    # data cut at other lengths past the PLL's first 2048 tokens per piece: the same blocks, one entry
+    ev._data_pll(bert, [np.arange(2100) % 50 + 5], 3, o)
+    ev._data_pll(bert, [np.arange(2300) % 50 + 5], 3, o)
+    assert len(ev._DATA_PLL) == n + 3

@@ -31,7 +31,7 @@ import torch
 
 from tgan.metrics.ca import CLASSIFIERS
 from tgan.metrics.evaluation import (CA_BLOCK_TOKENS, PLL_BLOCK_TOKENS, PLL_PIECE_TOKENS,
-                                     difference, piece_tokens, read_data_split,
+                                     difference, piece_tokens, pll_blocks, read_data_split,
                                      read_sample_folder, score_ca, score_pll, set_statistics)
 from tgan.metrics.notes_stats import CONVENTIONS
 
@@ -299,18 +299,19 @@ _DATA_PLL: dict = {}
 
 
 def _data_pll(bert, real, mask_id: int, opts: dict) -> dict:
-    """score_pll of the data pieces ``real``, memoised on the scorer's weights, the tokens and the
-    options (everything the value depends on)."""
+    """score_pll of the data pieces ``real``, memoised on the scorer's weights and the blocks of
+    tokens it scores (everything the value depends on)."""
     import hashlib
 
     h = hashlib.sha1()
     for name, t in sorted(bert.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    for x in real:
-        h.update(np.int64(len(x)).tobytes())
-        h.update(np.ascontiguousarray(x, dtype=np.int64).tobytes())
-    key = (h.hexdigest(), mask_id, opts["block_len"], opts["max_pieces"], str(opts["device"]))
+    # the blocks score_pll reads: runs whose samples differ in length cut the data differently,
+    # but past the PLL's first PLL_PIECE_TOKENS tokens per piece that changes nothing
+    blocks = pll_blocks(real, PLL_PIECE_TOKENS, opts["block_len"], opts["max_pieces"])
+    h.update(np.ascontiguousarray(blocks, dtype=np.int64).tobytes())
+    key = (h.hexdigest(), blocks.shape, mask_id, str(opts["device"]))
     if key not in _DATA_PLL:
         _DATA_PLL[key] = score_pll(bert, real, mask_id, desc="PLL: data", **opts)
     return dict(_DATA_PLL[key])
