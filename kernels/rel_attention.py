@@ -247,6 +247,26 @@ def _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROP
     return p_drop, p * (dp - delta)
 
 
+@triton.jit
+def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, offs_m, offs_j, offs_w,
+              offs_d, qk_scale, lse2, delta, seed_lo, seed_hi, drop_thr, dropout_p, bh,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr):
+    """A backward tile pair in row form ([BM, BN], queries by rows), for the dq pass and the dk/dv
+    pass's 16-row tiles: (probabilities after dropout, dS, the r window the scores used)."""
+    s, r_win = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                            qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+    visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
+               & (offs_m[:, None] < T))
+    do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+    keep = visible
+    if HAS_DROPOUT:
+        keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, j0, BLOCK_M, BLOCK_N)
+    p_drop, ds = _probs_and_dscores(s, do_vt, lse2[:, None], delta[:, None], visible, keep, dropout_p,
+                                    HAS_DROPOUT)
+    return p_drop, ds, r_win
+
+
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dkdv_kernel(
     Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV,
@@ -300,16 +320,10 @@ def rel_attention_bwd_dkdv_kernel(
             dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
         else:
             # one-token steps (16-row query tiles): the row form compiled shorter there
-            s, _ = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                                qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
-            visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
-                       & (offs_m[:, None] < T))
-            do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-            keep = visible
-            if HAS_DROPOUT:
-                keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0, BLOCK_M, BLOCK_N)
-            p_drop, ds = _probs_and_dscores(s, do_vt, lse2[:, None], delta[:, None], visible, keep,
-                                            dropout_p, HAS_DROPOUT)
+            p_drop, ds, _ = _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
+                                      offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
+                                      seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N,
+                                      DOT_PREC, HAS_DROPOUT)
             dv += tl.dot(tl.trans(p_drop.to(do.dtype)), do, input_precision=DOT_PREC)
             dk += tl.dot(tl.trans(ds.to(qu.dtype)), qu, input_precision=DOT_PREC)
 
@@ -358,16 +372,10 @@ def rel_attention_bwd_dq_kernel(
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
-        s, r_win = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                                qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
-        visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
-                   & (offs_m[:, None] < T))
-        do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        keep = visible
-        if HAS_DROPOUT:
-            keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0, BLOCK_M, BLOCK_N)
-        _, ds = _probs_and_dscores(s, do_vt, lse2[:, None], delta[:, None], visible, keep, dropout_p,
-                                   HAS_DROPOUT)
+        _, ds, r_win = _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
+                                 offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
+                                 seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N, DOT_PREC,
+                                 HAS_DROPOUT)
         dq_ac += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
         ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
         dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
