@@ -155,6 +155,16 @@ def gumbel_launches() -> list[dict]:
     return out
 
 
+def _bind(launch: dict, backend):
+    """(bound args, specialization, options) of a recorded launch, as ``JITFunction.run`` binds
+    it: the specialization is the key its cache compiles on."""
+    from triton.runtime.jit import create_function_from_signature
+
+    fn = launch["fn"]
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    return binder(*launch["args"], **launch["kw"])
+
+
 def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
     """Distinct compiled variants per attention kernel and query length over a growing context.
 
@@ -166,7 +176,6 @@ def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
     """
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
-    from triton.runtime.jit import create_function_from_signature
 
     from tgan.kernels import rel_attention as kern
     from tgan.ops import _rel_attention_triton as impl
@@ -189,10 +198,8 @@ def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
                     o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, 0.25, 0.1, seed)
                     impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse, 0.25, 0.1, seed)
                 for launch in _record(kern, run, f"T={T}"):
-                    fn = launch["fn"]
-                    binder = create_function_from_signature(fn.signature, fn.params, backend)
-                    _, specialization, options = binder(*launch["args"], **launch["kw"])
-                    keys.setdefault(f"{fn.__name__} T={T}", set()).add(
+                    _, specialization, _ = _bind(launch, backend)
+                    keys.setdefault(f"{launch['fn'].__name__} T={T}", set()).add(
                         repr((specialization, sorted(launch["kw"].items()))))
     finally:
         os.environ.pop("TGAN_TRITON_CONFIG", None)
@@ -215,13 +222,11 @@ def compile_launch(launch: dict, arch: int):
     """triton.compile of one recorded launch for sm_<arch>, the way JITFunction.run would."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, compile, make_backend
-    from triton.runtime.jit import create_function_from_signature
 
     fn, kw = launch["fn"], dict(launch["kw"])
     target = GPUTarget("cuda", arch, 32)
     backend = make_backend(target)
-    binder = create_function_from_signature(fn.signature, fn.params, backend)
-    bound, specialization, options = binder(*launch["args"], **kw)
+    bound, specialization, options = _bind(launch, backend)
     options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, specialization, options)
     return compile(ASTSource(fn, signature, constexprs, attrs), target=target,
                    options=options.__dict__)
