@@ -36,13 +36,16 @@ def main(argv=None) -> int:
     except ValueError as e:
         parser.error(str(e))
     device = cfg.device or ("cuda" if on_gpu else "cpu")
+    from tgan.gan.trainer import inherited_stages
+
+    skipped = inherited_stages(cfg)
     if args.dry_run:
-        print(describe(cfg, device))
+        print(describe(cfg, device, skipped))
         print(json.dumps(dataclasses.asdict(cfg), indent=1))
         D.cleanup(info)
         return 0
     if info.is_main:
-        logging.getLogger("tgan.train").info("configuration:\n%s", describe(cfg, device))
+        logging.getLogger("tgan.train").info("configuration:\n%s", describe(cfg, device, skipped))
     if not cfg.run_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if info.enabled:  # every rank must agree on the directory

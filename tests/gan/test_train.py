@@ -112,7 +112,7 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_init_from_a_pretraining_only_run_takes_its_pretrained_d(tmp_path, midi_folder):
+def test_init_from_a_pretraining_only_run_takes_its_pretrained_d(tmp_path, midi_folder, capsys):
     # a --gan-steps 0 run (the experiment's shared pre-training) ends with a "done" checkpoint that
     # is its end of D pre-training: runs started from it take that D instead of pre-training their own
     from tgan.model.checkpoint import list_checkpoints
@@ -120,6 +120,13 @@ def test_init_from_a_pretraining_only_run_takes_its_pretrained_d(tmp_path, midi_
     source = _run(tmp_path, midi_folder, "--loss", "wgan_gp", "--gan-steps", "0")  # MLE 4, D 2
     done = load_checkpoint(source)
     assert done.extra["stage"] == "done" and done.step == 6
+    # the dry run's estimate counts only what this run will train
+    for loss, skipped in (("ppo_gp", "mle, disc"), ("mle", "mle")):
+        assert main(FAST + ["--loss", loss, "--init-from", str(source), "--mle-steps", "20000",
+                            "--disc-steps", "2000", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert f"{skipped} finished there, not repeated" in out
+        assert "mle 0.0 min, disc 0.0 min" in out
     run = tmp_path / "ppo"
     assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(run), "--loss", "ppo_gp",
                         "--init-from", str(source)]) == 0

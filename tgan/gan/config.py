@@ -159,9 +159,10 @@ MEASURED = {("cpu", "tiny"): dict(mle=75 / 3000, disc=47 / 600, gan=91 / 300, ba
                                   gan_every=5)}
 
 
-def estimate_seconds(cfg: TrainConfig, device: str) -> dict | None:
+def estimate_seconds(cfg: TrainConfig, device: str, skipped=()) -> dict | None:
     """Per-stage seconds estimated from MEASURED (scaled linearly by batch size, rollout length
-    and adversarial-step frequency), or None when this preset was not measured on this device."""
+    and adversarial-step frequency), or None when this preset was not measured on this device.
+    Stages in ``skipped`` (finished in the --init-from run) count zero."""
     m = MEASURED.get(("cuda" if device.startswith("cuda") else "cpu", cfg.preset))
     if m is None:
         return None
@@ -172,12 +173,15 @@ def estimate_seconds(cfg: TrainConfig, device: str) -> dict | None:
            "gan": mle_gan if cfg.loss == "mle" else cfg.gan_steps * gan}
     if cfg.disc == "cnn" or cfg.loss == "mle":
         out["disc"] = 0.0
+    for stage in skipped:
+        out[stage] = 0.0
     return out
 
 
-def describe(cfg: TrainConfig, device: str) -> str:
-    """The resolved configuration in a few lines, with the estimated duration."""
-    est = estimate_seconds(cfg, device)
+def describe(cfg: TrainConfig, device: str, skipped=()) -> str:
+    """The resolved configuration in a few lines, with the estimated duration; ``skipped``: the
+    pre-training stages the --init-from run finished, which this run does not repeat."""
+    est = estimate_seconds(cfg, device, skipped)
     fmt = lambda s: f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"  # noqa: E731
     lines = [
         f"preset {cfg.preset} on {device}; loss {cfg.loss}, discriminator {cfg.disc}; "
@@ -186,6 +190,8 @@ def describe(cfg: TrainConfig, device: str) -> str:
         f"{cfg.gan_steps} iterations (batch {cfg.batch_size}, rollouts of {cfg.rollout_len} "
         f"tokens in segments of {cfg.segment_len})",
     ]
+    if skipped:
+        lines.append(f"from --init-from {cfg.init_from}: {', '.join(skipped)} finished there, not repeated")
     if est is None:
         lines.append(f"estimated duration: not known (no measured rate for the {cfg.preset} "
                      f"preset on {device}); the log's steps/s tell after the first steps")

@@ -101,6 +101,20 @@ def pretrained_checkpoint(path) -> Path:
                           "pruned (pass a checkpoint directory instead)")
 
 
+def inherited_stages(cfg) -> list[str]:
+    """Pre-training stages ``cfg`` takes from its ``--init-from`` run and so skips: MLE, and D
+    pre-training when both runs train a BERT discriminator. Empty without --init-from, or when
+    that run cannot be read (the trainer then says why)."""
+    if not cfg.init_from:
+        return []
+    try:
+        finished = _finished_stages(read_meta(pretrained_checkpoint(cfg.init_from)))
+    except (CheckpointError, OSError):
+        return []
+    ours = stage_names(cfg.loss, cfg.disc, cfg.init_from)
+    return [s for s in finished if s in ("mle", "disc") and s in ours]
+
+
 def _config_mismatch(what: str, theirs: dict, ours: dict) -> str | None:
     diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(theirs) | set(ours))
             if theirs.get(k) != ours.get(k)]
