@@ -18,6 +18,12 @@ alignment specializations are those of a real launch; each recorded launch is th
   loop_instructions                  SASS instructions of the largest innermost loop (back-edge)
   mufu                               special-function instructions (MUFU: ex2, lg2, rcp, ...)
   wgmma, mma                         Hopper warpgroup MMAs, and mma.sync (the pre-Hopper form)
+  loop_mma_flops_per_warp            MMA FLOPs one warp issues in that loop's body
+  mma_work_over_tile                 attention kernels: the loop's MMA FLOPs over all warps,
+                                     over the products one iteration needs for its tile
+                                     (_LOOP_PRODUCTS): 1.0 = every warp does its own share;
+                                     2.0 = two warpgroups compute the same tile, or a wgmma
+                                     pads 16 rows to 64 (4.0)
 
 ``--rollout-variants`` compiles nothing: it counts, per attention kernel, the distinct variants
 that triton's JIT cache would compile for a rollout whose context grows by one token per step
@@ -271,7 +277,11 @@ def measure(kernel, arch: int) -> dict:
         if m and int(m.group(1), 16) < addr:
             loops.append((int(m.group(1), 16), addr))
     inner = [lp for lp in loops if not any(o != lp and lp[0] <= o[0] and o[1] <= lp[1] for o in loops)]
-    loop_n = max((sum(1 for a, _ in instrs if s <= a <= e) for s, e in inner), default=0)
+    loop_n, loop_mma = 0, 0
+    for s, e in inner:
+        body = [t for a, t in instrs if s <= a <= e]
+        if len(body) > loop_n:
+            loop_n, loop_mma = len(body), sum(_mma_flops_per_warp(t) for t in body)
     return {
         "registers": int(regs.group(1)) if regs else None,
         "stack_bytes": int(stack.group(1)) if stack else None,
@@ -283,7 +293,21 @@ def measure(kernel, arch: int) -> dict:
         "mufu": sum(1 for _, t in instrs if "MUFU" in t),
         "wgmma": sum(1 for _, t in instrs if "HGMMA" in t),
         "mma": sum(1 for _, t in instrs if re.search(r"\bHMMA\b", t)),
+        "loop_mma_flops_per_warp": loop_mma,
     }
+
+
+def _mma_flops_per_warp(text: str) -> int:
+    """FLOPs one warp's issue of this SASS instruction contributes: an mma.sync (HMMA.16816 =
+    m16 n8 k16) is the warp's own; a wgmma (HGMMA.64x128x16) is issued by the 4 warps of its
+    warpgroup together, so each issue is a quarter of its 64 x N x K product."""
+    m = re.search(r"\bHGMMA\.(\d+)x(\d+)x(\d+)", text)
+    if m:
+        return 2 * int(m.group(1)) * int(m.group(2)) * int(m.group(3)) // 4
+    m = re.search(r"\bHMMA\.(16)(8)(\d+)", text)
+    if m:
+        return 2 * 16 * 8 * int(m.group(3))
+    return 0
 
 
 # ------------------------------------------------------------------------------------ estimates
@@ -295,6 +319,13 @@ def _grid(launch) -> tuple[int, int, int]:
     return g[0], g[1], g[2]
 
 
+# Products one iteration of each attention kernel's innermost loop needs, in units of a
+# [BLOCK_M, BLOCK_N] x BLOCK_D product: forward Q·K^T, the relative product over a 2·BLOCK_N window,
+# P·V; dk/dv the recomputed scores (3), dO·V^T, dV, dK; dq those four, dS·K and the windowed
+# dS·R (2); dr the windowed Q·K^T (2), Q·R^T, the windowed dO·V^T (2), dS^T·Q.
+_LOOP_PRODUCTS = {"fwd": 4, "bwd_dkdv": 6, "bwd_dq": 7, "bwd_dr": 6}
+
+
 def estimate(launch: dict, m: dict) -> dict:
     """Issue-time model over the grid vs the byte floor (an ESTIMATE, see the module docstring)."""
     name = launch["fn"].__name__
@@ -303,6 +334,7 @@ def estimate(launch: dict, m: dict) -> dict:
     for g in _grid(launch):
         programs *= g
     per_warp = m["instructions"] + 7 * m["mufu"]  # MUFU: 8 issue cycles for a warp (16 lanes/clk/SM)
+    est = {}
     if name.startswith("rel_attention") and m["loop_instructions"]:
         s = launch["shape"]
         bm, bn = launch["kw"]["BLOCK_M"], launch["kw"]["BLOCK_N"]
@@ -314,10 +346,14 @@ def estimate(launch: dict, m: dict) -> dict:
         else:  # per query tile, the visible key tiles
             tiles = (M + T / 2) / bn
         per_warp += m["loop_instructions"] * max(0.0, tiles - 1)
+        needed = _LOOP_PRODUCTS[name.split("rel_attention_")[1].rsplit("_kernel")[0]] * 2 * bm * bn \
+            * launch["kw"]["BLOCK_D"]
+        if m["loop_mma_flops_per_warp"]:
+            est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / needed, 2)
     elif m["loop_instructions"] and launch["kw"].get("NUM_CHUNKS", 1) > 1 and "gumbel_st" in name:
         per_warp += m["loop_instructions"] * m["loops"] * (launch["kw"]["NUM_CHUNKS"] - 1)
     cycles = per_warp * warps * programs / (H200_SMS * 4)
-    est = {"est_issue_us": round(cycles / H200_CLOCK * 1e6, 1)}
+    est["est_issue_us"] = round(cycles / H200_CLOCK * 1e6, 1)
     if name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel") and not launch["kw"].get("OUT_EMB") \
             and not launch["kw"].get("FUSED_EMB"):
         R, V = launch["args"][5], launch["args"][6]
@@ -374,7 +410,7 @@ def markdown(rows: list[dict]) -> str:
     import triton
 
     head = ["kernel", "config (tiles x warps)", "used as", "case", "registers", "spill bytes", "stack",
-            "shared", "SASS", "innermost loop", "MUFU", "wgmma / mma.sync",
+            "shared", "SASS", "innermost loop", "MUFU", "wgmma / mma.sync", "loop MMA work / tile's",
             "estimate: issue time", "estimate: floor", "estimate / floor"]
     lines = [f"Compiled for {rows[0]['arch'] if rows else '-'} with triton {triton.__version__} "
              f"(`python benchmarks/compile_report.py`). Issue times and floors are ESTIMATES.", "",
@@ -384,7 +420,9 @@ def markdown(rows: list[dict]) -> str:
             r["kernel"], r["config"], r["use"], r["case"], r["registers"], r["spill_bytes"],
             r["stack_bytes"],
             r["shared_bytes"], r["instructions"], r["loop_instructions"], r["mufu"],
-            f"{r['wgmma']} / {r['mma']}", f"{r.get('est_issue_us', '-')} us",
+            f"{r['wgmma']} / {r['mma']}",
+            f"{r['mma_work_over_tile']}x" if "mma_work_over_tile" in r else "-",
+            f"{r.get('est_issue_us', '-')} us",
             f"{r['floor_us']} us" if "floor_us" in r else "-",
             f"{r['est_over_floor']}x" if "est_over_floor" in r else "-")) + " |")
     return "\n".join(lines) + "\n"

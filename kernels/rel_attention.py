@@ -269,7 +269,7 @@ def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, off
 
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dkdv_kernel(
-    Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV,
+    Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV, DU_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
@@ -278,7 +278,10 @@ def rel_attention_bwd_dkdv_kernel(
 ):
     """Grid (cdiv(L, BN), B*H): one key tile, loop over the query tiles that see it.
 
-    DK, DV are contiguous [B, L, H, D] in k's dtype.
+    DK, DV are contiguous [B, L, H, D] in k's dtype. With query tiles of 32 rows or more, DU_PART
+    is fp32 [B, cdiv(L, BN), H, D]: this tile's sum_j (sum_i dS_ij)·K_j, the content part of dq
+    summed over queries (du / scale), so that the dq pass keeps one accumulator, not two
+    (16-row tiles leave du to the dq pass: the dS sums made dk/dv spill there).
     """
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
@@ -295,6 +298,7 @@ def rel_attention_bwd_dkdv_kernel(
     v = _load_rows(V + b.to(tl.int64) * svb + h * svh, offs_j, svt, offs_j < L, offs_d, svd, D)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    ds_acc = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     # the first query that sees key j0 is i = j0 - M
     i_start = (tl.maximum(j0 - M, 0) // BLOCK_M) * BLOCK_M
     for i0 in range(i_start, T, BLOCK_M):
@@ -318,6 +322,7 @@ def rel_attention_bwd_dkdv_kernel(
                                             dropout_p, HAS_DROPOUT)
             dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
             dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
+            ds_acc += ds  # summed over queries after the loop, not reduced across warps per tile
         else:
             # one-token steps (16-row query tiles): the row form compiled shorter there
             p_drop, ds, _ = _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
@@ -331,11 +336,15 @@ def rel_attention_bwd_dkdv_kernel(
     mask = (offs_j[:, None] < L) & (offs_d[None, :] < D)
     tl.store(DK + out, (dk * scale).to(DK.dtype.element_ty), mask=mask)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=mask)
+    if BLOCK_M >= 32:  # keys beyond L have dS = 0 (no query sees them)
+        ds_sum = tl.sum(ds_acc, 1)
+        part = ((b.to(tl.int64) * tl.num_programs(0) + pid_n) * H + h) * D + offs_d
+        tl.store(DU_PART + part, tl.sum(ds_sum[:, None] * k.to(tl.float32), 0), mask=offs_d < D)
 
 
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dq_kernel(
-    Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DU_PART, DVB_PART,
+    Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DQ_PART, DVB_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
@@ -344,9 +353,11 @@ def rel_attention_bwd_dq_kernel(
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
-    DQ is contiguous [B, T, H, D] in q's dtype. DU_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
-    this tile's sums over its queries of the content part (dq through q+u) and of the relative
-    part (dq through q+vb); du and dvb are their sums.
+    DQ is contiguous [B, T, H, D] in q's dtype. DQ_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
+    with query tiles of 32 rows or more, DQ_PART is this tile's dq summed over its queries
+    (du + dvb; the launcher takes du from the dk/dv pass's DU_PART, so one [BM, BD] accumulator
+    serves both parts of dq) and DVB_PART is unused; with 16-row tiles they are the sums of the
+    content part (dq through q+u) and of the relative part (dq through q+vb), two accumulators.
     """
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
@@ -365,8 +376,8 @@ def rel_attention_bwd_dq_kernel(
                     sdod, D)
     lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
     delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
-    dq_ac = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    dq_rel = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    dq_rel = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)  # 16-row tiles only
     j_end = tl.minimum(L, M + i0 + BLOCK_M)
     for j0 in range(0, j_end, BLOCK_N):
         offs_j = j0 + offs_n
@@ -376,19 +387,25 @@ def rel_attention_bwd_dq_kernel(
                                  offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
                                  seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N, DOT_PREC,
                                  HAS_DROPOUT)
-        dq_ac += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
         ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
-        dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
+        if BLOCK_M >= 32:
+            dq += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
+        else:
+            dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
 
-    dq_ac = dq_ac * scale
-    dq_rel = dq_rel * scale
+    dq = dq * scale
     out = b.to(tl.int64) * T * H * D + offs_m[:, None] * (H * D) + h * D + offs_d[None, :]
-    tl.store(DQ + out, (dq_ac + dq_rel).to(DQ.dtype.element_ty),
-             mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
     # rows beyond T have ds = 0, so the column sums are over real queries only
     part = ((b.to(tl.int64) * tl.num_programs(0) + pid_m) * H + h) * D + offs_d
-    tl.store(DU_PART + part, tl.sum(dq_ac, axis=0), mask=offs_d < D)
-    tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
+    if BLOCK_M >= 32:
+        tl.store(DQ + out, dq.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+    else:
+        dq_rel = dq_rel * scale
+        tl.store(DQ + out, (dq + dq_rel).to(DQ.dtype.element_ty),
+                 mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+        tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
+    tl.store(DQ_PART + part, tl.sum(dq, axis=0), mask=offs_d < D)
 
 
 @triton.jit(do_not_specialize=_VARYING + ["B", "b_per_split"])

@@ -11,10 +11,11 @@ GPU the autotuner picks each kernel's tiles and warps from its own list in `_KER
 (`_KERNEL_DECODE_CONFIGS` when T <= 16: a query tile is at least 16 rows, the smallest tl.dot). The
 lists hold only configs that compile without spills for sm_90 with triton 3.9 at both of
 `benchmarks/compile_report.py`'s shapes (bf16; D = 64, and the paper's D = 50 with dropout):
-64 x 64 tiles make every backward pass spill (220-896 bytes), 32 x 64 x 4 spills in the forward
-at D = 50 and in every backward pass, 32 x 64 x 8 and 32 x 32 x 4 spill in the dq and dr passes
-at D = 50 (and 32 x 32 x 4 in dr at D = 64 too); only 32 x 32 x 8 is spill-free in all four
-kernels (benchmarks/RESULTS.md, "Compiled code"). fp32 products in "ieee" precision (see
+64 x 64 tiles make every backward pass spill, 32 x 64 x 4 spills in the forward at D = 50 and in
+every backward pass, 32 x 64 x 8 spills in dk/dv and dr at D = 50, 32 x 32 x 4 in dr; only
+32 x 32 x 8 is spill-free in all four kernels, but its 8 warps on 32 x 32 tiles issue 1.2-1.7x
+the MMA work a tile needs, so dk/dv and dq run 32 x 32 x 4 by default (benchmarks/RESULTS.md,
+"Compiled code"). fp32 products in "ieee" precision (see
 `_dot_precision`) run on FMA units and spill heavily: on a GPU fp32 is the exact path, not the
 fast one. Keys: power-of-two buckets of T and M+T (a decoding loop whose cache grows by one token
 does not re-tune every step), D, dropout, dtypes.
@@ -22,7 +23,7 @@ Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cos
 operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
 
 ``TGAN_TRITON_CONFIG`` pins the tiles instead of autotuning (each autotuned key compiles every
-config of a kernel's list: 4 + 3 + 1 + 1 compiles per dtype/D/dropout combination):
+config of a kernel's list: 4 + 2 + 3 + 1 compiles per dtype/D/dropout combination):
   - ``autotune`` (default): time every config of `_configs(T, name)` once per key, keep the fastest;
   - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULTS` when T <= 16), one
     compile per kernel and specialization: the GPU tests' setting, so that a first run on a new
@@ -66,12 +67,12 @@ _DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8), (16, 16, 8), (16, 32, 
 # what the autotuner may pick per kernel: the spill-free candidates (see the module docstring)
 _KERNEL_CONFIGS = {
     "rel_attention_fwd_kernel": ((64, 64, 8), (32, 64, 8), (32, 32, 4), (32, 32, 8)),
-    "rel_attention_bwd_dkdv_kernel": ((32, 64, 8), (32, 32, 4), (32, 32, 8)),
-    "rel_attention_bwd_dq_kernel": ((32, 32, 8),),
+    "rel_attention_bwd_dkdv_kernel": ((32, 32, 4), (32, 32, 8)),
+    "rel_attention_bwd_dq_kernel": ((32, 32, 4), (32, 64, 8), (32, 32, 8)),
     "rel_attention_bwd_dr_kernel": ((32, 32, 8),),
 }
-# T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills 5840
-# bytes at 16 x 64 x 4 and 628-700 at 16 x 32 x 4 and 16 x 64 x 8; 16 x 16 x 8 and 16 x 32 x 8 do not
+# T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills at
+# 16 x 64 x 4, 16 x 32 x 4 and 16 x 64 x 8; 16 x 16 x 8 and 16 x 32 x 8 do not
 _KERNEL_DECODE_CONFIGS = {
     "rel_attention_fwd_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
     "rel_attention_bwd_dkdv_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
@@ -82,12 +83,13 @@ _KERNEL_DECODE_CONFIGS = {
 # TGAN_TRITON_CONFIG=default. Measured on an H200 (triton 3.6, bf16, T = M = 512, D = 64,
 # benchmarks/bench_rel_attention.py): the forward at 64 x 64 x 8 took 0.81 ms against 0.91 ms for
 # the autotuner's pick (32 x 64 x 4); for the backward the autotuner picked 32 x 32 x 4 in all
-# three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dq and dr take 32 x 32 x 8 instead, the
-# only spill-free tiles for them at D = 50 with dropout (not yet timed on a GPU).
+# three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dr takes 32 x 32 x 8 instead, its only
+# spill-free tiles at D = 50 with dropout (not yet timed on a GPU); dq is spill-free at 32 x 32 x 4
+# since it keeps one accumulator.
 _DEFAULT_CONFIGS = {
     "rel_attention_fwd_kernel": (64, 64, 8),
     "rel_attention_bwd_dkdv_kernel": (32, 32, 4),
-    "rel_attention_bwd_dq_kernel": (32, 32, 8),
+    "rel_attention_bwd_dq_kernel": (32, 32, 4),
     "rel_attention_bwd_dr_kernel": (32, 32, 8),
 }
 _DECODE_DEFAULTS = {name: cfgs[0] for name, cfgs in _KERNEL_DECODE_CONFIGS.items()}
@@ -169,6 +171,21 @@ def _interpreter_tiles(T: int, D: int) -> tuple[int, int, int]:
     """Tiles under the interpreter: ``_blocks``, or the BMxBNxW that TGAN_TRITON_CONFIG pins."""
     mode = config_mode()
     return mode if isinstance(mode, tuple) else _blocks(T, D)
+
+
+def _du_in_dkdv(T: int, D: int) -> bool:
+    """Whether the dk/dv pass sums du (query tiles of 32 rows or more, in both dk/dv and dq; see
+    the kernels). The two passes must agree, so every tile they may run must be on one side."""
+    if interpret_mode():
+        rows = {_interpreter_tiles(T, D)[0]}
+    else:
+        rows = {c[0] for n in ("rel_attention_bwd_dkdv_kernel", "rel_attention_bwd_dq_kernel")
+                for c in _configs(T, n)}
+    sides = {bm >= 32 for bm in rows}
+    if len(sides) != 1:
+        raise RuntimeError(f"rel_attention backward: the dk/dv and dq tile lists mix query tiles of "
+                           f"16 and of 32+ rows ({sorted(rows)}), which split du differently")
+    return sides.pop()
 
 
 def _min_block_m(T: int, D: int) -> int:
@@ -276,8 +293,7 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     """Backward launch: (dq, dk, dv, dr, du, dvb), each shaped and typed as its input.
 
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
-    the backward's work, is skipped). Three passes: dk/dv per key tile, dq (+ du, dvb partial
-    sums) per query tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+    the backward's work, is skipped). Three passes: dk/dv (+ du partial sums) per key tile, dq (+ its partial sums, du + dvb) per query tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
     """
     B, T, H, D = q.shape
     L = k.shape[1]
@@ -294,22 +310,35 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     dk = torch.empty((B, L, H, D), device=q.device, dtype=k.dtype)
     dv = torch.empty((B, L, H, D), device=q.device, dtype=v.dtype)
     dq = torch.empty((B, T, H, D), device=q.device, dtype=q.dtype)
-    # one row of partial sums per (batch, query tile); sized for the smallest tiles, zero where
+    # one row of partial sums per (batch, query tile) from dq, and per (batch, key tile) from dk/dv
+    # when it sums du (query tiles of 32 rows or more); sized for the smallest tiles, zero where
     # larger tiles write fewer rows
-    du_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=q.device,
+    dq_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=q.device,
                           dtype=torch.float32)
-    dvb_part = torch.zeros_like(du_part)
+    du_in_dkdv = _du_in_dkdv(T, D)
+    if du_in_dkdv:
+        du_part, dvb_part = torch.zeros((B, _cdiv(L, 16), H, D), device=q.device,
+                                        dtype=torch.float32), dq_part  # dq writes no DVB_PART
+    else:
+        du_part, dvb_part = dq_part, torch.zeros_like(dq_part)  # dk/dv writes no DU_PART
     for b0, b1 in _batch_chunks(B, H):
         n, c = b1 - b0, slice(b0, b1)
         ins = [q[c], k[c], v[c], r, u, vb, do[c], lse[c], delta[c]]
         st = _strides(q[c], k[c], v[c], r, do[c])
         _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), n * H),
-                [*ins, dk[c], dv[c], *st, *scalars, b0 * H], T, D, meta)
+                [*ins, dk[c], dv[c], du_part[c], *st, *scalars, b0 * H], T, D, meta,
+                reset=("DU_PART",) if du_in_dkdv else ())
         _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), n * H),
-                [*ins, dq[c], du_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
-                reset=("DU_PART", "DVB_PART"))
-    du = du_part.sum((0, 1)).to(u.dtype)
-    dvb = dvb_part.sum((0, 1)).to(vb.dtype)
+                [*ins, dq[c], dq_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
+                reset=("DQ_PART",) if du_in_dkdv else ("DQ_PART", "DVB_PART"))
+    # dq = scale·(dS·K + dS_window·R): its content part summed over queries is du (q + u feeds
+    # the content scores), the relative part dvb
+    if du_in_dkdv:
+        du = du_part.sum((0, 1)) * scale
+        dvb = dq_part.sum((0, 1)) - du
+    else:
+        du, dvb = dq_part.sum((0, 1)), dvb_part.sum((0, 1))
+    du, dvb = du.to(u.dtype), dvb.to(vb.dtype)
 
     dr = None
     if compute_dr:
