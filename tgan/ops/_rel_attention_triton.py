@@ -293,7 +293,9 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     """Backward launch: (dq, dk, dv, dr, du, dvb), each shaped and typed as its input.
 
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
-    the backward's work, is skipped). Three passes: dk/dv (+ du partial sums) per key tile, dq (+ its partial sums, du + dvb) per query tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+    the backward's work, is skipped). Three passes: dk/dv (+ du's partial sums, for query tiles of
+    32+ rows) per key tile, dq (+ partial sums of dq, or of du and dvb for 16-row tiles) per query
+    tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
     """
     B, T, H, D = q.shape
     L = k.shape[1]
