@@ -323,7 +323,8 @@ def _grid(launch) -> tuple[int, int, int]:
 # [BLOCK_M, BLOCK_N] x BLOCK_D product: forward Q·K^T, the relative product over a 2·BLOCK_N window,
 # P·V; dk/dv the recomputed scores (3), dO·V^T, dV, dK; dq those four, dS·K and the windowed
 # dS·R (2); dr the windowed Q·K^T (2), Q·R^T, the windowed dO·V^T (2), dS^T·Q.
-_LOOP_PRODUCTS = {"fwd": 4, "bwd_dkdv": 6, "bwd_dq": 7, "bwd_dr": 6}
+_LOOP_PRODUCTS = {"rel_attention_fwd_kernel": 4, "rel_attention_bwd_dkdv_kernel": 6,
+                  "rel_attention_bwd_dq_kernel": 7, "rel_attention_bwd_dr_kernel": 6}
 
 
 def estimate(launch: dict, m: dict) -> dict:
@@ -346,9 +347,8 @@ def estimate(launch: dict, m: dict) -> dict:
         else:  # per query tile, the visible key tiles
             tiles = (M + T / 2) / bn
         per_warp += m["loop_instructions"] * max(0.0, tiles - 1)
-        needed = _LOOP_PRODUCTS[name.split("rel_attention_")[1].rsplit("_kernel")[0]] * 2 * bm * bn \
-            * launch["kw"]["BLOCK_D"]
         if m["loop_mma_flops_per_warp"]:
+            needed = _LOOP_PRODUCTS[name] * 2 * bm * bn * launch["kw"]["BLOCK_D"]
             est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / needed, 2)
     elif m["loop_instructions"] and launch["kw"].get("NUM_CHUNKS", 1) > 1 and "gumbel_st" in name:
         per_warp += m["loop_instructions"] * m["loops"] * (launch["kw"]["NUM_CHUNKS"] - 1)

@@ -398,13 +398,12 @@ def rel_attention_bwd_dq_kernel(
     out = b.to(tl.int64) * T * H * D + offs_m[:, None] * (H * D) + h * D + offs_d[None, :]
     # rows beyond T have ds = 0, so the column sums are over real queries only
     part = ((b.to(tl.int64) * tl.num_programs(0) + pid_m) * H + h) * D + offs_d
-    if BLOCK_M >= 32:
-        tl.store(DQ + out, dq.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
-    else:
+    dq_all = dq
+    if BLOCK_M < 32:
         dq_rel = dq_rel * scale
-        tl.store(DQ + out, (dq + dq_rel).to(DQ.dtype.element_ty),
-                 mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+        dq_all = dq + dq_rel
         tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
+    tl.store(DQ + out, dq_all.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
     tl.store(DQ_PART + part, tl.sum(dq, axis=0), mask=offs_d < D)
 
 
