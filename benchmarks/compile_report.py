@@ -129,8 +129,9 @@ def gumbel_launches() -> list[dict]:
     from tgan.kernels import gumbel_softmax as kern
     from tgan.ops import gumbel_softmax as ops
 
-    config = ops._config
+    config, word_config = ops._config, ops._word_config
     ops._config = lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)
+    ops._word_config = lambda R, V, on_cuda: word_config(R, V, True)
     ops._interpreted = lambda t: False
     out = []
     try:
@@ -151,13 +152,19 @@ def gumbel_launches() -> list[dict]:
                                                index=torch.zeros(4096, dtype=torch.long))
                         ops.sample_logits_fwd(x[:64], None, 7, 0, 0.95, 32, 1.0)
                 for launch in _record(kern, run, name):
-                    w = launch["kw"].get("num_warps", 4)
-                    launch["config"] = (f"{launch['kw'].get('BLOCK_R')}x{launch['kw'].get('BLOCK_V')}"
-                                        f"x{w}")
+                    kw = launch["kw"]
+                    w = kw.get("num_warps", 4)
+                    if kw.get("NG_A") and (kw.get("WORDS") or "BLOCK_V" not in kw):
+                        # word tiles: rows x (Philox groups of the chunks) x warps
+                        chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
+                                          + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])
+                        launch["config"] = f"{kw['BLOCK_R']}x({chunks})gx{w}"
+                    else:
+                        launch["config"] = f"{kw.get('BLOCK_R')}x{kw.get('BLOCK_V')}x{w}"
                     launch["shape"] = dict(R=launch["args"][5], V=V, dtype=str(dtype))
                     out.append(launch)
     finally:
-        ops._config = config
+        ops._config, ops._word_config = config, word_config
     return out
 
 

@@ -2,9 +2,18 @@
 
 @triton.jit code only; launchers and autograd live in ``tgan.ops.gumbel_softmax``.
 
-Every kernel works on [BLOCK_R, BLOCK_V] tiles: BLOCK_R rows of the flattened [R, V] logits per
-program, BLOCK_V = next_power_of_2(V) columns (masked), or, for rows wider than the launcher's
-largest tile, NUM_CHUNKS column chunks of BLOCK_V looped over (online max / argmax / sums).
+Tiles. The one-hot passes (forward; backward for V <= 4096) work on word tiles: a row's
+G = cdiv(V, 4) Philox groups are covered by chunks of NG_A (NUM_CHUNKS of them), NG_B and NG_C
+groups, powers of two chosen by the launcher (V = 390: 64 + 32 + 2, V = 310: 64 + 8 + 8 for 78),
+and each chunk is four [BLOCK_R, NG] tiles, tile w holding columns 4 * group + w: the layout the
+Philox words come out in, so they are never interleaved into column order (that compiled to a
+round trip through shared memory with barriers), and only the last chunk's group count is padded,
+not V to a power of two (512-lane tiles left 24% of the lanes idle at V = 390, 39% at 310). The
+forward reduces the four words element by element and then once per chunk (a max and a min, not
+a reduction over (value, column) pairs); it writes the one-hot as zeros everywhere, a barrier,
+then the ones. The other kernels (the fused embedding backward, rows wider than 4096, sampling,
+the noise kernel) work on [BLOCK_R, BLOCK_V] tiles: BLOCK_V = next_power_of_2(V) columns, or
+NUM_CHUNKS chunks of the launcher's largest tile looped over (online max / argmax / sums).
 All arithmetic is fp32 whatever the storage dtype.
 
 Noise. Element (r, c) of the flattened [R, V] problem draws its Gumbel noise from a counter-based
@@ -13,10 +22,9 @@ c % 4. So the noise of an element depends on (seed, offset, r, c) only, never on
 the forward, the backward and ``gumbel_noise_kernel`` regenerate identical values; one Philox call
 serves four columns. Different offsets are different counters: disjoint streams, not shifted copies.
 The 32 random bits x become u = (x + 0.5) * 2^-32 clamped to <= 1 - 2^-24, so 2^-33 <= u < 1, and
-g = -ln(E) with E = -ln(1 - u) (a Taylor series for u < 1/8, where the top tail of g lives): g lies
-in about [-2.8, 22.9], within 1e-6 of the exact value (`_gumbel_from_bits`). The logarithms are
-`_ln`, a polynomial without tl.log's special-value handling, which on sm_90 compiled to about 24
-FFMA and 22 compare/select instructions per element for the two logs.
+g = -ln(E) with E = -ln(1 - u) = -log1p(-u) (`_gumbel_from_bits`): g lies in about [-2.8, 22.9],
+within 1e-6 plus an ulp of g of the exact value. The logarithms are polynomials on the float's
+exponent and mantissa (`_ln_parts`, `_ln_poly`, `_ln`), without tl.log's special-value handling.
 
 Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embedding element, R rows):
   forward, one-hot out, seeded:   read R*V*b logits, write R*V*b one-hot, write R*8 indices.
@@ -28,16 +36,17 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
   explicit noise adds a R*V*4 read to each pass (the tests use it; training uses seeds).
   Example R = 131072 (B*T), V = 390, bf16: R*V = 51,118,080; forward 205.5 MB, backward 306.7 MB
   (fp32: 410.0 MB and 613.4 MB).
-  Per element: Philox 10 rounds x (2 mulhi + 2 mullo + 4 xor + 2 add) / 4 columns = 25 integer ops;
-  noise 1 int->float, a degree-8 Taylor series and two polynomial logs (about 26 FFMA in all);
-  forward +2 (add, compare) and a row argmax; backward 1 exp2 + ~7 flops and two row reductions.
+  Per element: Philox 10 rounds x (2 32x32->64-bit multiplies + 2 three-input xors) / 4 columns
+  = 10 integer ops; noise 1 int->float, two polynomial logs (degree 7 and 6: 15 FFMA), ~12 other
+  ops; forward +1 add, 3 to keep the larger of the four words, 1 store of the one-hot; backward
+  1 exp2 + ~7 flops and two row reductions.
   The fused embedding backward adds 2*V*E FLOPs per row (grad_e @ E^T), which dominates: 51.1
   GFLOP for the example with E = 500.
-  Measured on an H200 (benchmarks/RESULTS.md) the one-hot passes are NOT memory-bound: the
-  forward took the same 395 us for V = 310 and 390 and for bf16 and fp32, 6.3x the 62 us that
-  its bytes take at copy bandwidth; the per-element arithmetic sets the time. Both vocabularies
-  run in 512-lane tiles (24% and 39% of the lanes idle); chunked 64- to 256-wide tiles issue MORE
-  instructions on sm_90 (compile report), so the single padded tile stays.
+  Measured on an H200 (benchmarks/RESULTS.md), before the word tiles, the one-hot passes were
+  NOT memory-bound: the forward took the same 395 us for V = 310 and 390 and for bf16 and fp32,
+  6.3x the 62 us that its bytes take at copy bandwidth; the per-element arithmetic set the time.
+  The compile report's issue model puts the word-tile forward at 1.6x its floor for V = 390, bf16
+  (3.2x before), the backward at 1.5x (2.4x) (estimates; not timed on a GPU yet).
 """
 import triton
 import triton.language as tl
@@ -77,14 +86,19 @@ def _gumbel_tile(seed_lo, seed_hi, off_lo, off_hi, rows, col0,
 
 
 @triton.jit
-def _ln(y):
-    """Natural log of positive, normal fp32 ``y`` (no 0, inf, NaN or subnormal inputs: the noise
-    never makes them). y = 2^k * m with m in [sqrt(1/2), sqrt(2)), ln y = k ln 2 + t q(t) with
-    t = m - 1 and q a degree-7 least-squares fit of ln(1+t)/t there: |error| < 1e-7 in fp32, with
-    about a third of the instructions of tl.log (which handles every special value in software)."""
+def _ln_parts(y):
+    """y = 2^k (1 + t) with 1 + t in [sqrt(1/2), sqrt(2)): (e = k << 23 as int32, t fp32), for
+    `_ln_poly`. e is kept shifted: it is masked out of y's bits, and converts exactly to fp32."""
     bits = y.to(tl.int32, bitcast=True)
-    k = (bits - 0x3F3504F3) >> 23  # 0x3F3504F3 = sqrt(1/2): k is the exponent that centres m
-    t = (bits - (k << 23)).to(tl.float32, bitcast=True) - 1.0
+    e = (bits - 0x3F3504F3) & -8388608  # 0x3F3504F3 = sqrt(1/2); -8388608 = 0xFF800000, k << 23
+    t = (bits - e).to(tl.float32, bitcast=True) - 1.0
+    return e, t
+
+
+@triton.jit
+def _ln_poly(e, t):
+    """k ln 2 + ln(1 + t) for t in [sqrt(1/2) - 1, sqrt(2) - 1] and e = k << 23: t q(t) with q a
+    degree-7 least-squares fit of ln(1+t)/t there, |relative error| < 1e-7 in fp32."""
     q = -0.10134056955575943
     q = q * t + 0.1623418927192688
     q = q * t - 0.17247013747692108
@@ -93,30 +107,42 @@ def _ln(y):
     q = q * t + 0.33335113525390625
     q = q * t - 0.5000036358833313
     q = q * t + 0.9999999403953552
-    return t * q + k.to(tl.float32) * 0.6931471805599453
+    return t * q + e.to(tl.float32) * 8.262958294867817e-08  # ln 2 / 2^23
+
+
+@triton.jit
+def _ln(y):
+    """Natural log of positive, normal fp32 ``y`` (no 0, inf, NaN or subnormal inputs: the noise
+    never makes them), with about a third of the instructions of tl.log (which handles every
+    special value in software): `_ln_poly`'s reduction with a degree-6 fit, |absolute error| of
+    ln(1 + t) < 5e-7, enough for g = -ln(E), whose error is absolute."""
+    e, t = _ln_parts(y)
+    q = 0.11891981959342957
+    q = q * t - 0.1866038292646408
+    q = q * t + 0.20494942367076874
+    q = q * t - 0.24910476803779602
+    q = q * t + 0.333146333694458
+    q = q * t - 0.5000109672546387
+    q = q * t + 1.0000009536743164
+    return t * q + e.to(tl.float32) * 8.262958294867817e-08  # ln 2 / 2^23
 
 
 @triton.jit
 def _gumbel_from_bits(bits):
     """Gumbel noise g = -ln(-ln(1 - u)) of uint32 ``bits``, u = (bits + 0.5) 2^-32.
 
-    -ln(1 - u) is computed as the Taylor series u + u^2/2 + ... + u^8/8 for u < 1/8 (relative
-    error below 1e-8 there: the top tail of g, up to 22.9, lives at tiny u, where 1 - u would
-    round), and as -ln(1 - u) above (1 - u is within 2^-25 of exact, about 2.5e-7 relative in the
-    result). The noise's absolute error is below 1e-6 over the whole range (tests/ops: the tails).
+    E = -ln(1 - u) goes through `_ln` of w = 1 - u, except that where w lands in the polynomial's
+    own interval (k = 0: u <= 1 - sqrt(1/2)) its argument t = w - 1 is replaced by the exact -u,
+    so E = log1p's value to the polynomial's relative accuracy even where 1 - u rounds (the top
+    tail of g, up to 22.9, lives at tiny u); above, 1 - u is exact or within 2^-25. The noise's
+    error is below 1e-6 plus an ulp of g over the whole range (tests/ops: the tails, the switch).
     """
-    u = (bits.to(tl.float32) + 0.5) * 2.3283064365386963e-10  # 2^-32; add first, no fma contraction
+    # (bits + 0.5) 2^-32 as one fma: the scaling is exact, so it rounds like the add
+    u = bits.to(tl.float32) * 2.3283064365386963e-10 + 1.1641532182693481e-10
     u = tl.minimum(u, 0.99999994)  # 1 - 2^-24: uint32 -> fp32 rounds 2^32 - 1 up to 2^32
-    s = 0.125
-    s = s * u + 0.14285714285714285
-    s = s * u + 0.16666666666666666
-    s = s * u + 0.2
-    s = s * u + 0.25
-    s = s * u + 0.3333333333333333
-    s = s * u + 0.5
-    s = s * u + 1.0
-    e = tl.where(u < 0.125, u * s, -_ln(1.0 - u))
-    return -_ln(e)
+    e, t = _ln_parts(1.0 - u)
+    t = tl.where(e == 0, -u, t)
+    return -_ln(-_ln_poly(e, t))
 
 
 @triton.jit
@@ -169,19 +195,134 @@ def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_h
     tl.store(out_ptr + rows.to(tl.int64)[:, None] * stride_o + cols[None, :], g, mask=mask)
 
 
+@triton.jit
+def _argmax_combine(v1, c1, v2, c2):
+    """(max, its column) with ties to the smaller column, like torch.argmax."""
+    take = (v2 > v1) | ((v2 == v1) & (c2 < c1))
+    return tl.where(take, v2, v1), tl.where(take, c2, c1)
+
+
+@triton.jit
+def _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols, V, bits,
+            HAS_NOISE: tl.constexpr, FULL: tl.constexpr):
+    """z = logits + g over the columns ``cols`` [NG] of the rows, fp32, -inf outside [0, V).
+
+    The rows are in bounds (the caller clamps them); FULL: so are the columns, no mask at all.
+    """
+    ptrs = rows64[:, None] * stride_l + cols[None, :]
+    if FULL:
+        x = tl.load(logits_ptr + ptrs).to(tl.float32)
+    else:
+        x = tl.load(logits_ptr + ptrs, mask=(cols < V)[None, :], other=float("-inf")).to(tl.float32)
+    if HAS_NOISE:
+        return x + tl.load(noise_ptr + rows64[:, None] * stride_n + cols[None, :],
+                           mask=(cols < V)[None, :], other=0.0).to(tl.float32)
+    else:
+        return x + _gumbel_from_bits(bits)
+
+
+@triton.jit
+def _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
+             seed_lo, seed_hi, off_lo, off_hi,
+             HAS_NOISE: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr, FULL: tl.constexpr):
+    """z = logits + g of the columns of Philox groups n0 + [0, NG), as four [BLOCK_R, NG] tiles:
+    tile w holds column 4 * group + w, the column that word w of the group's Philox call serves.
+
+    The word tiles are used as they come out of Philox: no interleaving into column order (which
+    compiles to a round trip through shared memory), and no padding of V to a power of two, only
+    of the group count of this chunk. Rows past R read row R - 1 (their results are not stored),
+    so a chunk inside [0, V) (FULL) loads without a mask.
+    """
+    groups = n0 + tl.arange(0, NG)
+    cols = 4 * groups
+    rows64 = tl.minimum(rows, R - 1).to(tl.int64)
+    if HAS_NOISE:
+        b0, b1, b2, b3 = 0, 0, 0, 0
+    else:
+        zero = tl.zeros([BLOCK_R, NG], dtype=tl.uint32)
+        b0, b1, b2, b3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True),
+                                    seed_hi.to(tl.uint32, bitcast=True),
+                                    zero + rows[:, None].to(tl.uint32),
+                                    zero + groups[None, :].to(tl.uint32),
+                                    zero + off_lo.to(tl.uint32, bitcast=True),
+                                    zero + off_hi.to(tl.uint32, bitcast=True))
+    z0 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols, V, b0, HAS_NOISE, FULL)
+    z1 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols + 1, V, b1, HAS_NOISE,
+                 FULL)
+    z2 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols + 2, V, b2, HAS_NOISE,
+                 FULL)
+    z3 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols + 3, V, b3, HAS_NOISE,
+                 FULL)
+    return z0, z1, z2, z3, cols
+
+
+@triton.jit
+def _argmax_words(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
+                  seed_lo, seed_hi, off_lo, off_hi, best, best_idx,
+                  HAS_NOISE: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr,
+                  FULL: tl.constexpr):
+    """The running per-row (max z, its column) updated with the groups n0 + [0, NG).
+
+    The four words are combined element by element first (strict >: the smaller column keeps a
+    tie; NaN never wins), then one reduction per row: a reduction costs shuffles, an element-wise
+    step three instructions.
+    """
+    z0, z1, z2, z3, cols = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
+                                    seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG, FULL)
+    # NaN logits (unchecked on CUDA, see the op) must still give an index inside [0, V).
+    b = tl.where(z0 == z0, z0, float("-inf"))
+    c = tl.zeros([BLOCK_R, NG], dtype=tl.int32) + cols[None, :]
+    take = z1 > b
+    b = tl.where(take, z1, b)
+    c = tl.where(take, cols[None, :] + 1, c)
+    take = z2 > b
+    b = tl.where(take, z2, b)
+    c = tl.where(take, cols[None, :] + 2, c)
+    take = z3 > b
+    b = tl.where(take, z3, b)
+    c = tl.where(take, cols[None, :] + 3, c)
+    # Two plain reductions (max, then the smallest column holding it) instead of one over
+    # (value, column) pairs: a max or min step is one instruction, a pair step six.
+    cmax = tl.max(b, axis=1)
+    carg = tl.min(tl.where(b == cmax[:, None], c, 2147483647), axis=1)
+    take = cmax > best  # strict: earlier columns win ties, like torch.argmax
+    return tl.where(take, cmax, best), tl.where(take, carg, best_idx)
+
+
+@triton.jit
+def _zero_words(out_ptr, stride_o, rows, R, V, n0, NG: tl.constexpr, FULL: tl.constexpr):
+    """Writes zeros over the columns of groups n0 + [0, NG) of the rows, word by word. Rows past R
+    write row R - 1's zeros again (before its one, see the caller), so a chunk inside [0, V)
+    (FULL) stores without a mask."""
+    cols = 4 * (n0 + tl.arange(0, NG))
+    rows64 = tl.minimum(rows, R - 1).to(tl.int64)
+    zero = tl.zeros([NG], dtype=out_ptr.dtype.element_ty)[None, :]
+    for w in tl.static_range(4):
+        ptrs = out_ptr + rows64[:, None] * stride_o + (cols + w)[None, :]
+        if FULL:
+            tl.store(ptrs, zero)
+        else:
+            tl.store(ptrs, zero, mask=(cols + w < V)[None, :])
+
+
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_st_fwd_kernel(
     logits_ptr, noise_ptr, index_ptr, out_ptr, emb_ptr,
     R, V, E: tl.constexpr, stride_l, stride_n, stride_o, stride_emb,
     seed_lo, seed_hi, off_lo, off_hi,
-    HAS_NOISE: tl.constexpr, OUT_EMB: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
+    HAS_NOISE: tl.constexpr, OUT_EMB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr,
+    NG_A: tl.constexpr, NUM_CHUNKS: tl.constexpr, NG_B: tl.constexpr, NG_C: tl.constexpr,
+    FULL_A: tl.constexpr, FULL_B: tl.constexpr,
 ):
     """index[r] = argmax_c(logits[r, c] + g[r, c]); out[r] = one_hot(index[r]) [V] or emb[index[r]] [E].
 
-    Grid (cdiv(R, BLOCK_R),). The soft sample is not needed here: argmax(beta*z) = argmax(z).
-    E (0 for the one-hot output) is a compile-time constant: fixed per model, and a loop bound the
-    triton 3.6 interpreter cannot take from a runtime argument.
+    Grid (cdiv(R, BLOCK_R),). A row's G = cdiv(V, 4) Philox groups are covered by NUM_CHUNKS
+    chunks of NG_A groups, then one of NG_B and one of NG_C (0: none), all powers of two chosen
+    by the launcher so that little is padded (V = 390: 64 + 32 + 2 groups, exactly 98); FULL_A,
+    FULL_B: those chunks lie inside [0, V), no column mask. The soft
+    sample is not needed here: argmax(beta*z) = argmax(z). E (0 for the one-hot output) is a
+    compile-time constant: fixed per model, and a loop bound the triton 3.6 interpreter cannot
+    take from a runtime argument.
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
@@ -189,16 +330,17 @@ def gumbel_st_fwd_kernel(
     best = tl.full([BLOCK_R], float("-inf"), tl.float32)
     best_idx = tl.zeros([BLOCK_R], tl.int32)
     for c in range(NUM_CHUNKS):
-        col0 = c * BLOCK_V
-        z = _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
-                    seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, BLOCK_V)
-        # NaN logits (unchecked on CUDA, see the op) must still give an index inside [0, V).
-        z = tl.where(z == z, z, float("-inf"))
-        cmax = tl.max(z, axis=1)
-        carg = tl.argmax(z, axis=1, tie_break_left=True) + col0
-        take = cmax > best  # strict: the first chunk wins ties, like torch.argmax
-        best = tl.where(take, cmax, best)
-        best_idx = tl.where(take, carg, best_idx)
+        best, best_idx = _argmax_words(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V,
+                                       c * NG_A, seed_lo, seed_hi, off_lo, off_hi, best, best_idx,
+                                       HAS_NOISE, BLOCK_R, NG_A, FULL_A)
+    if NG_B > 0:
+        best, best_idx = _argmax_words(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V,
+                                       NUM_CHUNKS * NG_A, seed_lo, seed_hi, off_lo, off_hi, best,
+                                       best_idx, HAS_NOISE, BLOCK_R, NG_B, FULL_B)
+    if NG_C > 0:
+        best, best_idx = _argmax_words(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V,
+                                       NUM_CHUNKS * NG_A + NG_B, seed_lo, seed_hi, off_lo, off_hi,
+                                       best, best_idx, HAS_NOISE, BLOCK_R, NG_C, False)
     tl.store(index_ptr + rows64, best_idx.to(tl.int64), mask=row_ok)
     if OUT_EMB:
         # The embedding lookup fused: the [R, V] one-hot is never written.
@@ -209,12 +351,18 @@ def gumbel_st_fwd_kernel(
             row = tl.load(src + es[None, :], mask=m)
             tl.store(out_ptr + rows64[:, None] * stride_o + es[None, :], row, mask=m)
     else:
+        # Zeros everywhere, then the ones: a barrier orders one thread's zero before another
+        # thread's one at the same address (bar.sync orders the block's global stores), and
+        # saves a compare and a select per element.
         for c in range(NUM_CHUNKS):
-            cols = c * BLOCK_V + tl.arange(0, BLOCK_V)
-            m = row_ok[:, None] & (cols < V)[None, :]
-            # Through fp32: the interpreter turns bool -> bf16 into a bit pattern (triton 3.9).
-            hot = tl.where(cols[None, :] == best_idx[:, None], 1.0, 0.0).to(out_ptr.dtype.element_ty)
-            tl.store(out_ptr + rows64[:, None] * stride_o + cols[None, :], hot, mask=m)
+            _zero_words(out_ptr, stride_o, rows, R, V, c * NG_A, NG_A, FULL_A)
+        if NG_B > 0:
+            _zero_words(out_ptr, stride_o, rows, R, V, NUM_CHUNKS * NG_A, NG_B, FULL_B)
+        if NG_C > 0:
+            _zero_words(out_ptr, stride_o, rows, R, V, NUM_CHUNKS * NG_A + NG_B, NG_C, False)
+        tl.debug_barrier()
+        tl.store(out_ptr + rows64 * stride_o + best_idx, tl.full([BLOCK_R], 1.0, tl.float32).to(
+            out_ptr.dtype.element_ty), mask=row_ok)
 
 
 @triton.jit
@@ -248,6 +396,59 @@ def _grad_in_tile(gout_ptr, emb_ptr, stride_g, stride_emb, rows, row_ok, col0, V
         return tl.load(ptrs, mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
 
 
+@triton.jit
+def _max_words(z0, z1, z2, z3, m):
+    """The running row max m updated with four word tiles."""
+    return tl.maximum(m, tl.max(tl.maximum(tl.maximum(z0, z1), tl.maximum(z2, z3)), axis=1))
+
+
+@triton.jit
+def _exp_words(z0, z1, z2, z3, ref, scale):
+    """p = exp(beta (z - max)) of four word tiles (scale = beta log2 e), and their row sum."""
+    p0 = tl.exp2((z0 - ref[:, None]) * scale)
+    p1 = tl.exp2((z1 - ref[:, None]) * scale)
+    p2 = tl.exp2((z2 - ref[:, None]) * scale)
+    p3 = tl.exp2((z3 - ref[:, None]) * scale)
+    return p0, p1, p2, p3, tl.sum((p0 + p1) + (p2 + p3), axis=1)
+
+
+@triton.jit
+def _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL: tl.constexpr):
+    """The incoming gradient at the four word columns ``cols + w``: four fp32 tiles (rows past R
+    read row R - 1, unused)."""
+    ptrs = gout_ptr + tl.minimum(rows, R - 1).to(tl.int64)[:, None] * stride_g + cols[None, :]
+    if FULL:
+        g0 = tl.load(ptrs).to(tl.float32)
+        g1 = tl.load(ptrs + 1).to(tl.float32)
+        g2 = tl.load(ptrs + 2).to(tl.float32)
+        g3 = tl.load(ptrs + 3).to(tl.float32)
+    else:
+        g0 = tl.load(ptrs, mask=(cols < V)[None, :], other=0.0).to(tl.float32)
+        g1 = tl.load(ptrs + 1, mask=(cols + 1 < V)[None, :], other=0.0).to(tl.float32)
+        g2 = tl.load(ptrs + 2, mask=(cols + 2 < V)[None, :], other=0.0).to(tl.float32)
+        g3 = tl.load(ptrs + 3, mask=(cols + 3 < V)[None, :], other=0.0).to(tl.float32)
+    return g0, g1, g2, g3
+
+
+@triton.jit
+def _dot_words(p0, p1, p2, p3, g0, g1, g2, g3):
+    return tl.sum((p0 * g0 + p1 * g1) + (p2 * g2 + p3 * g3), axis=1)
+
+
+@triton.jit
+def _store_d_words(d_ptr, stride_d, rows64, row_ok, V, cols, p0, p1, p2, p3, g0, g1, g2, g3,
+                   binv, dot):
+    """d = beta s (gin - <gin, s>) with s = p / sum(p) (binv = beta / sum) at the word columns."""
+    ptrs = d_ptr + rows64[:, None] * stride_d + cols[None, :]
+    ty = d_ptr.dtype.element_ty
+    b = binv[:, None]
+    c = dot[:, None]
+    tl.store(ptrs, (p0 * b * (g0 - c)).to(ty), mask=row_ok[:, None] & (cols < V)[None, :])
+    tl.store(ptrs + 1, (p1 * b * (g1 - c)).to(ty), mask=row_ok[:, None] & (cols + 1 < V)[None, :])
+    tl.store(ptrs + 2, (p2 * b * (g2 - c)).to(ty), mask=row_ok[:, None] & (cols + 2 < V)[None, :])
+    tl.store(ptrs + 3, (p3 * b * (g3 - c)).to(ty), mask=row_ok[:, None] & (cols + 3 < V)[None, :])
+
+
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_st_bwd_kernel(
     logits_ptr, noise_ptr, gout_ptr, emb_ptr, dlogits_ptr,
@@ -256,16 +457,63 @@ def gumbel_st_bwd_kernel(
     HAS_NOISE: tl.constexpr, FUSED_EMB: tl.constexpr, DOT_FP32: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
+    WORDS: tl.constexpr = False, NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
+    NG_C: tl.constexpr = 0, FULL_A: tl.constexpr = False, FULL_B: tl.constexpr = False,
 ):
     """dlogits = beta * s * (gin - <gin, s>), s = softmax(beta * (logits + g)) recomputed here.
 
     Grid (cdiv(R, BLOCK_R),). s is never stored: the noise is regenerated from (seed, offset).
+    WORDS (one-hot gradient, V <= 4096): the row in registers as word tiles over chunks of NG_A,
+    NG_B, NG_C Philox groups, as in the forward. Otherwise [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS
+    of them per row (the fused embedding gradient, whose E^T product wants column order, and
+    wider rows).
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
     scale = beta * _LOG2E
-    if NUM_CHUNKS == 1:
+    if WORDS:
+        a0, a1, a2, a3, ca = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, 0,
+                                      seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG_A,
+                                      FULL_A)
+        m = _max_words(a0, a1, a2, a3, tl.full([BLOCK_R], float("-inf"), tl.float32))
+        if NG_B > 0:
+            b0, b1, b2, b3, cb = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V,
+                                          NG_A, seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE,
+                                          BLOCK_R, NG_B, FULL_B)
+            m = _max_words(b0, b1, b2, b3, m)
+        if NG_C > 0:
+            c0, c1, c2, c3, cc = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V,
+                                          NG_A + NG_B, seed_lo, seed_hi, off_lo, off_hi,
+                                          HAS_NOISE, BLOCK_R, NG_C, False)
+            m = _max_words(c0, c1, c2, c3, m)
+        # beta * (z - zmax) rather than beta*z - max: no cancellation when beta*z is large.
+        ref = _finite_or_zero(m)
+        a0, a1, a2, a3, lsum = _exp_words(a0, a1, a2, a3, ref, scale)
+        ga0, ga1, ga2, ga3 = _gin_words(gout_ptr, stride_g, rows, R, V, ca, FULL_A)
+        dot = _dot_words(a0, a1, a2, a3, ga0, ga1, ga2, ga3)
+        if NG_B > 0:
+            b0, b1, b2, b3, sb = _exp_words(b0, b1, b2, b3, ref, scale)
+            lsum += sb
+            gb0, gb1, gb2, gb3 = _gin_words(gout_ptr, stride_g, rows, R, V, cb, FULL_B)
+            dot += _dot_words(b0, b1, b2, b3, gb0, gb1, gb2, gb3)
+        if NG_C > 0:
+            c0, c1, c2, c3, sc = _exp_words(c0, c1, c2, c3, ref, scale)
+            lsum += sc
+            gc0, gc1, gc2, gc3 = _gin_words(gout_ptr, stride_g, rows, R, V, cc, False)
+            dot += _dot_words(c0, c1, c2, c3, gc0, gc1, gc2, gc3)
+        inv = 1.0 / tl.maximum(lsum, 1e-30)
+        dot = dot * inv
+        binv = beta * inv
+        _store_d_words(dlogits_ptr, stride_d, rows64, row_ok, V, ca, a0, a1, a2, a3,
+                       ga0, ga1, ga2, ga3, binv, dot)
+        if NG_B > 0:
+            _store_d_words(dlogits_ptr, stride_d, rows64, row_ok, V, cb, b0, b1, b2, b3,
+                           gb0, gb1, gb2, gb3, binv, dot)
+        if NG_C > 0:
+            _store_d_words(dlogits_ptr, stride_d, rows64, row_ok, V, cc, c0, c1, c2, c3,
+                           gc0, gc1, gc2, gc3, binv, dot)
+    elif NUM_CHUNKS == 1:
         # The whole row stays in registers: one read of each input, one write.
         z = _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, 0, V,
                     seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, BLOCK_V)

@@ -19,13 +19,15 @@ PHILOX_W1 = tl.constexpr(0xBB67AE85)
 def philox4x32(k0, k1, c0, c1, c2, c3):
     """Philox4x32-10 of counters (c0..c3, uint32 tensors) under key (k0, k1) (uint32 scalars)."""
     for _ in tl.static_range(10):
-        a0 = c0
-        a2 = c2
-        c0 = tl.umulhi(a2, PHILOX_M1) ^ c1 ^ k0
-        c2 = tl.umulhi(a0, PHILOX_M0) ^ c3 ^ k1
+        # One 32 x 32 -> 64-bit product gives both halves: a single IMAD.WIDE.U32 on sm_90 where
+        # umulhi and a wrapping multiply compile to two instructions.
+        p1 = c2.to(tl.uint64) * PHILOX_M1
+        p0 = c0.to(tl.uint64) * PHILOX_M0
+        c0 = (p1 >> 32).to(tl.uint32) ^ c1 ^ k0
+        c2 = (p0 >> 32).to(tl.uint32) ^ c3 ^ k1
+        c1 = p1.to(tl.uint32)
+        c3 = p0.to(tl.uint32)
         # Wrapping uint32 arithmetic is the point here: no overflow checks (debug / interpreter).
-        c1 = tl.mul(a2, PHILOX_M1, sanitize_overflow=False)
-        c3 = tl.mul(a0, PHILOX_M0, sanitize_overflow=False)
         k0 = tl.add(k0, PHILOX_W0, sanitize_overflow=False)
         k1 = tl.add(k1, PHILOX_W1, sanitize_overflow=False)
     return c0, c1, c2, c3

@@ -30,6 +30,10 @@ _MAX_BLOCK_V = 4096
 _MAX_BLOCK_V_EMB = 512
 # Elements per program tile in the streaming kernels: 2048 fp32 = 16 per thread at 4 warps.
 _TILE = 2048
+# The same for the word-tile kernels (one-hot forward and backward): 4096 columns = 1024 Philox
+# groups, 8 per thread at 4 warps, 16 rows of the 64-group chunk of V = 310 / 390 (fewer rows
+# make the small last chunk's tile, replicated across threads, a larger share of the work).
+_WORD_TILE = 4096
 # The Triton interpreter pays per operation, not per element: it gets fewer, larger tiles.
 _TILE_INTERPRET = 131072
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -49,6 +53,41 @@ def _config(R: int, V: int, max_block_v: int, on_cuda: bool, min_rows: int = 1):
     tile = block_r * block_v
     num_warps = 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
     return block_r, block_v, num_chunks, num_warps
+
+
+def _prev_pow2(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
+
+
+def _word_config(R: int, V: int, on_cuda: bool):
+    """(BLOCK_R, NG_A, NUM_CHUNKS, NG_B, NG_C, FULL_A, FULL_B, num_warps) of the word-tile kernels
+    for R rows of width V.
+
+    A row's G = cdiv(V, 4) Philox groups (four columns each) are covered by NUM_CHUNKS chunks of
+    NG_A groups, then a chunk of NG_B and one of NG_C groups (0: none), powers of two: NG_A and
+    NG_B the largest that fit, NG_C the rest rounded up. V = 390: 64 + 32 + 2 = 98 groups, none
+    padded (a 512-wide tile pads 24% of its lanes); V = 310: 64 + 8 + 8 = 80 for 78. FULL_A /
+    FULL_B: the A / B chunks end inside [0, V) (their loads need no column mask).
+    """
+    import triton
+
+    G = triton.cdiv(V, 4)
+    max_groups = _MAX_BLOCK_V // 4
+    if G > max_groups:
+        ng_a, num_chunks = max_groups, G // max_groups
+    else:
+        ng_a, num_chunks = _prev_pow2(G), 1
+    rest = G - ng_a * num_chunks
+    ng_b = _prev_pow2(rest) if rest else 0
+    rest -= ng_b
+    ng_c = triton.next_power_of_2(rest) if rest else 0
+    groups = (_WORD_TILE if on_cuda else _TILE_INTERPRET) // 4
+    block_r = max(1, min(groups // ng_a, triton.next_power_of_2(R)))
+    tile = block_r * ng_a * 4
+    num_warps = 4 if tile <= 4096 else (8 if tile <= 8192 else 16)
+    full_a = 4 * ng_a * num_chunks <= V
+    full_b = 4 * (ng_a * num_chunks + ng_b) <= V
+    return block_r, ng_a, num_chunks, ng_b, ng_c, full_a, full_b, num_warps
 
 
 def _rng_args(seed, offset):
@@ -119,15 +158,16 @@ def gumbel_softmax_fwd(logits, noise, seed, offset, embedding=None):
         out, stride_emb = torch.empty(R, E, dtype=embedding.dtype, device=logits.device), embedding.stride(0)
     if R == 0:
         return out, index
-    block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V, logits.is_cuda)
+    block_r, ng_a, num_chunks, ng_b, ng_c, full_a, full_b, num_warps = _word_config(R, V, logits.is_cuda)
     gumbel_st_fwd_kernel[(triton.cdiv(R, block_r),)](
         logits, noise if noise is not None else logits, index, out,
         embedding if embedding is not None else logits,
         R, V, E, logits.stride(0), noise.stride(0) if noise is not None else 0, out.stride(0),
         stride_emb, *_rng_args(seed, offset),
-        HAS_NOISE=noise is not None, OUT_EMB=embedding is not None,
-        BLOCK_R=block_r, BLOCK_V=block_v, BLOCK_E=min(triton.next_power_of_2(max(E, 16)), 256),
-        NUM_CHUNKS=num_chunks, num_warps=num_warps,
+        HAS_NOISE=noise is not None, OUT_EMB=embedding is not None, BLOCK_R=block_r,
+        BLOCK_E=min(triton.next_power_of_2(max(E, 16)), 256),
+        NG_A=ng_a, NUM_CHUNKS=num_chunks, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a, FULL_B=full_b,
+        num_warps=num_warps,
     )
     return out, index
 
@@ -164,6 +204,14 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
             else:
                 block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V, logits.is_cuda)
                 block_e, E = 16, 0
+            words = {}
+            if not fused:
+                cfg = _word_config(R, V, logits.is_cuda)
+                if V <= _MAX_BLOCK_V:  # the row is held in registers, as word tiles
+                    block_r, ng_a, _, ng_b, ng_c, full_a, full_b, num_warps = cfg
+                    words = dict(WORDS=True, NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a,
+                                 FULL_B=full_b)
+                    block_v, num_chunks = 16, 1
             gumbel_st_bwd_kernel[(triton.cdiv(R, block_r),)](
                 logits, noise if noise is not None else logits, grad_y,
                 embedding if fused else logits, grad_logits,
@@ -176,7 +224,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 DOT_PRECISION="ieee" if (not fused or embedding.dtype == torch.float32
                                           or _interpreted(logits)) else "tf32",
                 BLOCK_R=block_r, BLOCK_V=block_v, BLOCK_E=block_e, NUM_CHUNKS=num_chunks,
-                num_warps=num_warps,
+                num_warps=num_warps, **words,
             )
     if need_embedding:
         # Scatter-add of R rows of E floats (atomics on CUDA, so the summation order varies).
