@@ -55,6 +55,39 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _interpreter_loop_bounds_fix() -> None:
+    """Make the Triton interpreter take runtime loop bounds (``range(0, L, BN)``) with numpy >= 2.3.
+
+    The interpreter holds kernel scalars as one-element arrays and triton 3.6's turns a loop bound
+    into a Python int with ``int(array)``, which numpy 2.3 made an error for arrays of one
+    dimension (later triton releases take the single element first). Applied only where the
+    interpreter still has that conversion; it converts the same values.
+    """
+    try:
+        import inspect
+
+        from triton.runtime import interpreter
+    except Exception:  # no triton, or no interpreter in this release: nothing to fix
+        return
+    orig = getattr(interpreter, "_patch_lang_tensor", None)
+    if orig is None or getattr(orig, "_tgan_bounds_fix", False):
+        return
+    try:
+        needs = "int(self.handle.data)" in inspect.getsource(orig)
+    except (OSError, TypeError):
+        needs = False
+    if not needs:
+        return
+
+    def patched(tensor, scope):
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0])
+                       if self.handle.data.size == 1 else int(self.handle.data))
+
+    patched._tgan_bounds_fix = True
+    interpreter._patch_lang_tensor = patched
+
+
 def use_triton(op: str, *tensors: torch.Tensor) -> bool:
     """Decide whether ``op`` runs its Triton kernel for these input tensors.
 
@@ -77,6 +110,8 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
             f"{op}: TGAN_BACKEND=triton with CPU tensors needs TRITON_INTERPRET=1 set before "
             "triton is imported (the Triton interpreter); use TGAN_BACKEND=auto or torch on the CPU"
         )
+    if not on_cuda:
+        _interpreter_loop_bounds_fix()
     return True
 
 
