@@ -125,46 +125,48 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
 
 
 def gumbel_launches() -> list[dict]:
-    """Launches of the Gumbel kernels on CUDA-sized tiles (R = 131072, V = 310 / 390)."""
+    """Launches of the Gumbel kernels on CUDA-sized tiles: R = 131072, V = 310 / 390 (the
+    event vocabularies), and R = 8192, V = 5000 (a row wider than one tile: the chunked paths)."""
     from tgan.kernels import gumbel_softmax as kern
     from tgan.ops import gumbel_softmax as ops
 
-    config, word_config = ops._config, ops._word_config
+    config, word_config, interpreted = ops._config, ops._word_config, ops._interpreted
     ops._config = lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)
     ops._word_config = lambda R, V, on_cuda: word_config(R, V, True)
     ops._interpreted = lambda t: False
     out = []
+    cases = [(131072, 310, dt) for dt in (torch.bfloat16, torch.float32)]
+    cases += [(131072, 390, dt) for dt in (torch.bfloat16, torch.float32)]
+    cases += [(8192, 5000, torch.bfloat16)]
     try:
-        for dtype in (torch.bfloat16, torch.float32):
-            for V in (310, 390):
-                R = 131072
-                x = torch.randn(R, V, dtype=dtype)
-                emb = torch.randn(V, 500, dtype=dtype)
-                name = f"R={R} V={V} {str(dtype).replace('torch.', '')}"
+        for R, V, dtype in sorted(cases, key=lambda c: (str(c[2]) != "torch.bfloat16", c[1])):
+            x = torch.randn(R, V, dtype=dtype)
+            emb = torch.randn(V, 500, dtype=dtype)
+            name = f"R={R} V={V} {str(dtype).replace('torch.', '')}"
 
-                def run():
-                    ops.gumbel_softmax_fwd(x, None, 7, 0)
-                    ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, 7, 0, 2.0)
-                    if dtype == torch.bfloat16:
-                        ops.gumbel_softmax_fwd(x[:4096], None, 7, 0, embedding=emb)
-                        ops.gumbel_softmax_bwd(torch.randn(4096, 500, dtype=dtype), x[:4096], None,
-                                               7, 0, 2.0, embedding=emb,
-                                               index=torch.zeros(4096, dtype=torch.long))
-                        ops.sample_logits_fwd(x[:64], None, 7, 0, 0.95, 32, 1.0)
-                for launch in _record(kern, run, name):
-                    kw = launch["kw"]
-                    w = kw.get("num_warps", 4)
-                    if kw.get("NG_A") and (kw.get("WORDS") or "BLOCK_V" not in kw):
-                        # word tiles: rows x (Philox groups of the chunks) x warps
-                        chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
-                                          + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])
-                        launch["config"] = f"{kw['BLOCK_R']}x({chunks})gx{w}"
-                    else:
-                        launch["config"] = f"{kw.get('BLOCK_R')}x{kw.get('BLOCK_V')}x{w}"
-                    launch["shape"] = dict(R=launch["args"][5], V=V, dtype=str(dtype))
-                    out.append(launch)
+            def run():
+                ops.gumbel_softmax_fwd(x, None, 7, 0)
+                ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, 7, 0, 2.0)
+                if dtype == torch.bfloat16:
+                    ops.gumbel_softmax_fwd(x[:4096], None, 7, 0, embedding=emb)
+                    ops.gumbel_softmax_bwd(torch.randn(4096, 500, dtype=dtype), x[:4096], None,
+                                           7, 0, 2.0, embedding=emb,
+                                           index=torch.zeros(4096, dtype=torch.long))
+                    ops.sample_logits_fwd(x[:64], None, 7, 0, 0.95, 32, 1.0)
+            for launch in _record(kern, run, name):
+                kw = launch["kw"]
+                w = kw.get("num_warps", 4)
+                if kw.get("NG_A") and (kw.get("WORDS") or "BLOCK_V" not in kw):
+                    # word tiles: rows x (Philox groups of the chunks) x warps
+                    chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
+                                      + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])
+                    launch["config"] = f"{kw['BLOCK_R']}x({chunks})gx{w}"
+                else:
+                    launch["config"] = f"{kw.get('BLOCK_R')}x{kw.get('BLOCK_V')}x{w}"
+                launch["shape"] = dict(R=launch["args"][5], V=V, dtype=str(dtype))
+                out.append(launch)
     finally:
-        ops._config, ops._word_config = config, word_config
+        ops._config, ops._word_config, ops._interpreted = config, word_config, interpreted
     return out
 
 

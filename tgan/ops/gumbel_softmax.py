@@ -26,8 +26,11 @@ from tgan.ops._backend import split64, use_triton
 # registers of a 4096-wide fp32 tile (16 per thread at 8 warps, several live tensors) would spill.
 _MAX_BLOCK_V = 4096
 # The fused embedding backward holds a [16, BLOCK_V] fp32 accumulator plus a [BLOCK_E, BLOCK_V]
-# tile of E per program, hence narrower chunks.
+# tile of E per program, hence narrower chunks: a row of up to 512 in one pass, wider rows in
+# chunks of 128 over two passes (512- and 256-wide chunks spill 0.9-3 KB at 4 and 8 warps on
+# sm_90 with the two passes' live tiles; 128 x 8 warps is spill-free under triton 3.6 and 3.9).
 _MAX_BLOCK_V_EMB = 512
+_CHUNK_V_EMB = 128
 # Elements per program tile in the streaming kernels: 2048 fp32 = 16 per thread at 4 warps.
 _TILE = 2048
 # The same for the word-tile kernels (one-hot forward and backward): 4096 columns = 1024 Philox
@@ -194,7 +197,8 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
         if R > 0:
             if fused:
                 # tl.dot needs >= 16 rows; a [16, 512] fp32 accumulator per program.
-                block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V_EMB, logits.is_cuda,
+                width = _MAX_BLOCK_V_EMB if V <= _MAX_BLOCK_V_EMB else min(_CHUNK_V_EMB, _MAX_BLOCK_V_EMB)
+                block_r, block_v, num_chunks, num_warps = _config(R, V, width, logits.is_cuda,
                                                                   min_rows=16)
                 num_warps = 8
                 block_e = 16 if embedding.dtype == torch.float32 else 32
