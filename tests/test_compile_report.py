@@ -82,12 +82,12 @@ def test_a_growing_context_reuses_one_compiled_variant_per_kernel():
 def test_gumbel_one_hot_passes_are_near_their_byte_floor(default_rows):
     # Word tiles (the Philox words used in the layout they come out in, V covered by chunks of
     # power-of-two group counts instead of a 512-wide tile): the issue model, an ESTIMATE, puts the
-    # bf16 one-hot forward and backward within 1.65x of the time their bytes take at copy
+    # bf16 one-hot forward and backward within 1.75x of the time their bytes take at copy
     # bandwidth. With 512-wide interleaved tiles they were 3.2x and 2.4x (V = 390).
     rows = [r for r in default_rows if "est_over_floor" in r and "bfloat16" in r["case"]
             and r["case"].startswith("R=131072")]  # V = 310 / 390; not the chunked V = 5000
     assert {r["kernel"] for r in rows} == {"gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel"}
     assert len(rows) == 4, rows
     slow = [f"{r['kernel']} [{r['config']}] {r['case']}: {r['est_over_floor']}x" for r in rows
-            if r["est_over_floor"] > 1.65]
+            if r["est_over_floor"] > 1.75]
     assert not slow, "one-hot Gumbel passes far from their floor:\n" + "\n".join(slow)
