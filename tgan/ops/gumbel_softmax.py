@@ -197,7 +197,9 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
         if R > 0:
             if fused:
                 # tl.dot needs >= 16 rows; a [16, 512] fp32 accumulator per program.
-                width = _MAX_BLOCK_V_EMB if V <= _MAX_BLOCK_V_EMB else min(_CHUNK_V_EMB, _MAX_BLOCK_V_EMB)
+                width = _MAX_BLOCK_V_EMB
+                if V > _MAX_BLOCK_V_EMB:
+                    width = min(_CHUNK_V_EMB, _MAX_BLOCK_V_EMB)
                 block_r, block_v, num_chunks, num_warps = _config(R, V, width, logits.is_cuda,
                                                                   min_rows=16)
                 num_warps = 8
@@ -209,13 +211,12 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V, logits.is_cuda)
                 block_e, E = 16, 0
             words = {}
-            if not fused:
-                cfg = _word_config(R, V, logits.is_cuda)
-                if V <= _MAX_BLOCK_V:  # the row is held in registers, as word tiles
-                    block_r, ng_a, _, ng_b, ng_c, full_a, full_b, num_warps = cfg
-                    words = dict(WORDS=True, NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a,
-                                 FULL_B=full_b)
-                    block_v, num_chunks = 16, 1
+            if not fused and V <= _MAX_BLOCK_V:  # the row is held in registers, as word tiles
+                block_r, ng_a, _, ng_b, ng_c, full_a, full_b, num_warps = _word_config(
+                    R, V, logits.is_cuda)
+                words = dict(WORDS=True, NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a,
+                             FULL_B=full_b)
+                block_v, num_chunks = 16, 1
             gumbel_st_bwd_kernel[(triton.cdiv(R, block_r),)](
                 logits, noise if noise is not None else logits, grad_y,
                 embedding if fused else logits, grad_logits,
