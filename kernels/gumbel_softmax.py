@@ -2,7 +2,7 @@
 
 @triton.jit code only; launchers and autograd live in ``tgan.ops.gumbel_softmax``.
 
-Tiles. The one-hot passes (forward; backward for V <= 4096) work on word tiles: a row's
+Tiles. The one-hot passes (forward and backward) work on word tiles: a row's
 G = cdiv(V, 4) Philox groups are covered by chunks of NG_A (NUM_CHUNKS of them), NG_B and NG_C
 groups, powers of two chosen by the launcher (V = 390: 64 + 32 + 2, V = 310: 64 + 8 + 8 for 78),
 and each chunk is four [BLOCK_R, NG] tiles, tile w holding columns 4 * group + w: the layout the
@@ -11,9 +11,11 @@ round trip through shared memory with barriers), and only the last chunk's group
 not V to a power of two (512-lane tiles left 24% of the lanes idle at V = 390, 39% at 310). The
 forward reduces the four words element by element and then once per chunk (a max and a min, not
 a reduction over (value, column) pairs); it writes the one-hot as zeros everywhere, a barrier,
-then the ones. The other kernels (the fused embedding backward, rows wider than 4096, sampling,
-the noise kernel) work on [BLOCK_R, BLOCK_V] tiles: BLOCK_V = next_power_of_2(V) columns, or
-NUM_CHUNKS chunks of the launcher's largest tile looped over (online max / argmax / sums).
+then the ones. The backward holds a row of up to 4096 in registers; wider rows take two passes
+(online max / normaliser / <gin, p>, then the noise regenerated and the gradient written). The
+other kernels (the fused embedding backward, sampling, the noise kernel) work on
+[BLOCK_R, BLOCK_V] tiles: BLOCK_V = next_power_of_2(V) columns, or NUM_CHUNKS chunks of the
+launcher's largest tile looped over (online max / argmax / sums).
 All arithmetic is fp32 whatever the storage dtype.
 
 Noise. Element (r, c) of the flattened [R, V] problem draws its Gumbel noise from a counter-based
@@ -445,6 +447,37 @@ def _store_d_words(d_ptr, stride_d, rows64, row_ok, V, n0, p0, p1, p2, p3, g0, g
              mask=row_ok[:, None] & (oc < V)[None, :])
 
 
+@triton.jit
+def _online_words(logits_ptr, noise_ptr, gout_ptr, stride_l, stride_n, stride_g, rows, R, V, n0,
+                  seed_lo, seed_hi, off_lo, off_hi, scale, m, lsum, gsum,
+                  HAS_NOISE: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr,
+                  FULL: tl.constexpr):
+    """The running row max m, normaliser lsum and <gin, p> gsum updated with groups n0 + [0, NG)
+    (online softmax: the sums rescaled to the new max)."""
+    z0, z1, z2, z3, cols = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
+                                    seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG, FULL)
+    new_m = _max_words(z0, z1, z2, z3, m)
+    ref = _finite_or_zero(new_m)
+    alpha = tl.exp2((m - ref) * scale)
+    p0, p1, p2, p3, sp = _exp_words(z0, z1, z2, z3, ref, scale)
+    g0, g1, g2, g3 = _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL)
+    return new_m, lsum * alpha + sp, gsum * alpha + _dot_words(p0, p1, p2, p3, g0, g1, g2, g3)
+
+
+@triton.jit
+def _write_words(logits_ptr, noise_ptr, gout_ptr, d_ptr, stride_l, stride_n, stride_g, stride_d,
+                 rows, rows64, row_ok, R, V, n0, seed_lo, seed_hi, off_lo, off_hi, scale, ref,
+                 binv, dot, HAS_NOISE: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr,
+                 FULL: tl.constexpr):
+    """The second pass over groups n0 + [0, NG): noise regenerated, d written."""
+    z0, z1, z2, z3, cols = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
+                                    seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG, FULL)
+    p0, p1, p2, p3, _ = _exp_words(z0, z1, z2, z3, ref, scale)
+    g0, g1, g2, g3 = _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL)
+    _store_d_words(d_ptr, stride_d, rows64, row_ok, V, n0, p0, p1, p2, p3, g0, g1, g2, g3,
+                   binv, dot, BLOCK_R, NG)
+
+
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_st_bwd_kernel(
     logits_ptr, noise_ptr, gout_ptr, emb_ptr, dlogits_ptr,
@@ -455,20 +488,58 @@ def gumbel_st_bwd_kernel(
     BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     WORDS: tl.constexpr = False, NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
     NG_C: tl.constexpr = 0, FULL_A: tl.constexpr = False, FULL_B: tl.constexpr = False,
+    TWO_PASS: tl.constexpr = False,
 ):
     """dlogits = beta * s * (gin - <gin, s>), s = softmax(beta * (logits + g)) recomputed here.
 
     Grid (cdiv(R, BLOCK_R),). s is never stored: the noise is regenerated from (seed, offset).
-    WORDS (one-hot gradient, V <= 4096): the row in registers as word tiles over chunks of NG_A,
-    NG_B, NG_C Philox groups, as in the forward. Otherwise [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS
-    of them per row (the fused embedding gradient, whose E^T product wants column order, and
-    wider rows).
+    WORDS (the one-hot gradient): word tiles over chunks of NG_A (NUM_CHUNKS of them), NG_B and
+    NG_C Philox groups, as in the forward; for V <= 4096 the whole row stays in registers, wider
+    rows (TWO_PASS) take an online max / normaliser / <gin, p> pass, then a second pass that
+    regenerates the noise and writes. Otherwise (the fused embedding gradient, whose E^T product
+    wants column order) [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS of them per row.
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
     scale = beta * _LOG2E
-    if WORDS:
+    if WORDS and TWO_PASS:
+        m = tl.full([BLOCK_R], float("-inf"), tl.float32)
+        lsum = tl.zeros([BLOCK_R], tl.float32)
+        gsum = tl.zeros([BLOCK_R], tl.float32)
+        for c in range(NUM_CHUNKS):
+            m, lsum, gsum = _online_words(logits_ptr, noise_ptr, gout_ptr, stride_l, stride_n,
+                                          stride_g, rows, R, V, c * NG_A, seed_lo, seed_hi, off_lo,
+                                          off_hi, scale, m, lsum, gsum, HAS_NOISE, BLOCK_R, NG_A,
+                                          FULL_A)
+        if NG_B > 0:
+            m, lsum, gsum = _online_words(logits_ptr, noise_ptr, gout_ptr, stride_l, stride_n,
+                                          stride_g, rows, R, V, NUM_CHUNKS * NG_A, seed_lo, seed_hi,
+                                          off_lo, off_hi, scale, m, lsum, gsum, HAS_NOISE, BLOCK_R,
+                                          NG_B, FULL_B)
+        if NG_C > 0:
+            m, lsum, gsum = _online_words(logits_ptr, noise_ptr, gout_ptr, stride_l, stride_n,
+                                          stride_g, rows, R, V, NUM_CHUNKS * NG_A + NG_B, seed_lo,
+                                          seed_hi, off_lo, off_hi, scale, m, lsum, gsum, HAS_NOISE,
+                                          BLOCK_R, NG_C, False)
+        inv = 1.0 / tl.maximum(lsum, 1e-30)
+        dot = gsum * inv
+        binv = beta * inv
+        ref = _finite_or_zero(m)
+        for c in range(NUM_CHUNKS):
+            _write_words(logits_ptr, noise_ptr, gout_ptr, dlogits_ptr, stride_l, stride_n, stride_g,
+                         stride_d, rows, rows64, row_ok, R, V, c * NG_A, seed_lo, seed_hi, off_lo,
+                         off_hi, scale, ref, binv, dot, HAS_NOISE, BLOCK_R, NG_A, FULL_A)
+        if NG_B > 0:
+            _write_words(logits_ptr, noise_ptr, gout_ptr, dlogits_ptr, stride_l, stride_n, stride_g,
+                         stride_d, rows, rows64, row_ok, R, V, NUM_CHUNKS * NG_A, seed_lo, seed_hi,
+                         off_lo, off_hi, scale, ref, binv, dot, HAS_NOISE, BLOCK_R, NG_B, FULL_B)
+        if NG_C > 0:
+            _write_words(logits_ptr, noise_ptr, gout_ptr, dlogits_ptr, stride_l, stride_n, stride_g,
+                         stride_d, rows, rows64, row_ok, R, V, NUM_CHUNKS * NG_A + NG_B, seed_lo,
+                         seed_hi, off_lo, off_hi, scale, ref, binv, dot, HAS_NOISE, BLOCK_R, NG_C,
+                         False)
+    elif WORDS:
         a0, a1, a2, a3, ca = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, 0,
                                       seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG_A,
                                       FULL_A)

@@ -88,6 +88,8 @@ def _word_config(R: int, V: int, on_cuda: bool):
     block_r = max(1, min(groups // ng_a, triton.next_power_of_2(R)))
     tile = block_r * ng_a * 4
     num_warps = 4 if tile <= 4096 else (8 if tile <= 8192 else 16)
+    if num_chunks > 1:
+        num_warps = 8  # a loop over chunks: with 4 warps it spills 8-40 bytes at V = 10000, 50000
     full_a = 4 * ng_a * num_chunks <= V
     full_b = 4 * (ng_a * num_chunks + ng_b) <= V
     return block_r, ng_a, num_chunks, ng_b, ng_c, full_a, full_b, num_warps
@@ -211,12 +213,12 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V, logits.is_cuda)
                 block_e, E = 16, 0
             words = {}
-            if not fused and V <= _MAX_BLOCK_V:  # the row is held in registers, as word tiles
-                block_r, ng_a, _, ng_b, ng_c, full_a, full_b, num_warps = _word_config(
+            if not fused:  # word tiles; rows wider than _MAX_BLOCK_V in two passes
+                block_r, ng_a, num_chunks, ng_b, ng_c, full_a, full_b, num_warps = _word_config(
                     R, V, logits.is_cuda)
                 words = dict(WORDS=True, NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a,
-                             FULL_B=full_b)
-                block_v, num_chunks = 16, 1
+                             FULL_B=full_b, TWO_PASS=V > _MAX_BLOCK_V)
+                block_v = 16
             gumbel_st_bwd_kernel[(triton.cdiv(R, block_r),)](
                 logits, noise if noise is not None else logits, grad_y,
                 embedding if fused else logits, grad_logits,
