@@ -156,7 +156,7 @@ def gumbel_launches() -> list[dict]:
             for launch in _record(kern, run, name):
                 kw = launch["kw"]
                 w = kw.get("num_warps", 4)
-                if kw.get("NG_A") and (kw.get("WORDS") or "BLOCK_V" not in kw):
+                if kw.get("NG_A"):
                     # word tiles: rows x (Philox groups of the chunks) x warps
                     chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
                                       + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])

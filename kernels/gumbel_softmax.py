@@ -72,19 +72,26 @@ def _finite_or_zero(m):
 
 
 @triton.jit
+def _group_words(seed_lo, seed_hi, off_lo, off_hi, rows, groups,
+                 BLOCK_R: tl.constexpr, NG: tl.constexpr):
+    """The four Philox words [BLOCK_R, NG] of rows ``rows`` and groups ``groups``: counter
+    (row, group, off_lo, off_hi) under key (seed_lo, seed_hi); word w serves column 4 group + w."""
+    zero = tl.zeros([BLOCK_R, NG], dtype=tl.uint32)
+    return philox4x32(seed_lo.to(tl.uint32, bitcast=True), seed_hi.to(tl.uint32, bitcast=True),
+                      zero + rows[:, None].to(tl.uint32), zero + groups[None, :].to(tl.uint32),
+                      zero + off_lo.to(tl.uint32, bitcast=True),
+                      zero + off_hi.to(tl.uint32, bitcast=True))
+
+
+@triton.jit
 def _gumbel_tile(seed_lo, seed_hi, off_lo, off_hi, rows, col0,
                  BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr):
     """fp32 Gumbel noise [BLOCK_R, BLOCK_V] of rows `rows` [BLOCK_R] and columns col0 + [0, BLOCK_V).
 
     col0 is a multiple of 4 (a multiple of BLOCK_V >= 16).
     """
-    zero = tl.zeros([BLOCK_R, BLOCK_V // 4], dtype=tl.uint32)
-    c0 = zero + rows[:, None].to(tl.uint32)
-    c1 = zero + (col0 // 4 + tl.arange(0, BLOCK_V // 4))[None, :].to(tl.uint32)
-    c2 = zero + off_lo.to(tl.uint32, bitcast=True)
-    c3 = zero + off_hi.to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True),
-                                seed_hi.to(tl.uint32, bitcast=True), c0, c1, c2, c3)
+    r0, r1, r2, r3 = _group_words(seed_lo, seed_hi, off_lo, off_hi, rows,
+                                  col0 // 4 + tl.arange(0, BLOCK_V // 4), BLOCK_R, BLOCK_V // 4)
     bits = interleave4(r0, r1, r2, r3, BLOCK_R, BLOCK_V)  # column 4n + j: word j of group n
     return _gumbel_from_bits(bits)
 
@@ -100,6 +107,12 @@ def _ln_parts(y):
 
 
 @triton.jit
+def _ln_join(e, t, q):
+    """k ln 2 + t q, with e = k << 23 and q a fit of ln(1 + t) / t."""
+    return t * q + e.to(tl.float32) * 8.262958294867817e-08  # ln 2 / 2^23
+
+
+@triton.jit
 def _ln_poly(e, t):
     """k ln 2 + ln(1 + t) for t in [sqrt(1/2) - 1, sqrt(2) - 1] and e = k << 23: t q(t) with q a
     degree-7 least-squares fit of ln(1+t)/t there, |relative error| < 2e-7 in fp32."""
@@ -111,7 +124,7 @@ def _ln_poly(e, t):
     q = q * t + 0.33335113525390625
     q = q * t - 0.5000036358833313
     q = q * t + 0.9999999403953552
-    return t * q + e.to(tl.float32) * 8.262958294867817e-08  # ln 2 / 2^23
+    return _ln_join(e, t, q)
 
 
 @triton.jit
@@ -128,7 +141,7 @@ def _ln(y):
     q = q * t + 0.333146333694458
     q = q * t - 0.5000109672546387
     q = q * t + 1.0000009536743164
-    return t * q + e.to(tl.float32) * 8.262958294867817e-08  # ln 2 / 2^23
+    return _ln_join(e, t, q)
 
 
 @triton.jit
@@ -200,20 +213,25 @@ def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_h
 
 
 @triton.jit
+def _load_word(ptr, stride, rows64, cols, V, other, FULL: tl.constexpr):
+    """fp32 [len(rows64), len(cols)] of a row-major [R, V] tensor, ``other`` at columns >= V.
+
+    The rows are in bounds (the callers clamp them); FULL: so are the columns, no mask at all.
+    """
+    ptrs = ptr + rows64[:, None] * stride + cols[None, :]
+    if FULL:
+        return tl.load(ptrs).to(tl.float32)
+    else:
+        return tl.load(ptrs, mask=(cols < V)[None, :], other=other).to(tl.float32)
+
+
+@triton.jit
 def _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols, V, bits,
             HAS_NOISE: tl.constexpr, FULL: tl.constexpr):
-    """z = logits + g over the columns ``cols`` [NG] of the rows, fp32, -inf outside [0, V).
-
-    The rows are in bounds (the caller clamps them); FULL: so are the columns, no mask at all.
-    """
-    ptrs = rows64[:, None] * stride_l + cols[None, :]
-    if FULL:
-        x = tl.load(logits_ptr + ptrs).to(tl.float32)
-    else:
-        x = tl.load(logits_ptr + ptrs, mask=(cols < V)[None, :], other=float("-inf")).to(tl.float32)
+    """z = logits + g over the columns ``cols`` [NG] of the rows, fp32, -inf outside [0, V)."""
+    x = _load_word(logits_ptr, stride_l, rows64, cols, V, float("-inf"), FULL)
     if HAS_NOISE:
-        return x + tl.load(noise_ptr + rows64[:, None] * stride_n + cols[None, :],
-                           mask=(cols < V)[None, :], other=0.0).to(tl.float32)
+        return x + _load_word(noise_ptr, stride_n, rows64, cols, V, 0.0, FULL)
     else:
         return x + _gumbel_from_bits(bits)
 
@@ -236,13 +254,7 @@ def _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
     if HAS_NOISE:
         b0, b1, b2, b3 = 0, 0, 0, 0
     else:
-        zero = tl.zeros([BLOCK_R, NG], dtype=tl.uint32)
-        b0, b1, b2, b3 = philox4x32(seed_lo.to(tl.uint32, bitcast=True),
-                                    seed_hi.to(tl.uint32, bitcast=True),
-                                    zero + rows[:, None].to(tl.uint32),
-                                    zero + groups[None, :].to(tl.uint32),
-                                    zero + off_lo.to(tl.uint32, bitcast=True),
-                                    zero + off_hi.to(tl.uint32, bitcast=True))
+        b0, b1, b2, b3 = _group_words(seed_lo, seed_hi, off_lo, off_hi, rows, groups, BLOCK_R, NG)
     z0 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols, V, b0, HAS_NOISE, FULL)
     z1 = _word_z(logits_ptr, noise_ptr, stride_l, stride_n, rows64, cols + 1, V, b1, HAS_NOISE,
                  FULL)
@@ -364,33 +376,27 @@ def gumbel_st_fwd_kernel(
 
 @triton.jit
 def _grad_in_tile(gout_ptr, emb_ptr, stride_g, stride_emb, rows, row_ok, col0, V, E: tl.constexpr,
-                  FUSED_EMB: tl.constexpr, DOT_FP32: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                  DOT_FP32: tl.constexpr, DOT_PRECISION: tl.constexpr,
                   BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr):
-    """The incoming gradient w.r.t. the soft sample s over one tile, fp32 [BLOCK_R, BLOCK_V].
-
-    One-hot variant: grad_y itself. Embedding variant: grad_e [R, E] @ E^T, never materialised.
-    """
+    """The incoming gradient w.r.t. the soft sample s over one tile, fp32 [BLOCK_R, BLOCK_V], of
+    the embedding variant: grad_e [R, E] @ E^T, never materialised."""
     cols = col0 + tl.arange(0, BLOCK_V)
     col_ok = cols < V
     rows64 = rows.to(tl.int64)
-    if FUSED_EMB:
-        acc = tl.zeros([BLOCK_R, BLOCK_V], dtype=tl.float32)
-        for e0 in range(0, E, BLOCK_E):
-            es = e0 + tl.arange(0, BLOCK_E)
-            e_ok = es < E
-            ge = tl.load(gout_ptr + rows64[:, None] * stride_g + es[None, :],
-                         mask=row_ok[:, None] & e_ok[None, :], other=0.0)  # [BLOCK_R, BLOCK_E]
-            et = tl.load(emb_ptr + cols.to(tl.int64)[None, :] * stride_emb + es[:, None],
-                         mask=e_ok[:, None] & col_ok[None, :], other=0.0)  # [BLOCK_E, BLOCK_V]
-            if DOT_FP32:
-                # The interpreter's bf16 tl.dot returns garbage (triton 3.9); fp32 operands instead.
-                ge = ge.to(tl.float32)
-                et = et.to(tl.float32)
-            acc = tl.dot(ge, et, acc, input_precision=DOT_PRECISION)
-        return acc
-    else:
-        ptrs = gout_ptr + rows64[:, None] * stride_g + cols[None, :]
-        return tl.load(ptrs, mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
+    acc = tl.zeros([BLOCK_R, BLOCK_V], dtype=tl.float32)
+    for e0 in range(0, E, BLOCK_E):
+        es = e0 + tl.arange(0, BLOCK_E)
+        e_ok = es < E
+        ge = tl.load(gout_ptr + rows64[:, None] * stride_g + es[None, :],
+                     mask=row_ok[:, None] & e_ok[None, :], other=0.0)  # [BLOCK_R, BLOCK_E]
+        et = tl.load(emb_ptr + cols.to(tl.int64)[None, :] * stride_emb + es[:, None],
+                     mask=e_ok[:, None] & col_ok[None, :], other=0.0)  # [BLOCK_E, BLOCK_V]
+        if DOT_FP32:
+            # The interpreter's bf16 tl.dot returns garbage (triton 3.9); fp32 operands instead.
+            ge = ge.to(tl.float32)
+            et = et.to(tl.float32)
+        acc = tl.dot(ge, et, acc, input_precision=DOT_PRECISION)
+    return acc
 
 
 @triton.jit
@@ -401,30 +407,25 @@ def _max_words(z0, z1, z2, z3, m):
 
 @triton.jit
 def _exp_words(z0, z1, z2, z3, ref, scale):
-    """p = exp(beta (z - max)) of four word tiles (scale = beta log2 e), and their row sum."""
-    p0 = tl.exp2((z0 - ref[:, None]) * scale)
-    p1 = tl.exp2((z1 - ref[:, None]) * scale)
-    p2 = tl.exp2((z2 - ref[:, None]) * scale)
-    p3 = tl.exp2((z3 - ref[:, None]) * scale)
-    return p0, p1, p2, p3, tl.sum((p0 + p1) + (p2 + p3), axis=1)
+    """p = exp(beta (z - max)) of four word tiles (scale = beta log2 e)."""
+    return (tl.exp2((z0 - ref[:, None]) * scale), tl.exp2((z1 - ref[:, None]) * scale),
+            tl.exp2((z2 - ref[:, None]) * scale), tl.exp2((z3 - ref[:, None]) * scale))
+
+
+@triton.jit
+def _sum_words(p0, p1, p2, p3):
+    return tl.sum((p0 + p1) + (p2 + p3), axis=1)
 
 
 @triton.jit
 def _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL: tl.constexpr):
     """The incoming gradient at the four word columns ``cols + w``: four fp32 tiles (rows past R
     read row R - 1, unused)."""
-    ptrs = gout_ptr + tl.minimum(rows, R - 1).to(tl.int64)[:, None] * stride_g + cols[None, :]
-    if FULL:
-        g0 = tl.load(ptrs).to(tl.float32)
-        g1 = tl.load(ptrs + 1).to(tl.float32)
-        g2 = tl.load(ptrs + 2).to(tl.float32)
-        g3 = tl.load(ptrs + 3).to(tl.float32)
-    else:
-        g0 = tl.load(ptrs, mask=(cols < V)[None, :], other=0.0).to(tl.float32)
-        g1 = tl.load(ptrs + 1, mask=(cols + 1 < V)[None, :], other=0.0).to(tl.float32)
-        g2 = tl.load(ptrs + 2, mask=(cols + 2 < V)[None, :], other=0.0).to(tl.float32)
-        g3 = tl.load(ptrs + 3, mask=(cols + 3 < V)[None, :], other=0.0).to(tl.float32)
-    return g0, g1, g2, g3
+    rows64 = tl.minimum(rows, R - 1).to(tl.int64)
+    return (_load_word(gout_ptr, stride_g, rows64, cols, V, 0.0, FULL),
+            _load_word(gout_ptr, stride_g, rows64, cols + 1, V, 0.0, FULL),
+            _load_word(gout_ptr, stride_g, rows64, cols + 2, V, 0.0, FULL),
+            _load_word(gout_ptr, stride_g, rows64, cols + 3, V, 0.0, FULL))
 
 
 @triton.jit
@@ -459,9 +460,9 @@ def _online_words(logits_ptr, noise_ptr, gout_ptr, stride_l, stride_n, stride_g,
     new_m = _max_words(z0, z1, z2, z3, m)
     ref = _finite_or_zero(new_m)
     alpha = tl.exp2((m - ref) * scale)
-    p0, p1, p2, p3, sp = _exp_words(z0, z1, z2, z3, ref, scale)
+    p0, p1, p2, p3 = _exp_words(z0, z1, z2, z3, ref, scale)
     g0, g1, g2, g3 = _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL)
-    return new_m, lsum * alpha + sp, gsum * alpha + _dot_words(p0, p1, p2, p3, g0, g1, g2, g3)
+    return new_m, lsum * alpha + _sum_words(p0, p1, p2, p3), gsum * alpha + _dot_words(p0, p1, p2, p3, g0, g1, g2, g3)
 
 
 @triton.jit
@@ -472,7 +473,7 @@ def _write_words(logits_ptr, noise_ptr, gout_ptr, d_ptr, stride_l, stride_n, str
     """The second pass over groups n0 + [0, NG): noise regenerated, d written."""
     z0, z1, z2, z3, cols = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, n0,
                                     seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG, FULL)
-    p0, p1, p2, p3, _ = _exp_words(z0, z1, z2, z3, ref, scale)
+    p0, p1, p2, p3 = _exp_words(z0, z1, z2, z3, ref, scale)
     g0, g1, g2, g3 = _gin_words(gout_ptr, stride_g, rows, R, V, cols, FULL)
     _store_d_words(d_ptr, stride_d, rows64, row_ok, V, n0, p0, p1, p2, p3, g0, g1, g2, g3,
                    binv, dot, BLOCK_R, NG)
@@ -486,24 +487,24 @@ def gumbel_st_bwd_kernel(
     HAS_NOISE: tl.constexpr, FUSED_EMB: tl.constexpr, DOT_FP32: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
-    WORDS: tl.constexpr = False, NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
+    NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
     NG_C: tl.constexpr = 0, FULL_A: tl.constexpr = False, FULL_B: tl.constexpr = False,
     TWO_PASS: tl.constexpr = False,
 ):
     """dlogits = beta * s * (gin - <gin, s>), s = softmax(beta * (logits + g)) recomputed here.
 
     Grid (cdiv(R, BLOCK_R),). s is never stored: the noise is regenerated from (seed, offset).
-    WORDS (the one-hot gradient): word tiles over chunks of NG_A (NUM_CHUNKS of them), NG_B and
-    NG_C Philox groups, as in the forward; for V <= 4096 the whole row stays in registers, wider
-    rows (TWO_PASS) take an online max / normaliser / <gin, p> pass, then a second pass that
-    regenerates the noise and writes. Otherwise (the fused embedding gradient, whose E^T product
-    wants column order) [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS of them per row.
+    The one-hot gradient: word tiles over chunks of NG_A (NUM_CHUNKS of them), NG_B and NG_C
+    Philox groups, as in the forward; for V <= 4096 the whole row stays in registers, wider rows
+    (TWO_PASS) take an online max / normaliser / <gin, p> pass, then a second pass that
+    regenerates the noise and writes. FUSED_EMB (the embedding gradient, whose E^T product wants
+    column order): [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS of them per row.
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
     scale = beta * _LOG2E
-    if WORDS and TWO_PASS:
+    if not FUSED_EMB and TWO_PASS:
         m = tl.full([BLOCK_R], float("-inf"), tl.float32)
         lsum = tl.zeros([BLOCK_R], tl.float32)
         gsum = tl.zeros([BLOCK_R], tl.float32)
@@ -539,7 +540,7 @@ def gumbel_st_bwd_kernel(
                          stride_d, rows, rows64, row_ok, R, V, NUM_CHUNKS * NG_A + NG_B, seed_lo,
                          seed_hi, off_lo, off_hi, scale, ref, binv, dot, HAS_NOISE, BLOCK_R, NG_C,
                          False)
-    elif WORDS:
+    elif not FUSED_EMB:
         a0, a1, a2, a3, ca = _words_z(logits_ptr, noise_ptr, stride_l, stride_n, rows, R, V, 0,
                                       seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, NG_A,
                                       FULL_A)
@@ -556,17 +557,18 @@ def gumbel_st_bwd_kernel(
             m = _max_words(c0, c1, c2, c3, m)
         # beta * (z - zmax) rather than beta*z - max: no cancellation when beta*z is large.
         ref = _finite_or_zero(m)
-        a0, a1, a2, a3, lsum = _exp_words(a0, a1, a2, a3, ref, scale)
+        a0, a1, a2, a3 = _exp_words(a0, a1, a2, a3, ref, scale)
+        lsum = _sum_words(a0, a1, a2, a3)
         ga0, ga1, ga2, ga3 = _gin_words(gout_ptr, stride_g, rows, R, V, ca, FULL_A)
         dot = _dot_words(a0, a1, a2, a3, ga0, ga1, ga2, ga3)
         if NG_B > 0:
-            b0, b1, b2, b3, sb = _exp_words(b0, b1, b2, b3, ref, scale)
-            lsum += sb
+            b0, b1, b2, b3 = _exp_words(b0, b1, b2, b3, ref, scale)
+            lsum += _sum_words(b0, b1, b2, b3)
             gb0, gb1, gb2, gb3 = _gin_words(gout_ptr, stride_g, rows, R, V, cb, FULL_B)
             dot += _dot_words(b0, b1, b2, b3, gb0, gb1, gb2, gb3)
         if NG_C > 0:
-            c0, c1, c2, c3, sc = _exp_words(c0, c1, c2, c3, ref, scale)
-            lsum += sc
+            c0, c1, c2, c3 = _exp_words(c0, c1, c2, c3, ref, scale)
+            lsum += _sum_words(c0, c1, c2, c3)
             gc0, gc1, gc2, gc3 = _gin_words(gout_ptr, stride_g, rows, R, V, cc, False)
             dot += _dot_words(c0, c1, c2, c3, gc0, gc1, gc2, gc3)
         inv = 1.0 / tl.maximum(lsum, 1e-30)
@@ -581,7 +583,8 @@ def gumbel_st_bwd_kernel(
             _store_d_words(dlogits_ptr, stride_d, rows64, row_ok, V, NG_A + NG_B, c0, c1, c2, c3,
                            gc0, gc1, gc2, gc3, binv, dot, BLOCK_R, NG_C)
     elif NUM_CHUNKS == 1:
-        # The whole row stays in registers: one read of each input, one write.
+        # The whole row stays in registers: one read of each input (E: once per program), one
+        # write.
         z = _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, 0, V,
                     seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, BLOCK_V)
         zmax = _finite_or_zero(tl.max(z, axis=1))
@@ -589,7 +592,7 @@ def gumbel_st_bwd_kernel(
         p = tl.exp2((z - zmax[:, None]) * scale)
         s = p * (1.0 / tl.maximum(tl.sum(p, axis=1), 1e-30))[:, None]
         gin = _grad_in_tile(gout_ptr, emb_ptr, stride_g, stride_emb, rows, row_ok, 0, V, E,
-                            FUSED_EMB, DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
+                            DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
         dot = tl.sum(s * gin, axis=1)
         d = beta * s * (gin - dot[:, None])
         cols = tl.arange(0, BLOCK_V)
@@ -606,7 +609,7 @@ def gumbel_st_bwd_kernel(
             z = _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
                         seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, BLOCK_V)
             gin = _grad_in_tile(gout_ptr, emb_ptr, stride_g, stride_emb, rows, row_ok, col0, V, E,
-                                FUSED_EMB, DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
+                                DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
             new_max = tl.maximum(zmax, tl.max(z, axis=1))
             ref = _finite_or_zero(new_max)
             alpha = tl.exp2((zmax - ref) * scale)
@@ -623,7 +626,7 @@ def gumbel_st_bwd_kernel(
             z = _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
                         seed_lo, seed_hi, off_lo, off_hi, HAS_NOISE, BLOCK_R, BLOCK_V)
             gin = _grad_in_tile(gout_ptr, emb_ptr, stride_g, stride_emb, rows, row_ok, col0, V, E,
-                                FUSED_EMB, DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
+                                DOT_FP32, DOT_PRECISION, BLOCK_R, BLOCK_V, BLOCK_E)
             s = tl.exp2((z - zmax[:, None]) * scale) * inv[:, None]
             d = beta * s * (gin - dot[:, None])
             cols = col0 + tl.arange(0, BLOCK_V)

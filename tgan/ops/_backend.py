@@ -55,14 +55,21 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_BOUNDS_FIX_DECIDED: list = []  # set once the interpreter was checked (and patched if needed)
+
+
 def _interpreter_loop_bounds_fix() -> None:
     """Make the Triton interpreter take runtime loop bounds (``range(0, L, BN)``) with numpy >= 2.3.
 
     The interpreter holds kernel scalars as one-element arrays and triton 3.6's turns a loop bound
     into a Python int with ``int(array)``, which numpy 2.3 made an error for arrays of one
     dimension (later triton releases take the single element first). Applied only where the
-    interpreter still has that conversion; it converts the same values.
+    interpreter still has that conversion; it converts the same values. Decided once per process
+    (reading the interpreter's source is not a per-call cost).
     """
+    if _BOUNDS_FIX_DECIDED:
+        return
+    _BOUNDS_FIX_DECIDED.append(True)
     try:
         import inspect
 
@@ -70,7 +77,7 @@ def _interpreter_loop_bounds_fix() -> None:
     except Exception:  # no triton, or no interpreter in this release: nothing to fix
         return
     orig = getattr(interpreter, "_patch_lang_tensor", None)
-    if orig is None or getattr(orig, "_tgan_bounds_fix", False):
+    if orig is None:
         return
     try:
         needs = "int(self.handle.data)" in inspect.getsource(orig)
@@ -84,7 +91,6 @@ def _interpreter_loop_bounds_fix() -> None:
         scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0])
                        if self.handle.data.size == 1 else int(self.handle.data))
 
-    patched._tgan_bounds_fix = True
     interpreter._patch_lang_tensor = patched
 
 

@@ -197,6 +197,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
         grad_y = grad_y if grad_y.stride(-1) == 1 else grad_y.contiguous()
         grad_logits = torch.empty(R, V, dtype=logits.dtype, device=logits.device)
         if R > 0:
+            words = {}
             if fused:
                 # tl.dot needs >= 16 rows; a [16, 512] fp32 accumulator per program.
                 width = _MAX_BLOCK_V_EMB
@@ -209,16 +210,12 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 E = embedding.shape[1]
                 if grad_y.dtype != embedding.dtype:
                     grad_y = grad_y.to(embedding.dtype)
-            else:
-                block_r, block_v, num_chunks, num_warps = _config(R, V, _MAX_BLOCK_V, logits.is_cuda)
-                block_e, E = 16, 0
-            words = {}
-            if not fused:  # word tiles; rows wider than _MAX_BLOCK_V in two passes
+            else:  # word tiles; rows wider than _MAX_BLOCK_V in two passes
                 block_r, ng_a, num_chunks, ng_b, ng_c, full_a, full_b, num_warps = _word_config(
                     R, V, logits.is_cuda)
-                words = dict(WORDS=True, NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a,
-                             FULL_B=full_b, TWO_PASS=V > _MAX_BLOCK_V)
-                block_v = 16
+                words = dict(NG_A=ng_a, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a, FULL_B=full_b,
+                             TWO_PASS=V > _MAX_BLOCK_V)
+                block_v, block_e, E = 16, 16, 0  # unused by the word tiles
             gumbel_st_bwd_kernel[(triton.cdiv(R, block_r),)](
                 logits, noise if noise is not None else logits, grad_y,
                 embedding if fused else logits, grad_logits,
