@@ -486,13 +486,14 @@ def rel_attention_bwd_dr_kernel(
 @triton.jit(do_not_specialize=["T", "L", "seed_lo", "seed_hi", "drop_thr"])
 def rel_attention_dropout_mask_kernel(KEEP, T, L, seed_lo, seed_hi, drop_thr,
                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Grid (cdiv(T, BM), cdiv(L, BN), B*H): the keep mask the kernels draw, as int8 [B, H, T, L].
+    """Grid (B*H, cdiv(T, BM), cdiv(L, BN)): the keep mask the kernels draw, as int8 [B, H, T, L].
 
-    For tests and debugging: it lets a reference reproduce the kernels' dropout exactly.
+    For tests and debugging: it lets a reference reproduce the kernels' dropout exactly. B*H is
+    on grid axis 0, the one not capped at 65535.
     """
-    bh = tl.program_id(2)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_j = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, tl.program_id(1) * BLOCK_N, BLOCK_M, BLOCK_N)
+    bh = tl.program_id(0)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_j = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
+    keep = _keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, tl.program_id(2) * BLOCK_N, BLOCK_M, BLOCK_N)
     ptr = KEEP + (bh.to(tl.int64) * T + offs_m[:, None]) * L + offs_j[None, :]
     tl.store(ptr, keep.to(tl.int8), mask=(offs_m[:, None] < T) & (offs_j[None, :] < L))

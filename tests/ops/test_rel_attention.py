@@ -250,6 +250,12 @@ def test_kernels_mask_is_the_torch_philox_mask(triton_backend, seed):
     assert (other != ref).float().mean() > 0.3  # the high half of the seed matters
 
 
+def test_mask_beyond_the_grid_limit_is_a_clear_error(triton_backend):
+    T = 16 * 65535 + 1  # one query tile more than grid axis 1 holds (16-row tiles here)
+    with pytest.raises(ValueError, match=f"T={T}"):
+        triton_backend.rel_attention_dropout_mask(1, 1, T, 4, 0, 0.5, "cpu")
+
+
 def check_dropout_against_mask(triton_backend, monkeypatch, inputs, keep, p, seed):
     """Kernel with dropout vs the fp64 reference with F.dropout replaced by the mask ``keep``."""
     grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)

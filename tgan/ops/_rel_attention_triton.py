@@ -358,11 +358,14 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
 def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
                                device) -> torch.Tensor:
     """The keep mask the kernels draw for (seed, dropout_p), bool [B, H, T, L], for tests."""
-    keep = torch.empty((B, H, T, L), device=device, dtype=torch.int8)
     from tgan.kernels.rel_attention import rel_attention_dropout_mask_kernel
 
     bm = bn = 16 if interpret_mode() else 64
-    rel_attention_dropout_mask_kernel[(_cdiv(T, bm), _cdiv(L, bn), B * H)](
+    if max(_cdiv(T, bm), _cdiv(L, bn)) > _MAX_GRID_YZ:
+        raise ValueError(f"rel_attention_dropout_mask: T={T}, L={L} need more than {_MAX_GRID_YZ} "
+                         f"tiles of {bm} on a grid axis; draw the mask for fewer positions")
+    keep = torch.empty((B, H, T, L), device=device, dtype=torch.int8)
+    rel_attention_dropout_mask_kernel[(B * H, _cdiv(T, bm), _cdiv(L, bn))](
         keep, T, L, *_rng_args(seed, dropout_p), BLOCK_M=bm, BLOCK_N=bn
     )
     return keep.bool()
