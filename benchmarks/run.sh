@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The complete measurement run of a machine, in stages that each fit in ten minutes on a GPU:
+# The complete measurement run of a machine, in stages of at most ten minutes each on a GPU:
 #
 #   bash benchmarks/run.sh STAGE [STAGE ...]      STAGE: env tests gumbel attention system report
 #
@@ -7,7 +7,8 @@
 #   tests      build (if tgan is not importable), then `TRITON_INTERPRET=0 pytest -m gpu`: the
 #              compiled kernels and the CUDA cache against the references (skipped without CUDA),
 #              with TGAN_TRITON_CONFIG=default unless set: one config per kernel, no autotuning,
-#              so the compiles are bounded (about 40 rel_attention specializations x 1 config)
+#              so the compiles are bounded (about 40 rel_attention specializations x 1 config;
+#              55 s for the whole stage on the H200); stopped at $TESTS_TIMEOUT s (default 300)
 #   gumbel     benchmarks/bench_gumbel_softmax.py        -> $OUT/gumbel.json
 #   attention  benchmarks/bench_rel_attention.py         -> $OUT/attention.json
 #   system     bench_kv_cache, bench_rollout, bench_adversarial_step -> $OUT/system.json
@@ -19,12 +20,16 @@
 # (nvidia-smi, versions) in $OUT/env.txt. The package is built with
 # `pip install --no-build-isolation --no-deps -e .` when `import torch, tgan._C` fails (set
 # TGAN_RUN_NO_BUILD=1 to skip that). Extra pytest options: $BENCH_OPTS (default
-# `--benchmark-max-time=0.5`, keeping a GPU stage within its ten minutes).
+# `--benchmark-max-time=0.5`, keeping a GPU stage within its ten minutes). A benchmark stage still
+# running after $STAGE_TIMEOUT s (default 600) is stopped and counted as failed (exit 124), so no
+# stage runs past its limit; its log keeps what it measured until then.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 BENCH_OPTS=${BENCH_OPTS:---benchmark-max-time=0.5}
+STAGE_TIMEOUT=${STAGE_TIMEOUT:-600}
+TESTS_TIMEOUT=${TESTS_TIMEOUT:-300}
 export TRITON_INTERPRET=0
 status=0
 
@@ -68,10 +73,11 @@ bench() {  # bench NAME FILE...
     shift
     echo "== $name: pytest $* --benchmark-only (log: $OUT/$name.log)"
     # shellcheck disable=SC2086
-    pytest "$@" --benchmark-only --benchmark-json="$OUT/$name.json" $BENCH_OPTS \
-        -p no:cacheprovider -q > "$OUT/$name.log" 2>&1
+    timeout -k 10 "$STAGE_TIMEOUT" pytest "$@" --benchmark-only --benchmark-json="$OUT/$name.json" \
+        $BENCH_OPTS -p no:cacheprovider -q > "$OUT/$name.log" 2>&1
     local rc=$?
     tail -n 3 "$OUT/$name.log"
+    [ $rc -ne 124 ] || echo "$name: stopped at its limit of ${STAGE_TIMEOUT}s (STAGE_TIMEOUT)"
     [ $rc -eq 0 ] || status=$rc
 }
 
@@ -85,11 +91,12 @@ for stage in "$@"; do
         tests)
             # pinned tiles (one compile per kernel and specialization) unless the caller chose
             echo "== tests: TRITON_INTERPRET=0 pytest -m gpu (log: $OUT/tests.log)"
-            TGAN_TRITON_CONFIG=${TGAN_TRITON_CONFIG:-default} \
+            TGAN_TRITON_CONFIG=${TGAN_TRITON_CONFIG:-default} timeout -k 10 "$TESTS_TIMEOUT" \
                 pytest -m gpu -v -p no:cacheprovider > "$OUT/tests.log" 2>&1
             rc=$?
             grep -E "FAILED|ERROR" "$OUT/tests.log" | head -n 20
             tail -n 1 "$OUT/tests.log"
+            [ $rc -ne 124 ] || echo "tests: stopped at their limit of ${TESTS_TIMEOUT}s (TESTS_TIMEOUT)"
             # exit 5: nothing selected (no CUDA: every gpu test is skipped, which is not a failure)
             [ $rc -eq 0 ] || [ $rc -eq 5 ] || status=$rc
             ;;
