@@ -32,7 +32,12 @@ that triton's JIT cache would compile for a rollout whose context grows by one t
 And, for the benchmark shapes, an ESTIMATE (a model, not a measurement) of the time against the
 op's floor: warp-instructions issued (1 per cycle per scheduler, 4 schedulers per SM, MUFU at a
 quarter rate) over the grid, against the bytes the op must move at the copy bandwidth measured on
-an H200 (3.29 TB/s, benchmarks/RESULTS.md). It needs triton with the NVIDIA backend (its wheel
+an H200 for that tensor (`COPY_BW`: 3.0-3.7 TB/s, benchmarks/RESULTS.md).
+
+Launches that bind like an earlier one (same specialization and constexprs: the lengths, row
+counts and seeds are not specialised on) run the same binary; it is compiled once and the row
+lists those cases ("same binary"), e.g. the benchmark's T = 128 and 2048 under T = 512, and its
+R = 64 and 4096 under R = 131072. Estimates are for the row's own case. It needs triton with the NVIDIA backend (its wheel
 ships ptxas and cuobjdump); TRITON_INTERPRET must not be 1 (the script clears it for itself).
 """
 from __future__ import annotations
@@ -50,7 +55,12 @@ os.environ["TRITON_INTERPRET"] = "0"  # before triton is imported: compile, do n
 
 import torch  # noqa: E402
 
-H200_SMS, H200_CLOCK, COPY_BW = 132, 1.98e9, 3.29e12  # SMs, max SM clock (nvidia-smi), measured copy_
+H200_SMS, H200_CLOCK = 132, 1.98e9  # SMs, max SM clock (nvidia-smi)
+# copy_ bandwidth on the [131072, V] tensor itself, measured on the H200 (benchmarks/RESULTS.md,
+# bench_gumbel_softmax.py::test_copy_bandwidth); shapes it did not measure take the bf16 V = 390 one
+COPY_BW = {("bfloat16", 310): 2.996e12, ("bfloat16", 390): 3.294e12,
+           ("float32", 310): 3.493e12, ("float32", 390): 3.657e12}
+COPY_BW_OTHER = 3.294e12
 
 
 # ------------------------------------------------------------------------------------ recording
@@ -95,6 +105,8 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
     impl._dr_splits = lambda B, H, L, device: max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
     cases = [  # name, B, T, M, H, D, dropout, backward
         ("bench T=M=512 H=8 D=64", 32, 512, 512, 8, 64, 0.0, True),
+        ("bench T=M=128 H=8 D=64", 128, 128, 128, 8, 64, 0.0, True),
+        ("bench T=M=2048 H=8 D=64", 8, 2048, 2048, 8, 64, 0.0, True),
         ("paper T=128 M=1024 H=10 D=50 dropout", 4, 128, 1024, 10, 50, 0.1, True),
         ("decode T=1 M=1024 H=10 D=50", 8, 1, 1024, 10, 50, 0.0, False),
         ("rollout T=1 M=1024 H=10 D=50 dropout", 8, 1, 1024, 10, 50, 0.1, True),
@@ -116,6 +128,8 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
                 if bwd:
                     impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse,
                                            D ** -0.5, p, 1234)
+                if p:  # the keep mask the tests compare the kernels' dropout with
+                    impl.rel_attention_dropout_mask(B, H, T, L, 1234, p, q.device)
             for launch in _record(kern, run, name):
                 launch["config"] = config
                 launch["shape"] = dict(B=B, T=T, M=M, H=H, D=D)
@@ -125,8 +139,10 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
 
 
 def gumbel_launches() -> list[dict]:
-    """Launches of the Gumbel kernels on CUDA-sized tiles: R = 131072, V = 310 / 390 (the
-    event vocabularies), and R = 8192, V = 5000 (a row wider than one tile: the chunked paths)."""
+    """Launches of the Gumbel kernels on CUDA-sized tiles: R = 131072 (and the benchmark's 64 and
+    4096), V = 310 / 390 (the event vocabularies), and R = 8192, V = 5000 (a row wider than one
+    tile: the chunked paths); for bf16 also the embedding variants (4096 rows, E = 500) and top-k /
+    top-p sampling (64 rows); the noise kernel at each shape, the bits-to-noise map on 4096 words."""
     from tgan.kernels import gumbel_softmax as kern
     from tgan.ops import gumbel_softmax as ops
 
@@ -138,33 +154,44 @@ def gumbel_launches() -> list[dict]:
     cases = [(131072, 310, dt) for dt in (torch.bfloat16, torch.float32)]
     cases += [(131072, 390, dt) for dt in (torch.bfloat16, torch.float32)]
     cases += [(8192, 5000, torch.bfloat16)]
+    cases += [(R, 390, torch.bfloat16) for R in (64, 4096)]  # the benchmark's other row counts
     try:
         for R, V, dtype in sorted(cases, key=lambda c: (str(c[2]) != "torch.bfloat16", c[1])):
             x = torch.randn(R, V, dtype=dtype)
             emb = torch.randn(V, 500, dtype=dtype)
-            name = f"R={R} V={V} {str(dtype).replace('torch.', '')}"
-
-            def run():
-                ops.gumbel_softmax_fwd(x, None, 7, 0)
-                ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, 7, 0, 2.0)
-                if dtype == torch.bfloat16:
-                    ops.gumbel_softmax_fwd(x[:4096], None, 7, 0, embedding=emb)
-                    ops.gumbel_softmax_bwd(torch.randn(4096, 500, dtype=dtype), x[:4096], None,
+            dt = str(dtype).replace("torch.", "")
+            n_emb, n_sample = min(R, 4096), min(R, 64)
+            runs = [(f"R={R} V={V} {dt}", lambda: (
+                ops.gumbel_softmax_fwd(x, None, 7, 0),
+                ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, 7, 0, 2.0),
+                ops.gumbel_noise_fwd(R, V, 7, 0, x.device)))]  # the noise the tests compare with
+            if dtype == torch.bfloat16:
+                runs.append((f"R={n_emb} V={V} {dt} E=500", lambda: (
+                    ops.gumbel_softmax_fwd(x[:n_emb], None, 7, 0, embedding=emb),
+                    ops.gumbel_softmax_bwd(torch.randn(n_emb, 500, dtype=dtype), x[:n_emb], None,
                                            7, 0, 2.0, embedding=emb,
-                                           index=torch.zeros(4096, dtype=torch.long))
-                    ops.sample_logits_fwd(x[:64], None, 7, 0, 0.95, 32, 1.0)
-            for launch in _record(kern, run, name):
-                kw = launch["kw"]
-                w = kw.get("num_warps", 4)
-                if kw.get("NG_A"):
-                    # word tiles: rows x (Philox groups of the chunks) x warps
-                    chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
-                                      + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])
-                    launch["config"] = f"{kw['BLOCK_R']}x({chunks})gx{w}"
-                else:
-                    launch["config"] = f"{kw.get('BLOCK_R')}x{kw.get('BLOCK_V')}x{w}"
-                launch["shape"] = dict(R=launch["args"][5], V=V, dtype=str(dtype))
-                out.append(launch)
+                                           index=torch.zeros(n_emb, dtype=torch.long)))))
+                runs.append((f"R={n_sample} V={V} {dt} top-k/p",
+                             lambda: ops.sample_logits_fwd(x[:n_sample], None, 7, 0, 0.95, 32, 1.0)))
+            runs.append(("N=4096 words", lambda: ops.gumbel_from_bits(
+                torch.zeros(4096, dtype=torch.int32))))
+            for name, run in runs:
+                for launch in _record(kern, run, name):
+                    kw = launch["kw"]
+                    w = kw.get("num_warps", 4)
+                    if kw.get("NG_A"):
+                        # word tiles: rows x (Philox groups of the chunks) x warps
+                        chunks = "+".join([str(kw["NG_A"])] * kw["NUM_CHUNKS"]
+                                          + [str(kw[k]) for k in ("NG_B", "NG_C") if kw[k]])
+                        launch["config"] = f"{kw['BLOCK_R']}x({chunks})gx{w}"
+                    elif "BLOCK_R" in kw:
+                        launch["config"] = f"{kw['BLOCK_R']}x{kw['BLOCK_V']}x{w}"
+                    else:
+                        launch["config"] = f"{kw['BLOCK']}x{w}"
+                    if kw.get("OUT_EMB") or kw.get("FUSED_EMB"):  # the embedding variants
+                        launch["config"] += " emb"
+                    launch["shape"] = dict(R=R, V=V, dtype=dt)
+                    out.append(launch)
     finally:
         ops._config, ops._word_config, ops._interpreted = config, word_config, interpreted
     return out
@@ -345,7 +372,7 @@ def estimate(launch: dict, m: dict) -> dict:
         programs *= g
     per_warp = m["instructions"] + 7 * m["mufu"]  # MUFU: 8 issue cycles for a warp (16 lanes/clk/SM)
     est = {}
-    if name.startswith("rel_attention") and m["loop_instructions"]:
+    if name in _LOOP_PRODUCTS and m["loop_instructions"]:
         s = launch["shape"]
         bm, bn = launch["kw"]["BLOCK_M"], launch["kw"]["BLOCK_N"]
         T, M = s["T"], s["M"]
@@ -366,10 +393,13 @@ def estimate(launch: dict, m: dict) -> dict:
     if name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel") and not launch["kw"].get("OUT_EMB") \
             and not launch["kw"].get("FUSED_EMB"):
         R, V = launch["args"][5], launch["args"][6]
-        elem = 2 if "bfloat16" in launch["shape"]["dtype"] else 4
+        dtype = launch["shape"]["dtype"].replace("torch.", "")
+        elem = 2 if dtype == "bfloat16" else 4
         nbytes = (2 * R * V * elem + 8 * R) if "fwd" in name else 3 * R * V * elem
-        est["floor_us"] = round(nbytes / COPY_BW * 1e6, 1)
-        est["est_over_floor"] = round(est["est_issue_us"] / est["floor_us"], 2)
+        bw = COPY_BW.get((dtype, V), COPY_BW_OTHER) if R == 131072 else COPY_BW_OTHER
+        floor_us = nbytes / bw * 1e6
+        est["floor_us"] = round(floor_us, 1)
+        est["est_over_floor"] = round(cycles / H200_CLOCK * 1e6 / floor_us, 2)
     return est
 
 
@@ -380,8 +410,8 @@ def _use(kernel: str, cfg: str, launch: dict) -> str:
     """How the launcher uses this config: "default" (pinned), "autotune" (may pick it), "no"."""
     from tgan.ops import _rel_attention_triton as impl
 
-    if not kernel.startswith("rel_attention"):
-        return "default"  # the Gumbel launchers have one config per shape
+    if kernel not in impl._DEFAULT_CONFIGS:
+        return "default"  # the Gumbel launchers and the mask kernel: one config per shape
     tiles = tuple(int(x) for x in cfg.split("x"))
     decode = launch["shape"]["T"] <= 16
     default = (impl._DECODE_DEFAULTS if decode else impl._DEFAULT_CONFIGS)[kernel]
@@ -398,21 +428,45 @@ def run(arch: int, default_only: bool) -> list[dict]:
         configs = ["default"]
     else:
         configs = [f"{bm}x{bn}x{w}" for bm, bn, w in impl._CONFIGS + impl._DECODE_CONFIGS]
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+
+    backend = make_backend(GPUTarget("cuda", arch, 32))
     launches = rel_attention_launches(configs) + gumbel_launches()
-    rows, seen = [], set()
+    rows, binaries = [], {}
     for launch in launches:
         kw = launch["kw"]
+        name = launch["fn"].__name__
         cfg = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw.get('num_warps', 4)}" if "BLOCK_M" in kw
                else launch["config"])
-        key = (launch["fn"].__name__, cfg, launch["case"])
-        if key in seen:
+        # what triton's cache compiles on: a launch that binds like an earlier one (the lengths,
+        # row counts and seeds are not specialised on) runs that binary, so it is not compiled
+        # again; its case is listed under the row that was
+        _, specialization, _ = _bind(launch, backend)
+        key = (name, repr(specialization), repr(sorted(kw.items())))
+        if key in binaries:
+            row = binaries[key]
+            if launch["case"] != row["case"] and launch["case"] not in row["same_binary"]:
+                row["same_binary"].append(launch["case"])
             continue
-        seen.add(key)
-        print(f"compiling {key[0]} [{cfg}] ({launch['case']})", file=sys.stderr, flush=True)
+        print(f"compiling {name} [{cfg}] ({launch['case']})", file=sys.stderr, flush=True)
         m = measure(compile_launch(launch, arch), arch)
-        rows.append({"kernel": key[0], "config": cfg, "case": launch["case"], "arch": f"sm_{arch}",
-                     "use": _use(key[0], cfg, launch), **m, **estimate(launch, m)})
+        binaries[key] = row = {"kernel": name, "config": cfg, "case": launch["case"],
+                               "same_binary": [], "arch": f"sm_{arch}",
+                               "use": _use(name, cfg, launch), **m, **estimate(launch, m)}
+        rows.append(row)
     return rows
+
+
+def _case_cell(row: dict) -> str:
+    """The row's case, and the cases that run the same binary (their lengths differ, nothing the
+    compiler sees): "bench T=M=512 H=8 D=64 (same binary: T=M=128, T=M=2048)"."""
+    if not row["same_binary"]:
+        return row["case"]
+    first = row["case"].split()
+    others = [" ".join(w for w, f in zip(c.split(), first + [""] * len(c.split())) if w != f)
+              or c for c in row["same_binary"]]
+    return f"{row['case']} (same binary: {', '.join(others)})"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -426,7 +480,7 @@ def markdown(rows: list[dict]) -> str:
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(str(x) for x in (
-            r["kernel"], r["config"], r["use"], r["case"], r["registers"], r["spill_bytes"],
+            r["kernel"], r["config"], r["use"], _case_cell(r), r["registers"], r["spill_bytes"],
             r["stack_bytes"],
             r["shared_bytes"], r["instructions"], r["loop_instructions"], r["mufu"],
             f"{r['wgmma']} / {r['mma']}",

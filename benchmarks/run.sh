@@ -8,7 +8,8 @@
 #              compiled kernels and the CUDA cache against the references (skipped without CUDA),
 #              with TGAN_TRITON_CONFIG=default unless set: one config per kernel, no autotuning,
 #              so the compiles are bounded (about 40 rel_attention specializations x 1 config;
-#              55 s for the whole stage on the H200); stopped at $TESTS_TIMEOUT s (default 300)
+#              55 s on the H200 with the build, in gpu_session.sh's three parallel processes);
+#              stopped at $TESTS_TIMEOUT s (default 300)
 #   gumbel     benchmarks/bench_gumbel_softmax.py        -> $OUT/gumbel.json
 #   attention  benchmarks/bench_rel_attention.py         -> $OUT/attention.json
 #   system     bench_kv_cache, bench_rollout, bench_adversarial_step -> $OUT/system.json
