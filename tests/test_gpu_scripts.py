@@ -33,7 +33,9 @@ def test_gpu_session_shards_cover_every_gpu_test_once():
 
 
 def _run_sh(tmp_path, **env):
-    env = dict(os.environ, OUT=str(tmp_path), TGAN_RUN_NO_BUILD="1", **env)
+    # the script calls `pytest` and `python`: this interpreter's, as an activated environment would
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, OUT=str(tmp_path), TGAN_RUN_NO_BUILD="1", PATH=path, **env)
     return subprocess.run(["bash", str(ROOT / "benchmarks" / "run.sh"), "tests"], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=300)
 
