@@ -277,7 +277,7 @@ def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, off
 
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dkdv_kernel(
-    Q, K, V, R, U, VB, DO, LSE, DELTA, DK, DV, DU_PART,
+    QU, QV, K, V, R, DO, LSE, DELTA, DK, DV, DU_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
@@ -286,7 +286,9 @@ def rel_attention_bwd_dkdv_kernel(
 ):
     """Grid (cdiv(L, BN), B*H): one key tile, loop over the query tiles that see it.
 
-    DK, DV are contiguous [B, L, H, D] in k's dtype. With query tiles of 32 rows or more, DU_PART
+    QU, QV are q + u and q + vb in q's dtype (the launcher's, with the strides sq*), so that the
+    loop loads its two product inputs instead of forming them from q each iteration. DK, DV are
+    contiguous [B, L, H, D] in k's dtype. With query tiles of 32 rows or more, DU_PART
     is fp32 [B, cdiv(L, BN), H, D]: this tile's sum_j (sum_i dS_ij)·K_j, the content part of dq
     summed over queries (du / scale), so that the dq pass keeps one accumulator, not two
     (16-row tiles leave du to the dq pass: the dS sums made dk/dv spill there).
@@ -311,7 +313,8 @@ def rel_attention_bwd_dkdv_kernel(
     i_start = (tl.maximum(j0 - M, 0) // BLOCK_M) * BLOCK_M
     for i0 in range(i_start, T, BLOCK_M):
         offs_m = i0 + offs_mm
-        qu, qv = _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T)
+        qu = _load_rows(QU + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
+        qv = _load_rows(QV + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
         do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
         lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
@@ -417,7 +420,7 @@ def rel_attention_bwd_dq_kernel(
 
 @triton.jit(do_not_specialize=_VARYING + ["B", "b_per_split"])
 def rel_attention_bwd_dr_kernel(
-    Q, K, V, R, U, VB, DO, LSE, DELTA, DR_PART,
+    QU, QV, K, V, R, DO, LSE, DELTA, DR_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     B, H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET,
@@ -432,6 +435,7 @@ def rel_attention_bwd_dr_kernel(
     jmin = M+i0-d0-(BN-1), and key j of row a is window row a - c + BN - 1, the same skew as the
     forward's with the roles of keys and distances swapped.
     DR_PART is fp32 [splits, L, H, D]; split s sums batches [s*b_per_split, (s+1)*b_per_split).
+    QU, QV: q + u and q + vb, as in the dk/dv pass.
     """
     pid_d = tl.program_id(0)
     h = tl.program_id(1)
@@ -456,7 +460,8 @@ def rel_attention_bwd_dr_kernel(
         do_base = b64 * sdob + h * sdoh
         for i0 in range(i_start, T, BLOCK_M):
             offs_m = i0 + offs_mm
-            qu, qv = _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T)
+            qu = _load_rows(QU + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
+            qv = _load_rows(QV + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
             do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
             lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
             delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)

@@ -72,12 +72,14 @@ _KERNEL_CONFIGS = {
     "rel_attention_bwd_dr_kernel": ((32, 32, 8),),
 }
 # T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills at
-# 16 x 64 x 4, 16 x 32 x 4 and 16 x 64 x 8; 16 x 16 x 8 and 16 x 32 x 8 do not
+# 16 x 64 x 4, 16 x 32 x 4 and 16 x 64 x 8 under triton 3.6 (the last two not under 3.9);
+# 16 x 32 x 8 and 16 x 16 x 8 do not, and 16 x 32 x 8 comes first (the default): its 8 warps
+# duplicate 1.17x of the tile's MMA work, 16 x 16 x 8's 2.17x, and it models about 25% faster
 _KERNEL_DECODE_CONFIGS = {
     "rel_attention_fwd_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
     "rel_attention_bwd_dkdv_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
     "rel_attention_bwd_dq_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
-    "rel_attention_bwd_dr_kernel": ((16, 16, 8), (16, 32, 8)),
+    "rel_attention_bwd_dr_kernel": ((16, 32, 8), (16, 16, 8)),
 }
 
 # TGAN_TRITON_CONFIG=default. Measured on an H200 on 2026-11-29 (triton 3.6, bf16, T = M = 512,
@@ -296,7 +298,8 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
     the backward's work, is skipped). Three passes: dk/dv (+ du's partial sums, for query tiles of
     32+ rows) per key tile, dq (+ partial sums of dq, or of du and dvb for 16-row tiles) per query
-    tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+    tile, dr per distance tile (see ``tgan.kernels.rel_attention``). Working memory beyond the
+    gradients: q + u and q + vb in q's dtype (2x q), fp32 partial sums and dr's batch splits.
     """
     B, T, H, D = q.shape
     L = k.shape[1]
@@ -307,8 +310,11 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
     scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
                dropout_p, *_buckets(T, L)]
-    strides = _strides(q, k, v, r, do)
-    inputs = [q, k, v, r, u, vb, do, lse, delta]
+    # the passes that loop over query tiles (dk/dv, dr) read q + u and q + vb, formed once here
+    # (rounded to q's dtype as the kernels' own tiles are) instead of in every iteration: 2x q's
+    # size of extra memory for the backward's duration
+    qu = (q + u).to(q.dtype).contiguous()
+    qv = (q + vb).to(q.dtype).contiguous()
 
     dk = torch.empty((B, L, H, D), device=q.device, dtype=k.dtype)
     dv = torch.empty((B, L, H, D), device=q.device, dtype=v.dtype)
@@ -326,13 +332,15 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
         du_part, dvb_part = dq_part, torch.zeros_like(dq_part)  # dk/dv writes no DU_PART
     for b0, b1 in _batch_chunks(B, H):
         n, c = b1 - b0, slice(b0, b1)
-        ins = [q[c], k[c], v[c], r, u, vb, do[c], lse[c], delta[c]]
-        st = _strides(q[c], k[c], v[c], r, do[c])
+        rest = [k[c], v[c], r]
+        tail = [do[c], lse[c], delta[c]]
+        st = _strides(k[c], v[c], r, do[c])
         _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), n * H),
-                [*ins, dk[c], dv[c], du_part[c], *st, *scalars, b0 * H], T, D, meta,
-                reset=("DU_PART",) if du_in_dkdv else ())
+                [qu[c], qv[c], *rest, *tail, dk[c], dv[c], du_part[c], *_strides(qu[c]), *st,
+                 *scalars, b0 * H], T, D, meta, reset=("DU_PART",) if du_in_dkdv else ())
         _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), n * H),
-                [*ins, dq[c], dq_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
+                [q[c], *rest, u, vb, *tail, dq[c], dq_part[c], dvb_part[c], *_strides(q[c]), *st,
+                 *scalars, b0 * H], T, D, meta,
                 reset=("DQ_PART",) if du_in_dkdv else ("DQ_PART", "DVB_PART"))
     # dq = scale·(dS·K + dS_window·R): its content part summed over queries is du (q + u feeds
     # the content scores), the relative part dvb
@@ -350,7 +358,8 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
         splits = _cdiv(B, per)
         dr_part = torch.empty((splits, L, H, D), device=q.device, dtype=torch.float32)
         _launch("rel_attention_bwd_dr_kernel", lambda bm, bn: (_cdiv(L, bn), H, splits),
-                [*inputs, dr_part, *strides, B, *scalars, per], T, D, meta)
+                [qu, qv, k, v, r, do, lse, delta, dr_part, *_strides(qu, k, v, r, do), B,
+                 *scalars, per], T, D, meta)
         dr = r.new_zeros(r.shape)
         dr[:L] = dr_part.sum(0).to(r.dtype)  # rows >= M+T are no distance of any pair
     return dq, dk, dv, dr, du, dvb
