@@ -248,3 +248,56 @@ def test_rel_attention(benchmark, provider, T, mode):
         if seconds:
             info[key.replace("flops", "tflops")] = flops / seconds / 1e12
     benchmark.extra_info.update(info)
+
+
+HEAD_PAD_SHAPE = (4, 128, 1024, 10, 50)  # B, T, M, H, D: the paper preset's segment and memory
+HEAD_PAD_DTYPE = torch.bfloat16
+
+
+@pytest.mark.parametrize("path", ["padded", "unpadded"])
+def test_backward_head_padding(benchmark, path):
+    """The kernels' backward at the paper's head size (D = 50, a 128-token segment over 1024 of
+    memory, dropout 0.1, bf16): as `rel_attention` runs it, with the inputs padded to 64 columns
+    and the gradients cut back ("padded"), against the kernels on the 100-byte rows themselves
+    ("unpadded"). Side by side in one process; the ratio decides whether the padding pays."""
+    if not CUDA:
+        pytest.skip("the Triton kernels' backward needs a CUDA device")
+    from tgan.ops import _rel_attention_triton as impl
+
+    (B, T, M, Hp, Dp), p, seed = HEAD_PAD_SHAPE, 0.1, 1234
+    L = M + T
+    q = torch.randn(B, T, Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE)
+    k, v = (torch.randn(B, L, Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE) for _ in range(2))
+    r = torch.randn(L, Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE)
+    u, vb = (torch.randn(Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE) for _ in range(2))
+    o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, Dp ** -0.5, p, seed)
+    do = torch.randn_like(o)
+
+    if path == "padded":
+        def run():
+            out = impl.rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, Dp ** -0.5, p, seed)
+            _sync()
+            return out
+    else:
+        delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()
+
+        def run():
+            out = impl._bwd(do, q, k, v, r, u, vb, lse, delta, Dp ** -0.5, p, seed, True)
+            _sync()
+            return out
+
+    reference = impl._bwd(do, q, k, v, r, u, vb, lse,
+                          (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous(),
+                          Dp ** -0.5, p, seed, True)
+    for got, want in zip(run(), reference):  # padding must not change a gradient
+        assert _relative_error(got, want) < 1e-2
+    del reference
+    if CUDA:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    benchmark(run)
+    benchmark.extra_info.update({
+        "provider": path, "device": _device_name(), "torch": torch.__version__, "B": B, "T": T,
+        "M": M, "H": Hp, "D": Dp, "dropout": p})
+    if CUDA:
+        benchmark.extra_info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()

@@ -355,7 +355,7 @@ def rel_attention_bwd_dkdv_kernel(
 
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dq_kernel(
-    Q, K, V, R, U, VB, DO, LSE, DELTA, DQ, DQ_PART, DVB_PART,
+    QU, QV, K, V, R, DO, LSE, DELTA, DQ, DQ_PART, DVB_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
@@ -364,7 +364,7 @@ def rel_attention_bwd_dq_kernel(
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
-    DQ is contiguous [B, T, H, D] in q's dtype. DQ_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
+    QU, QV: q + u and q + vb, as in the dk/dv pass. DQ is contiguous [B, T, H, D] in q's dtype. DQ_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
     with query tiles of 32 rows or more, DQ_PART is this tile's dq summed over its queries
     (du + dvb; the launcher takes du from the dk/dv pass's DU_PART, so one [BM, BD] accumulator
     serves both parts of dq) and DVB_PART is unused; with 16-row tiles they are the sums of the
@@ -381,8 +381,9 @@ def rel_attention_bwd_dq_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     k_base = b.to(tl.int64) * skb + h * skh
     v_base = b.to(tl.int64) * svb + h * svh
-    qu, qv = _load_query_tile(Q, U, VB, b.to(tl.int64) * sqb + h * sqh, sqt, sqd, h, D,
-                              offs_m, offs_d, T)
+    q_base = b.to(tl.int64) * sqb + h * sqh
+    qu = _load_rows(QU + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
+    qv = _load_rows(QV + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
     do = _load_rows(DO + b.to(tl.int64) * sdob + h * sdoh, offs_m, sdot, offs_m < T, offs_d,
                     sdod, D)
     lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)

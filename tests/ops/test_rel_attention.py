@@ -138,6 +138,26 @@ def test_pinned_config_sets_the_tiles_of_every_kernel(triton_backend, monkeypatc
     assert seen == {name: (16, 64) for name in triton_backend._DEFAULT_CONFIGS}
 
 
+@pytest.mark.parametrize("T,D,launched", [(40, 50, 64), (17, 10, 16), (1, 50, 50), (16, 50, 50),
+                                         (40, 32, 32)])
+def test_backward_of_segments_runs_at_a_padded_head_size(triton_backend, monkeypatch, T, D,
+                                                         launched):
+    # rows of D = 50 are 100 bytes, loaded element by element: segments (T > 16) run the backward
+    # padded to BLOCK_D, one-token steps keep their rows, powers of two need no padding
+    seen = []
+    launch = triton_backend._launch
+
+    def record(name, grid, args, T_, D_, meta, reset=()):
+        seen.append((name, D_))
+        return launch(name, grid, args, T_, D_, meta, reset)
+
+    monkeypatch.setattr(triton_backend, "_launch", record)
+    grads = check_kernel(make_inputs(2, T, 5, 2, D))
+    assert {d for name, d in seen if "_bwd_" in name} == {launched}
+    assert {d for name, d in seen if "_fwd_" in name} == {D}
+    assert all(g.is_contiguous() and g.shape[-1] == D for g in grads)
+
+
 def test_config_modes_and_bad_values(triton_backend, monkeypatch):
     monkeypatch.delenv("TGAN_TRITON_CONFIG", raising=False)
     for name, cfgs in triton_backend._KERNEL_CONFIGS.items():

@@ -9,10 +9,12 @@ Tiles: BLOCK_M queries x BLOCK_N keys (or distances, in the dr pass) with BLOCK_
 the relative window of a tile pair (BLOCK_M + BLOCK_N - 1 rows of r) fits in 2*BLOCK_N rows. On a
 GPU the autotuner picks each kernel's tiles and warps from its own list in `_KERNEL_CONFIGS`
 (`_KERNEL_DECODE_CONFIGS` when T <= 16: a query tile is at least 16 rows, the smallest tl.dot). The
-lists hold only configs that compile without spills for sm_90 with triton 3.9 at both of
-`benchmarks/compile_report.py`'s shapes (bf16; D = 64, and the paper's D = 50 with dropout):
-64 x 64 tiles make every backward pass spill, 32 x 64 x 4 spills in the forward at D = 50 and in
-every backward pass, 32 x 64 x 8 spills in dk/dv and dr at D = 50, 32 x 32 x 4 in dr; only
+lists hold only configs that compile without spills for sm_90 with triton 3.9 and 3.6 at all of
+`benchmarks/compile_report.py`'s shapes (bf16; D = 64, and the paper's D = 50 with dropout,
+which the backward runs padded to 64 for segments, see `rel_attention_bwd`): 64 x 64 tiles make
+every backward pass spill, 32 x 64 x 4 spills in the forward at D = 50 and in every backward
+pass, 32 x 64 x 8 spills in dr and, under 3.6, in dq with dropout (in dk/dv it issues 1.33x
+the MMA work its tile needs), 32 x 32 x 4 spills in dr; only
 32 x 32 x 8 is spill-free in all four kernels, but its 8 warps on 32 x 32 tiles issue 1.2-1.7x
 the MMA work a tile needs, so dk/dv and dq run 32 x 32 x 4 by default (benchmarks/RESULTS.md,
 "Compiled code"). fp32 products in "ieee" precision (see
@@ -23,7 +25,7 @@ Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cos
 operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
 
 ``TGAN_TRITON_CONFIG`` pins the tiles instead of autotuning (each autotuned key compiles every
-config of a kernel's list: 4 + 2 + 3 + 1 compiles per dtype/D/dropout combination):
+config of a kernel's list: 4 + 2 + 2 + 1 compiles per dtype/D/dropout combination):
   - ``autotune`` (default): time every config of `_configs(T, name)` once per key, keep the fastest;
   - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULTS` when T <= 16), one
     compile per kernel and specialization: the GPU tests' setting, so that a first run on a new
@@ -68,7 +70,7 @@ _DECODE_CONFIGS = ((16, 64, 4), (16, 32, 4), (16, 64, 8), (16, 16, 8), (16, 32, 
 _KERNEL_CONFIGS = {
     "rel_attention_fwd_kernel": ((64, 64, 8), (32, 64, 8), (32, 32, 4), (32, 32, 8)),
     "rel_attention_bwd_dkdv_kernel": ((32, 32, 4), (32, 32, 8)),
-    "rel_attention_bwd_dq_kernel": ((32, 32, 4), (32, 64, 8), (32, 32, 8)),
+    "rel_attention_bwd_dq_kernel": ((32, 32, 4), (32, 32, 8)),
     "rel_attention_bwd_dr_kernel": ((32, 32, 8),),
 }
 # T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills at
@@ -298,49 +300,69 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
     the backward's work, is skipped). Three passes: dk/dv (+ du's partial sums, for query tiles of
     32+ rows) per key tile, dq (+ partial sums of dq, or of du and dvb for 16-row tiles) per query
-    tile, dr per distance tile (see ``tgan.kernels.rel_attention``). Working memory beyond the
-    gradients: q + u and q + vb in q's dtype (2x q), fp32 partial sums and dr's batch splits.
+    tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+
+    The passes read q + u and q + vb, formed once here in q's dtype (the rounding the forward's
+    tiles use), instead of forming both in every iteration of the loops over query tiles.
+
+    A head size that is no power of two (the paper's D = 50) gives rows of 100 bytes that the
+    kernels' loops load element by element, with an address and a mask each (compiled for sm_90,
+    their loops are about twice as long as at D = 64). For segments (T > 16) the inputs are
+    therefore padded with zeros to the kernels' BLOCK_D, which puts every row on a 16-byte
+    boundary; the passes run at that size (zero columns add nothing to any product) and the
+    gradients are cut back to D. One-token steps, which read each key once, keep their rows.
+    Working memory beyond the gradients: q + u and q + vb (2x q), the padded copies of k, v, r
+    and dO and the padded gradients when padding, fp32 partial sums and dr's batch splits.
     """
-    B, T, H, D = q.shape
-    L = k.shape[1]
-    _check_offsets(do=do)
-    u, vb = u.contiguous(), vb.contiguous()
     # delta_i = dO_i·O_i = sum_j P_ij dP_ij: one row reduction, cheaper here than in every pass
     delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, H, T]
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
+    T, D = q.shape[1], q.shape[-1]
+    qu, qv = (q + u).to(q.dtype), (q + vb).to(q.dtype)
+    pad = _block_d(D) - D if T > 16 else 0
+    if pad:
+        qu, qv, do, k, v, r = (torch.nn.functional.pad(t, (0, pad)) for t in (qu, qv, do, k, v, r))
+    grads = _bwd(qu.contiguous(), qv.contiguous(), k, v, r, do, lse, delta, scale, dropout_p, seed,
+                 compute_dr)
+    if pad:
+        grads = tuple(None if g is None else g[..., :D].contiguous() for g in grads)
+    dq, dk, dv, dr, du, dvb = grads
+    return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
+
+
+def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
+         compute_dr: bool):
+    """The three passes at the inputs' own head size, from q + u and q + vb (contiguous) and
+    delta = rowsum(dO * O) [B, H, T]; du and dvb come back in fp32."""
+    B, T, H, D = qu.shape
+    L = k.shape[1]
+    _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype))
     scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
                dropout_p, *_buckets(T, L)]
-    # the passes that loop over query tiles (dk/dv, dr) read q + u and q + vb, formed once here
-    # (rounded to q's dtype as the kernels' own tiles are) instead of in every iteration: 2x q's
-    # size of extra memory for the backward's duration
-    qu = (q + u).to(q.dtype).contiguous()
-    qv = (q + vb).to(q.dtype).contiguous()
 
-    dk = torch.empty((B, L, H, D), device=q.device, dtype=k.dtype)
-    dv = torch.empty((B, L, H, D), device=q.device, dtype=v.dtype)
-    dq = torch.empty((B, T, H, D), device=q.device, dtype=q.dtype)
+    dk = torch.empty((B, L, H, D), device=qu.device, dtype=k.dtype)
+    dv = torch.empty((B, L, H, D), device=qu.device, dtype=v.dtype)
+    dq = torch.empty((B, T, H, D), device=qu.device, dtype=qu.dtype)
     # one row of partial sums per (batch, query tile) from dq, and per (batch, key tile) from dk/dv
     # when it sums du (query tiles of 32 rows or more); sized for the smallest tiles, zero where
     # larger tiles write fewer rows
-    dq_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=q.device,
+    dq_part = torch.zeros((B, _cdiv(T, _min_block_m(T, D)), H, D), device=qu.device,
                           dtype=torch.float32)
     du_in_dkdv = _du_in_dkdv(T, D)
     if du_in_dkdv:
-        du_part, dvb_part = torch.zeros((B, _cdiv(L, 16), H, D), device=q.device,
+        du_part, dvb_part = torch.zeros((B, _cdiv(L, 16), H, D), device=qu.device,
                                         dtype=torch.float32), dq_part  # dq writes no DVB_PART
     else:
         du_part, dvb_part = dq_part, torch.zeros_like(dq_part)  # dk/dv writes no DU_PART
     for b0, b1 in _batch_chunks(B, H):
         n, c = b1 - b0, slice(b0, b1)
-        rest = [k[c], v[c], r]
-        tail = [do[c], lse[c], delta[c]]
-        st = _strides(k[c], v[c], r, do[c])
+        ins = [qu[c], qv[c], k[c], v[c], r, do[c], lse[c], delta[c]]
+        st = _strides(qu[c], k[c], v[c], r, do[c])
         _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), n * H),
-                [qu[c], qv[c], *rest, *tail, dk[c], dv[c], du_part[c], *_strides(qu[c]), *st,
-                 *scalars, b0 * H], T, D, meta, reset=("DU_PART",) if du_in_dkdv else ())
+                [*ins, dk[c], dv[c], du_part[c], *st, *scalars, b0 * H], T, D, meta,
+                reset=("DU_PART",) if du_in_dkdv else ())
         _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), n * H),
-                [q[c], *rest, u, vb, *tail, dq[c], dq_part[c], dvb_part[c], *_strides(q[c]), *st,
-                 *scalars, b0 * H], T, D, meta,
+                [*ins, dq[c], dq_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
                 reset=("DQ_PART",) if du_in_dkdv else ("DQ_PART", "DVB_PART"))
     # dq = scale·(dS·K + dS_window·R): its content part summed over queries is du (q + u feeds
     # the content scores), the relative part dvb
@@ -349,14 +371,13 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
         dvb = dq_part.sum((0, 1)) - du
     else:
         du, dvb = dq_part.sum((0, 1)), dvb_part.sum((0, 1))
-    du, dvb = du.to(u.dtype), dvb.to(vb.dtype)
 
     dr = None
     if compute_dr:
-        splits = _dr_splits(B, H, L, q.device)
+        splits = _dr_splits(B, H, L, qu.device)
         per = _cdiv(B, splits)
         splits = _cdiv(B, per)
-        dr_part = torch.empty((splits, L, H, D), device=q.device, dtype=torch.float32)
+        dr_part = torch.empty((splits, L, H, D), device=qu.device, dtype=torch.float32)
         _launch("rel_attention_bwd_dr_kernel", lambda bm, bn: (_cdiv(L, bn), H, splits),
                 [qu, qv, k, v, r, do, lse, delta, dr_part, *_strides(qu, k, v, r, do), B,
                  *scalars, per], T, D, meta)
