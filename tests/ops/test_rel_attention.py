@@ -158,6 +158,18 @@ def test_backward_of_segments_runs_at_a_padded_head_size(triton_backend, monkeyp
     assert all(g.is_contiguous() and g.shape[-1] == D for g in grads)
 
 
+def test_padding_that_would_outgrow_int32_offsets_is_skipped(triton_backend, monkeypatch):
+    seen = []
+    launch = triton_backend._launch
+    monkeypatch.setattr(triton_backend, "_launch", lambda name, grid, args, T, D, meta, reset=(): (
+        seen.append(D), launch(name, grid, args, T, D, meta, reset))[1])
+    extent = triton_backend._extent  # padded rows (64 columns) "span" 2^31 elements here
+    monkeypatch.setattr(triton_backend, "_extent", lambda shape, stride: (
+        2**31 if shape[-1] == 64 else extent(shape, stride)))
+    check_kernel(make_inputs(2, 40, 5, 2, 50))
+    assert set(seen) == {50}
+
+
 def test_config_modes_and_bad_values(triton_backend, monkeypatch):
     monkeypatch.delenv("TGAN_TRITON_CONFIG", raising=False)
     for name, cfgs in triton_backend._KERNEL_CONFIGS.items():

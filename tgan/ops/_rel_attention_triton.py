@@ -211,13 +211,19 @@ def _strides(*ts):
     return out
 
 
+def _extent(shape, stride) -> int:
+    """Elements one (batch, head) slice's int32 offsets span: r is [R, H, D], the others
+    [B, rows, H, D]; window rows reach up to 2*BLOCK_N (<= 128) past the last row, masked but
+    addressed."""
+    row_dim = 0 if len(shape) == 3 else 1
+    extent = (shape[row_dim] + 128) * abs(stride[row_dim])
+    return extent + sum(abs(stride[d]) * shape[d] for d in range(row_dim + 1, len(shape)))
+
+
 def _check_offsets(**tensors) -> None:
     """The kernels index inside one (batch, head) slice with int32 offsets (see _load_rows)."""
     for name, t in tensors.items():
-        row_dim = 0 if t.dim() == 3 else 1  # r is [R, H, D], the others [B, rows, H, D]
-        # window rows reach up to 2*BLOCK_N (<= 128) past the last row, masked but addressed
-        extent = (t.shape[row_dim] + 128) * abs(t.stride(row_dim))
-        extent += sum(abs(t.stride(d)) * t.shape[d] for d in range(row_dim + 1, t.dim()))
+        extent = _extent(t.shape, t.stride())
         if extent >= 2**31:
             raise ValueError(
                 f"rel_attention (triton): {name} {tuple(t.shape)} with strides {t.stride()} spans "
@@ -294,7 +300,7 @@ def _dr_splits(B: int, H: int, L: int, device: torch.device) -> int:
 
 
 def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: float, seed: int,
-                      compute_dr: bool = True):
+                      compute_dr: bool = True, pad_head: bool | None = None):
     """Backward launch: (dq, dk, dv, dr, du, dvb), each shaped and typed as its input.
 
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
@@ -305,27 +311,39 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     The passes read q + u and q + vb, formed once here in q's dtype (the rounding the forward's
     tiles use), instead of forming both in every iteration of the loops over query tiles.
 
-    A head size that is no power of two (the paper's D = 50) gives rows of 100 bytes that the
-    kernels' loops load element by element, with an address and a mask each (compiled for sm_90,
-    their loops are about twice as long as at D = 64). For segments (T > 16) the inputs are
-    therefore padded with zeros to the kernels' BLOCK_D, which puts every row on a 16-byte
-    boundary; the passes run at that size (zero columns add nothing to any product) and the
-    gradients are cut back to D. One-token steps, which read each key once, keep their rows.
+    A head size other than the kernels' BLOCK_D (a power of two, at least 16; the paper's D = 50)
+    gives rows that the kernels' loops load element by element, with an address and a mask each
+    (compiled for sm_90, at D = 50 their loops are about twice as long as at D = 64). For segments
+    (T > 16) the inputs are therefore padded with zeros to BLOCK_D, which puts every row on a
+    16-byte boundary; the passes run at that size (zero columns add nothing to any product) and
+    the gradients are cut back to D. One-token steps, which read each key once, keep their rows,
+    and so do inputs whose padded copies would outgrow the kernels' int32 offsets. ``pad_head``:
+    None for that rule, True or False to force it (benchmarks compare the two).
     Working memory beyond the gradients: q + u and q + vb (2x q), the padded copies of k, v, r
     and dO and the padded gradients when padding, fp32 partial sums and dr's batch splits.
     """
     # delta_i = dO_i·O_i = sum_j P_ij dP_ij: one row reduction, cheaper here than in every pass
     delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, H, T]
-    T, D = q.shape[1], q.shape[-1]
+    B, T, H, D = q.shape
+    L = k.shape[1]
     qu, qv = (q + u).to(q.dtype), (q + vb).to(q.dtype)
-    pad = _block_d(D) - D if T > 16 else 0
-    if pad:
-        qu, qv, do, k, v, r = (torch.nn.functional.pad(t, (0, pad)) for t in (qu, qv, do, k, v, r))
-    grads = _bwd(qu.contiguous(), qv.contiguous(), k, v, r, do, lse, delta, scale, dropout_p, seed,
-                 compute_dr)
-    if pad:
-        grads = tuple(None if g is None else g[..., :D].contiguous() for g in grads)
-    dq, dk, dv, dr, du, dvb = grads
+    pad = _block_d(D) - D
+    if pad_head is None:
+        padded_fit = all(_extent((B, n, H, D + pad), (n * H * (D + pad), H * (D + pad), D + pad, 1))
+                         < 2**31 for n in (T, L))
+        pad_head = T > 16 and padded_fit
+    if not (pad and pad_head):
+        dq, dk, dv, dr, du, dvb = _bwd(qu.contiguous(), qv.contiguous(), k, v, r, do, lse, delta,
+                                       scale, dropout_p, seed, compute_dr)
+        return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
+    # only r's first L rows are distances of some pair: the rest is neither read nor has gradient
+    qu, qv, do, k, v, r_l = (torch.nn.functional.pad(t, (0, pad)) for t in (qu, qv, do, k, v, r[:L]))
+    grads = _bwd(qu, qv, k, v, r_l, do, lse, delta, scale, dropout_p, seed, compute_dr)
+    dq, dk, dv, dr_l, du, dvb = (None if g is None else g[..., :D].contiguous() for g in grads)
+    dr = None
+    if dr_l is not None:
+        dr = r.new_zeros(r.shape)
+        dr[:L] = dr_l
     return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
 
 
