@@ -37,8 +37,10 @@ an H200 for that tensor (`COPY_BW`: 3.0-3.7 TB/s, benchmarks/RESULTS.md).
 Launches that bind like an earlier one (same specialization and constexprs: the lengths, row
 counts and seeds are not specialised on) run the same binary; it is compiled once and the row
 lists those cases ("same binary"), e.g. the benchmark's T = 128 and 2048 under T = 512, and its
-R = 64 and 4096 under R = 131072. Estimates are for the row's own case. It needs triton with the NVIDIA backend (its wheel
-ships ptxas and cuobjdump); TRITON_INTERPRET must not be 1 (the script clears it for itself).
+R = 64 and 4096 under R = 131072. Estimates are for the row's own case.
+
+It needs triton with the NVIDIA backend (its wheel ships ptxas and cuobjdump); TRITON_INTERPRET
+must not be 1 (the script clears it for itself).
 """
 from __future__ import annotations
 
@@ -207,6 +209,13 @@ def _bind(launch: dict, backend):
     return binder(*launch["args"], **launch["kw"])
 
 
+def _binary_key(launch: dict, backend) -> str:
+    """What triton's JIT cache compiles a launch on: its specialization and its constexpr and
+    launch options. Two launches with one key run one binary."""
+    _, specialization, _ = _bind(launch, backend)
+    return repr((launch["fn"].__name__, specialization, sorted(launch["kw"].items())))
+
+
 def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
     """Distinct compiled variants per attention kernel and query length over a growing context.
 
@@ -240,9 +249,8 @@ def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
                     o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, 0.25, 0.1, seed)
                     impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse, 0.25, 0.1, seed)
                 for launch in _record(kern, run, f"T={T}"):
-                    _, specialization, _ = _bind(launch, backend)
                     keys.setdefault(f"{launch['fn'].__name__} T={T}", set()).add(
-                        repr((specialization, sorted(launch["kw"].items()))))
+                        _binary_key(launch, backend))
     finally:
         os.environ.pop("TGAN_TRITON_CONFIG", None)
     return {name: len(v) for name, v in sorted(keys.items())}
@@ -439,11 +447,10 @@ def run(arch: int, default_only: bool) -> list[dict]:
         name = launch["fn"].__name__
         cfg = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw.get('num_warps', 4)}" if "BLOCK_M" in kw
                else launch["config"])
-        # what triton's cache compiles on: a launch that binds like an earlier one (the lengths,
-        # row counts and seeds are not specialised on) runs that binary, so it is not compiled
-        # again; its case is listed under the row that was
-        _, specialization, _ = _bind(launch, backend)
-        key = (name, repr(specialization), repr(sorted(kw.items())))
+        # a launch that binds like an earlier one (the lengths, row counts and seeds are not
+        # specialised on) runs that binary, so it is not compiled again; its case is listed
+        # under the row that was
+        key = _binary_key(launch, backend)
         if key in binaries:
             row = binaries[key]
             if launch["case"] != row["case"] and launch["case"] not in row["same_binary"]:

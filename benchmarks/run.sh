@@ -70,6 +70,11 @@ build() {
     grep -E "tgan setup:" "$OUT/build.log" || true
 }
 
+# stopped RC WHAT LIMIT VARIABLE: say so when `timeout` stopped a stage (124; 137: killed)
+stopped() {
+    [ "$1" -ne 124 ] && [ "$1" -ne 137 ] || echo "$2: stopped at the limit of ${3}s ($4)"
+}
+
 bench() {  # bench NAME FILE...
     local name=$1
     shift
@@ -79,7 +84,7 @@ bench() {  # bench NAME FILE...
         $BENCH_OPTS -p no:cacheprovider -q > "$OUT/$name.log" 2>&1
     local rc=$?
     tail -n 3 "$OUT/$name.log"
-    [ $rc -ne 124 ] && [ $rc -ne 137 ] || echo "$name: stopped at its limit of ${STAGE_TIMEOUT}s (STAGE_TIMEOUT)"
+    stopped $rc "$name" "$STAGE_TIMEOUT" STAGE_TIMEOUT
     [ $rc -eq 0 ] || status=$rc
 }
 
@@ -98,7 +103,7 @@ for stage in "$@"; do
             rc=$?
             grep -E "FAILED|ERROR" "$OUT/tests.log" | head -n 20
             tail -n 1 "$OUT/tests.log"
-            [ $rc -ne 124 ] && [ $rc -ne 137 ] || echo "tests: stopped at their limit of ${TESTS_TIMEOUT}s (TESTS_TIMEOUT)"
+            stopped $rc tests "$TESTS_TIMEOUT" TESTS_TIMEOUT
             # exit 5: nothing selected (no CUDA: every gpu test is skipped, which is not a failure)
             [ $rc -eq 0 ] || [ $rc -eq 5 ] || status=$rc
             ;;

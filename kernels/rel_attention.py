@@ -364,11 +364,12 @@ def rel_attention_bwd_dq_kernel(
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
-    QU, QV: q + u and q + vb, as in the dk/dv pass. DQ is contiguous [B, T, H, D] in q's dtype. DQ_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]:
-    with query tiles of 32 rows or more, DQ_PART is this tile's dq summed over its queries
-    (du + dvb; the launcher takes du from the dk/dv pass's DU_PART, so one [BM, BD] accumulator
-    serves both parts of dq) and DVB_PART is unused; with 16-row tiles they are the sums of the
-    content part (dq through q+u) and of the relative part (dq through q+vb), two accumulators.
+    QU, QV: q + u and q + vb, as in the dk/dv pass. DQ is contiguous [B, T, H, D] in q's dtype.
+    DQ_PART, DVB_PART are fp32 [B, cdiv(T, BM), H, D]: with query tiles of 32 rows or more,
+    DQ_PART is this tile's dq summed over its queries (du + dvb; the launcher takes du from the
+    dk/dv pass's DU_PART, so one [BM, BD] accumulator serves both parts of dq) and DVB_PART is
+    unused; with 16-row tiles they are the sums of the content part (dq through q+u) and of the
+    relative part (dq through q+vb), two accumulators.
     """
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)

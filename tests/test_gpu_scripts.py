@@ -46,4 +46,4 @@ def test_run_sh_tests_stage_passes_without_cuda_and_stops_at_its_limit(tmp_path)
     assert "skipped" in proc.stdout and (tmp_path / "tests.log").exists()
     proc = _run_sh(tmp_path, TESTS_TIMEOUT="1")  # pytest cannot even collect in a second
     assert proc.returncode == 124, proc.stdout + proc.stderr
-    assert "stopped at their limit of 1s (TESTS_TIMEOUT)" in proc.stdout
+    assert "tests: stopped at the limit of 1s (TESTS_TIMEOUT)" in proc.stdout

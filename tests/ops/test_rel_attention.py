@@ -144,14 +144,7 @@ def test_backward_of_segments_runs_at_a_padded_head_size(triton_backend, monkeyp
                                                          launched):
     # rows of D = 50 are 100 bytes, loaded element by element: segments (T > 16) run the backward
     # padded to BLOCK_D, one-token steps keep their rows, powers of two need no padding
-    seen = []
-    launch = triton_backend._launch
-
-    def record(name, grid, args, T_, D_, meta, reset=()):
-        seen.append((name, D_))
-        return launch(name, grid, args, T_, D_, meta, reset)
-
-    monkeypatch.setattr(triton_backend, "_launch", record)
+    seen = record_launch_head_sizes(triton_backend, monkeypatch)
     grads = check_kernel(make_inputs(2, T, 5, 2, D))
     assert {d for name, d in seen if "_bwd_" in name} == {launched}
     assert {d for name, d in seen if "_fwd_" in name} == {D}
@@ -159,15 +152,25 @@ def test_backward_of_segments_runs_at_a_padded_head_size(triton_backend, monkeyp
 
 
 def test_padding_that_would_outgrow_int32_offsets_is_skipped(triton_backend, monkeypatch):
-    seen = []
-    launch = triton_backend._launch
-    monkeypatch.setattr(triton_backend, "_launch", lambda name, grid, args, T, D, meta, reset=(): (
-        seen.append(D), launch(name, grid, args, T, D, meta, reset))[1])
+    seen = record_launch_head_sizes(triton_backend, monkeypatch)
     extent = triton_backend._extent  # padded rows (64 columns) "span" 2^31 elements here
     monkeypatch.setattr(triton_backend, "_extent", lambda shape, stride: (
         2**31 if shape[-1] == 64 else extent(shape, stride)))
     check_kernel(make_inputs(2, 40, 5, 2, 50))
-    assert set(seen) == {50}
+    assert {d for _, d in seen} == {50}
+
+
+def record_launch_head_sizes(triton_backend, monkeypatch) -> list:
+    """(kernel, head size it was launched at) of every launch from here on."""
+    seen = []
+    launch = triton_backend._launch
+
+    def record(name, grid, args, T, D, meta, reset=()):
+        seen.append((name, D))
+        return launch(name, grid, args, T, D, meta, reset)
+
+    monkeypatch.setattr(triton_backend, "_launch", record)
+    return seen
 
 
 def test_config_modes_and_bad_values(triton_backend, monkeypatch):

@@ -84,13 +84,13 @@ _KERNEL_DECODE_CONFIGS = {
     "rel_attention_bwd_dr_kernel": ((16, 32, 8), (16, 16, 8)),
 }
 
-# TGAN_TRITON_CONFIG=default. Measured on an H200 on 2026-11-29 (triton 3.6, bf16, T = M = 512,
-# D = 64, benchmarks/bench_rel_attention.py, medians; the autotune and attention stages of
-# benchmarks/gpu_session.sh, benchmarks/RESULTS.md): the forward at 64 x 64 x 8 took 0.81 ms
-# against 0.91 ms for the autotuner's pick (32 x 64 x 4); for the backward the autotuner picked 32 x 32 x 4 in all
-# three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dr takes 32 x 32 x 8 instead, its only
-# spill-free tiles at D = 50 with dropout (not yet timed on a GPU); dq is spill-free at 32 x 32 x 4
-# since it keeps one accumulator.
+# TGAN_TRITON_CONFIG=default. Measured on an H200 on 2026-11-29 (triton 3.6, bf16,
+# T = M = 512, D = 64, benchmarks/bench_rel_attention.py, medians; the autotune and attention
+# stages of benchmarks/gpu_session.sh, benchmarks/RESULTS.md): the forward at 64 x 64 x 8 took
+# 0.81 ms against 0.91 ms for the autotuner's pick (32 x 64 x 4); for the backward the autotuner
+# picked 32 x 32 x 4 in all three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dr takes
+# 32 x 32 x 8 instead, its only spill-free tiles at D = 50 with dropout (not yet timed on a GPU);
+# dq is spill-free at 32 x 32 x 4 since it keeps one accumulator.
 _DEFAULT_CONFIGS = {
     "rel_attention_fwd_kernel": (64, 64, 8),
     "rel_attention_bwd_dkdv_kernel": (32, 32, 4),
@@ -326,31 +326,31 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, H, T]
     B, T, H, D = q.shape
     L = k.shape[1]
-    qu, qv = (q + u).to(q.dtype), (q + vb).to(q.dtype)
     pad = _block_d(D) - D
     if pad_head is None:
         padded_fit = all(_extent((B, n, H, D + pad), (n * H * (D + pad), H * (D + pad), D + pad, 1))
                          < 2**31 for n in (T, L))
         pad_head = T > 16 and padded_fit
-    if not (pad and pad_head):
-        dq, dk, dv, dr, du, dvb = _bwd(qu.contiguous(), qv.contiguous(), k, v, r, do, lse, delta,
-                                       scale, dropout_p, seed, compute_dr)
-        return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
+    pad = pad if pad_head else 0
     # only r's first L rows are distances of some pair: the rest is neither read nor has gradient
-    qu, qv, do, k, v, r_l = (torch.nn.functional.pad(t, (0, pad)) for t in (qu, qv, do, k, v, r[:L]))
-    grads = _bwd(qu, qv, k, v, r_l, do, lse, delta, scale, dropout_p, seed, compute_dr)
-    dq, dk, dv, dr_l, du, dvb = (None if g is None else g[..., :D].contiguous() for g in grads)
+    ins = [(q + u).to(q.dtype), (q + vb).to(q.dtype), k, v, r[:L], do]
+    qu, qv, k, v, r_l, do = ([torch.nn.functional.pad(t, (0, pad)) for t in ins] if pad
+                             else [*(t.contiguous() for t in ins[:2]), *ins[2:]])
+    dq, dk, dv, dr_l, du, dvb = _bwd(qu, qv, k, v, r_l, do, lse, delta, scale, dropout_p, seed,
+                                     compute_dr)
     dr = None
     if dr_l is not None:
         dr = r.new_zeros(r.shape)
-        dr[:L] = dr_l
+        dr[:L] = dr_l[..., :D]
+    # unpadded, [..., :D] is the whole tensor and contiguous() returns it
+    dq, dk, dv, du, dvb = (g[..., :D].contiguous() for g in (dq, dk, dv, du, dvb))
     return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
 
 
 def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
          compute_dr: bool):
     """The three passes at the inputs' own head size, from q + u and q + vb (contiguous) and
-    delta = rowsum(dO * O) [B, H, T]; du and dvb come back in fp32."""
+    delta = rowsum(dO * O) [B, H, T]; du, dvb and dr's L rows ([L, H, D]) come back in fp32."""
     B, T, H, D = qu.shape
     L = k.shape[1]
     _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
@@ -399,8 +399,7 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
         _launch("rel_attention_bwd_dr_kernel", lambda bm, bn: (_cdiv(L, bn), H, splits),
                 [qu, qv, k, v, r, do, lse, delta, dr_part, *_strides(qu, k, v, r, do), B,
                  *scalars, per], T, D, meta)
-        dr = r.new_zeros(r.shape)
-        dr[:L] = dr_part.sum(0).to(r.dtype)  # rows >= M+T are no distance of any pair
+        dr = dr_part.sum(0)  # rows >= M+T are no distance of any pair
     return dq, dk, dv, dr, du, dvb
 
 
