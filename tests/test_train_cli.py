@@ -19,7 +19,8 @@ def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(tmp_path, 
     assert main(["--dry-run", "--run-dir", str(run_dir), "--loss", "wgan_gp", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "preset tiny on cpu; loss wgan_gp" in out and "MLE 3000 steps" in out
-    assert "3.5 min in all" in out  # the measured main job: 75 + 47 + 91 s
+    # the measured main job: MLE 75 s, D pre-training 47 s, a warm-up of at most 300 steps, the stage
+    assert "mle 1.2 min, disc 0.8 min, dwarm (at most) 4.2 min, gan 3.1 min; 9.3 min in all" in out
     cfg = json.loads(out[out.index("{"):])
     assert cfg["loss"] == "wgan_gp" and cfg["run_dir"] == str(run_dir)
     assert not run_dir.exists()
@@ -29,7 +30,14 @@ def test_estimate_scales_with_the_schedule_and_is_absent_where_unmeasured():
     args = build_parser().parse_args(["--batch-size", "16", "--rollout-len", "512"])
     cfg = config_from_args(args, on_gpu=False)
     est = estimate_seconds(cfg, "cpu")
-    assert est["mle"] == pytest.approx(2 * 75) and est["gan"] == pytest.approx(4 * 91)
+    base = estimate_seconds(config_from_args(build_parser().parse_args([]), on_gpu=False), "cpu")
+    # 300 iterations: 300 MLE steps, 58 generator updates (from 10, every 5) with 2 D steps each,
+    # 32 sequences' AUC at 21 points; a warm-up of at most 300 D steps measured every 25
+    mle, adv, probe = 300 * 75 / 3000, 58 * (1.04 + 2 * 0.77), 21 * 1.5
+    assert base["gan"] == pytest.approx(mle + adv + probe)
+    assert base["dwarm"] == pytest.approx(300 * (0.77 + 1.5 / 25))
+    # twice the batch and the rollout: MLE x2, rollouts x4, the measurements (same count) x2
+    assert est["mle"] == pytest.approx(2 * 75) and est["gan"] == pytest.approx(2 * mle + 4 * adv + 2 * probe)
     small = config_from_args(build_parser().parse_args(["--preset", "small"]), on_gpu=False)
     assert estimate_seconds(small, "cpu") is None
 

@@ -46,10 +46,15 @@ logger = logging.getLogger(__name__)
 
 # arm name -> (loss, discriminator)
 ARMS = {"mle": ("mle", "bert"), "wgan_gp": ("wgan_gp", "bert"), "rsgan": ("rsgan", "bert"),
-        "rsgan_gp": ("rsgan_gp", "bert"), "ppo_gp": ("ppo_gp", "bert"), "wgan_gp_cnn": ("wgan_gp", "cnn")}
+        "rsgan_gp": ("rsgan_gp", "bert"), "ppo_gp": ("ppo_gp", "bert"), "wgan_gp_cnn": ("wgan_gp", "cnn"),
+        "mle_wall": ("mle", "bert")}
+# mle_wall: MLE continued for the wall-clock the adversarial arms of the same seed spent on their
+# D warm-up and adversarial stage (their mean), where "mle" gets their iteration count
+WALL_ARM = "mle_wall"
 RESERVED = ("loss", "disc", "run_dir", "init_from", "seed", "resume", "dry_run", "data", "vocab", "device")
 # flags an arm variant may not set: they would change the shared pre-training or the equal compute
-NOT_PER_ARM = ("preset", "batch_size", "mle_steps", "disc_steps", "disc_lr", "disc_len", "mask", "gan_steps")
+NOT_PER_ARM = ("preset", "batch_size", "mle_steps", "disc_steps", "disc_lr", "disc_len", "mask", "gan_steps",
+               "mle_seconds")
 STATE = "experiment.json"
 UNCOND_SEED, PRIMED_SEED = 1000, 2000  # sampling seeds, the same for every arm and training seed
 
@@ -98,6 +103,11 @@ def arm_flags(spec: str) -> tuple[str, list[str]]:
     return base, flags
 
 
+def adversarial_arms(arms) -> list[str]:
+    """The arms of ``arms`` that train adversarially (not mle, not mle_wall)."""
+    return [a for a in arms if ARMS[arm_flags(a)[0]][0] != "mle"]
+
+
 def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     """(experiment options, the flags passed to every training run); exits 2 on a bad flag."""
     from tgan.gan.config import build_parser as train_parser, config_from_args
@@ -109,6 +119,8 @@ def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     if bad or not arms:
         parser.error(f"--arms: unknown arm(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(ARMS)}")
     args.arms = list(dict.fromkeys(arms))
+    if any(arm_flags(a)[0] == WALL_ARM for a in args.arms) and not adversarial_arms(args.arms):
+        parser.error(f"--arms: {WALL_ARM} gets the wall-clock of the adversarial arms; name at least one")
     for name in ("seeds", "num_samples", "sample_tokens", "primer_tokens"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
@@ -216,7 +228,17 @@ class Experiment:
         return info
 
     def runs(self) -> list[tuple[str, int]]:
-        return [(arm, s) for arm in self.args.arms for s in range(self.args.seeds)]
+        """(arm, seed) in order; mle_wall last, once the wall-clock it is given is known."""
+        arms = sorted(self.args.arms, key=lambda a: arm_flags(a)[0] == WALL_ARM)
+        return [(arm, s) for arm in arms for s in range(self.args.seeds)]
+
+    def wall_budget(self, seed: int) -> float:
+        """Seconds of the D warm-up and adversarial stage, mean over the adversarial arms of ``seed``."""
+        spent = []
+        for arm in adversarial_arms(self.args.arms):
+            stages = self.state["done"][f"{arm}/seed{seed}/train"].get("stage_seconds") or {}
+            spent.append(sum(stages.get(k, 0.0) for k in ("dwarm", "gan")))
+        return float(np.mean(spent))
 
     # -- steps ----------------------------------------------------------------------------------
     def _train(self, run_dir: Path, flags: list[str]) -> dict:
@@ -231,7 +253,8 @@ class Experiment:
             raise RuntimeError(f"training in {run_dir} failed (exit status {rc}); see the log above")
         summary = json.loads((run_dir / "summary.json").read_text())
         return {"run_dir": str(run_dir), "resumed": "--resume" in argv,
-                "val_nll_last": summary.get("val_nll_last"), "stage_seconds": summary.get("stage_seconds")}
+                "val_nll_last": summary.get("val_nll_last"), "stage_seconds": summary.get("stage_seconds"),
+                **{k: summary[k] for k in ("disc_auc", "ppo_auc", "disc_auc_points") if k in summary}}
 
     def pretrain(self) -> dict:
         return self._train(self.out / "pretrain", ["--loss", "wgan_gp", "--disc", "bert", "--gan-steps", "0",
@@ -323,6 +346,8 @@ class Experiment:
             key = f"{arm}/seed{seed}"
             bar.set_postfix(arm=key)
             logger.info("arm %s (%d/%d): train, sample, evaluate", key, i + 1, len(runs))
+            if base == WALL_ARM:
+                variant = ["--mle-seconds", f"{self.wall_budget(seed):.1f}", *variant]
             self._step(key + "/train", lambda: self._train(
                 run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
                           "--init-from", str(self.out / "pretrain"), *variant]), run_dir)

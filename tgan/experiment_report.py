@@ -46,6 +46,26 @@ def _ca_curve(rows: list) -> list:
     return [{"start": s, "accuracy": float(np.mean(v)), "seeds": len(v)} for s, v in sorted(by_start.items())]
 
 
+def _disc_auc(trains: list) -> dict | None:
+    """D's held-out AUC over an arm's seeds: warm-up end, first, last and mean of the stage as
+    spreads, D' (PPO-GP) likewise, and the curve along the stage averaged over seeds; None for an
+    arm without a discriminator."""
+    if not any("disc_auc" in t for t in trains):
+        return None
+    out = {}
+    for key in ("disc_auc", "ppo_auc"):
+        if any(key in t for t in trains):
+            out[key] = {f: _spread([(t.get(key) or {}).get(f) for t in trains])
+                        for f in ("warmup_end", "first", "last", "mean", "informative_share")}
+    by_it: dict = {}
+    for t in trains:
+        for p in t.get("disc_auc_points") or []:
+            if p["stage"] == "gan":
+                by_it.setdefault(p["it"], []).append(p["d_auc"])
+    out["curve"] = [{"it": i, "auc": float(np.mean(v)), "seeds": len(v)} for i, v in sorted(by_it.items())]
+    return out
+
+
 def gather(out: Path, state: dict, args) -> dict:
     """The report's dict from the evaluations listed in ``state`` (see the module docstring)."""
     done = state["done"]
@@ -64,8 +84,13 @@ def gather(out: Path, state: dict, args) -> dict:
             report["data"] = {"name": d["name"], "split": d["split"], "pieces": d["pieces"],
                               "clip_tokens": d["clip_tokens"], "PLL": _value(d["PLL"]),
                               "stats": {c: d["stats"][c]["mean"] for c in evals[0]["conventions"]}}
+        trains = [done[f"{arm}/seed{s}/train"] for s in range(args.seeds)]
         entry = {"wall_seconds": {k: _spread(v) for k, v in times.items()},
-                 "resumed": [done[f"{arm}/seed{s}/train"].get("resumed", False) for s in range(args.seeds)]}
+                 "resumed": [t.get("resumed", False) for t in trains],
+                 "disc_auc": _disc_auc(trains),
+                 # seconds of the stage after pre-training (D warm-up + adversarial, or MLE continued)
+                 "stage_seconds": _spread([sum((t.get("stage_seconds") or {}).get(k, 0.0) for k in ("dwarm", "gan"))
+                                           for t in trains])}
         for k, kind in enumerate(KINDS):
             rows = [e["samples"][k] for e in evals]
             ca = [r.get("CA") or {} for r in rows]
@@ -119,6 +144,7 @@ def markdown(report: dict) -> str:
             for arm, e in arms.items():
                 lines.append(f"| {arm} | " + " | ".join(_pm(e[kind]["distance"][conv][st]) for st in STATISTICS) + " |")
             lines.append("")
+    lines += _auc_table(report)
     lines += ["## CA along the piece (unconditional samples, mean over seeds)", ""]
     starts = sorted({p["start"] for e in arms.values() for p in e["unconditional"]["CA_by_position"]})
     if starts:
@@ -141,6 +167,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _auc_table(report: dict) -> list[str]:
+    """D's held-out AUC per arm beside the scorer's CA and the stage's wall time."""
+    arms = report["arms"]
+    lines = ["## The discriminator's held-out AUC, beside CA", "",
+             "Held-out AUC of D's logit (real validation crops against fresh samples of the generator, "
+             "neither trained on; 0.5 = chance): at the end of the D warm-up, at the first and last "
+             "points of the adversarial stage, its mean over the stage and the share of points at or "
+             "above 0.6. D' is PPO-GP's classifier (its last point). CA is the fixed scorer's. Stage "
+             "seconds: the D warm-up and adversarial stage, or the MLE continuation.", "",
+             "| arm | AUC warm-up end | AUC first | AUC last | AUC mean | share >= 0.6 | D' AUC last | "
+             "CA, unconditional | CA, primed | stage s |", "|---" * 10 + "|"]
+    for arm, e in arms.items():
+        a = e.get("disc_auc") or {}
+        d, p = a.get("disc_auc") or {}, a.get("ppo_auc") or {}
+        lines.append(f"| {arm} | {_pm(d.get('warmup_end'))} | {_pm(d.get('first'))} | {_pm(d.get('last'))} | "
+                     f"{_pm(d.get('mean'))} | {_pm(d.get('informative_share'), 2)} | {_pm(p.get('last'))} | "
+                     f"{_pm(e['unconditional']['CA'])} | {_pm(e['primed']['CA'])} | {_pm(e.get('stage_seconds'), 0)} |")
+    return lines + [""]
+
+
 def plots(report: dict, folder: Path) -> dict:
     """CA along the piece per arm and each statistic's distance to the data per arm."""
     from tgan.metrics.plots import ca_by_position_plot, stat_distance_plot
@@ -152,6 +198,12 @@ def plots(report: dict, folder: Path) -> dict:
               if e["unconditional"]["CA_by_position"]]
     if curves:
         out["ca_by_position"] = str(ca_by_position_plot(curves, folder / "ca_by_position.png"))
+    auc = {arm: e["disc_auc"]["curve"] for arm, e in arms.items() if (e.get("disc_auc") or {}).get("curve")}
+    if auc:
+        from tgan.metrics.plots import disc_auc_plot
+
+        ca = {arm: {k: e[k]["CA"] for k in KINDS} for arm, e in arms.items()}
+        out["disc_auc"] = str(disc_auc_plot(auc, ca, folder / "disc_auc.png"))
     for conv in report["data"]["stats"]:
         dist = {arm: e["unconditional"]["distance"][conv] for arm, e in arms.items()}
         out[f"distance_{conv}"] = str(stat_distance_plot(dist, STATISTICS, folder / f"distance_{conv}.png",

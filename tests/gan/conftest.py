@@ -9,7 +9,8 @@ from tgan.data.notes import Note
 FAST = ["--preset", "tiny", "--batch-size", "2", "--mle-steps", "4", "--disc-steps", "2", "--gan-steps", "4",
         "--gan-start", "0", "--gan-every", "2", "--rollout-len", "16", "--segment-len", "8", "--prefix-len", "3",
         "--eval-len", "64", "--eval-chunks", "2", "--eval-every", "0", "--sample-count", "1", "--sample-len", "24",
-        "--checkpoint-every", "2", "--log-every", "1"]
+        "--checkpoint-every", "2", "--log-every", "1", "--d-warmup-steps", "0", "--d-steps", "1",
+        "--d-eval-batch", "4"]
 
 
 def _piece(rng, n=120):

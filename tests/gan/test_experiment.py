@@ -12,7 +12,7 @@ from tgan.model.checkpoint import list_checkpoints, load_checkpoint
 TRAIN = ["--preset", "tiny", "--batch-size", "2", "--mle-steps", "20", "--disc-steps", "10", "--gan-steps", "10",
          "--gan-start", "0", "--gan-every", "2", "--rollout-len", "16", "--segment-len", "8", "--prefix-len", "3",
          "--eval-len", "64", "--eval-chunks", "2", "--eval-every", "0", "--sample-len", "24",
-         "--checkpoint-every", "5", "--log-every", "1"]
+         "--checkpoint-every", "5", "--log-every", "1", "--d-warmup-steps", "0", "--d-eval-batch", "4"]
 
 
 def _argv(midi_folder, out, arms="mle,rsgan", seeds="2"):
@@ -155,3 +155,36 @@ def test_bad_options_are_refused_naming_the_flag(tmp_path, flags, needle, capsys
     with pytest.raises(SystemExit) as e:
         parse(["--out", str(tmp_path / "x"), *flags])
     assert e.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_the_report_carries_d_auc_per_arm_and_mle_gets_the_adversarial_wall_clock(tmp_path, midi_folder):
+    out = tmp_path / "exp"
+    argv = _argv(midi_folder, out, arms="mle_wall,rsgan_gp,mle", seeds="1")
+    argv += ["--d-warmup-steps", "2", "--d-warmup-eval-every", "1", "--d-warmup-auc", "1.0", "--d-eval-every", "5"]
+    assert main(argv) == 0
+    state = json.loads((out / "experiment.json").read_text())["done"]
+    adv = state["rsgan_gp/seed0/train"]["stage_seconds"]
+    assert set(adv) == {"dwarm", "gan"}
+    wall = load_checkpoint(out / "arms" / "mle_wall" / "seed0")
+    budget = wall.configs["train"]["mle_seconds"]
+    assert budget == pytest.approx(adv["dwarm"] + adv["gan"], abs=0.06)  # its own wall-clock, not iterations
+    assert state["mle_wall/seed0/train"]["stage_seconds"]["gan"] >= budget
+    report = json.loads((out / "report.json").read_text())
+    auc = report["arms"]["rsgan_gp"]["disc_auc"]["disc_auc"]
+    assert auc["warmup_end"]["values"][0] is not None and 0 <= auc["last"]["mean"] <= 1
+    assert [p["it"] for p in report["arms"]["rsgan_gp"]["disc_auc"]["curve"]] == [0, 5, 10]
+    assert report["arms"]["mle"]["disc_auc"] is None and report["arms"]["mle_wall"]["disc_auc"] is None
+    md = (out / "report.md").read_text()
+    assert "## The discriminator's held-out AUC, beside CA" in md
+    section = md[md.index("## The discriminator's held-out AUC, beside CA"):]
+    row = next(line for line in section.splitlines() if line.startswith("| rsgan_gp | ")).split(" | ")
+    assert row[3] == f"{auc['last']['mean']:.3f} ± 0.000"  # arm, warm-up end, first, last
+    assert next(line for line in section.splitlines() if line.startswith("| mle | ")).split(" | ")[1:7] == ["n/a"] * 6
+    if "disc_auc" in report.get("plots", {}):
+        assert (out / "plots" / "disc_auc.png").stat().st_size > 0
+
+
+def test_mle_wall_needs_an_adversarial_arm(tmp_path, midi_folder, capsys):
+    with pytest.raises(SystemExit):
+        parse(_argv(midi_folder, tmp_path / "x", arms="mle,mle_wall"))
+    assert "mle_wall gets the wall-clock of the adversarial arms" in capsys.readouterr().err

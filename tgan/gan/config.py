@@ -47,12 +47,19 @@ class TrainConfig:
     disc_len: int = 0  # tokens per D pre-training crop (0 = all of D's positions, so none stays untrained)
     # -- stage 3: adversarial training -----------------------------------------------------------
     gan_steps: int = 100000  # adversarial-stage iterations (N of the Gumbel schedule)
+    mle_seconds: float = 0.0  # with --loss mle and --init-from: continue MLE for this many seconds of wall-clock instead of --gan-steps iterations (the equal-time baseline; 0 = iterations)
     gan_start: int = 100  # first iteration with adversarial steps
     gan_every: int = 5  # one D and one G adversarial step every this many iterations
     gen_weight: float = 1.0  # lambda: L_G = L_mle + lambda·L_gen on adversarial iterations (with --gen-update joint)
     gen_update: str = "joint"  # joint: one Adam step on L_mle + lambda·L_gen (Equation 1, the paper) | separate: L_gen stepped alone by its own Adam (--g-adv-lr; the released code; lambda then has no effect)
     gp_weight: float = 10.0  # gamma: gradient-penalty weight (losses with GP)
-    d_lr: float = 1e-5  # discriminator AdamW learning rate (adversarial)
+    d_lr: float = 1e-5  # discriminator AdamW learning rate (adversarial and D warm-up)
+    d_steps: int = 1  # D updates (each on a fresh rollout and real batch; PPO's D' as many) per generator adversarial update: WGAN's n_critic
+    d_warmup_steps: int = 2000  # D warm-up before the first generator update: D (and D') trained against the frozen G's samples for at most this many steps (0 = none, the released code; it stops earlier at --d-warmup-auc)
+    d_warmup_auc: float = 0.8  # the D warm-up stops once the held-out AUC of D (and of PPO's D') reaches this
+    d_warmup_eval_every: int = 25  # D warm-up steps between held-out AUC measurements
+    d_eval_every: int = 0  # adversarial iterations between held-out AUC measurements of D (0 = about 20 per stage)
+    d_eval_batch: int = 16  # held-out sequences per AUC measurement: real validation crops and as many fresh samples
     g_adv_lr: float = 2e-3  # generator adversarial Adam learning rate (--gen-update separate)
     g_adv_warmup: int = 1000  # inverse-sqrt warm-up of the adversarial generator optimizer (--gen-update separate)
     beta_max: float = 100.0  # Gumbel inverse temperature reaches beta_max at gan_steps
@@ -101,6 +108,14 @@ class TrainConfig:
                   "freeze_layers", "disc_len", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
             if getattr(self, n) < 0:
                 bad(n, "must be >= 0")
+        for n in ("d_steps", "d_warmup_eval_every", "d_eval_batch"):
+            if getattr(self, n) < 1:
+                bad(n, "must be >= 1")
+        for n in ("d_warmup_steps", "d_eval_every", "mle_seconds"):
+            if getattr(self, n) < 0:
+                bad(n, "must be >= 0")
+        if not 0.5 < self.d_warmup_auc <= 1:
+            bad("d_warmup_auc", "must be in (0.5, 1]")
         for n in ("lr", "disc_lr", "d_lr", "g_adv_lr", "ppo_lr", "clip", "temperature"):
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
@@ -112,6 +127,8 @@ class TrainConfig:
             bad("prefix_len", f"must be smaller than --rollout-len ({self.rollout_len})")
         if not 0 < self.ppo_clip < 1:
             bad("ppo_clip", "must be in (0, 1)")
+        if self.mle_seconds and not (self.loss == "mle" and self.init_from):
+            bad("mle_seconds", "is for the MLE baseline only (--loss mle with --init-from)")
         if self.init_from and not Path(self.init_from).is_dir():
             bad("init_from", "must be a run directory or a checkpoint directory")
 
@@ -121,8 +138,12 @@ PRESET_TRAIN = {
     # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
     "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, eval_every=500, eval_chunks=16,
                  eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
-                 g_adv_lr=1e-4, g_adv_warmup=10, d_lr=1e-4, freeze_layers=1, rollout_len=256, segment_len=64,
-                 checkpoint_every=500, sample_count=2, sample_len=1024, log_every=10),
+                 g_adv_lr=1e-4, g_adv_warmup=10, freeze_layers=1, rollout_len=256, segment_len=64,
+                 checkpoint_every=500, sample_count=2, sample_len=1024, log_every=10,
+                 # a D that keeps up, measured by its held-out AUC on the main job (README, "Does D
+                 # discriminate?"): at the released 1e-5 / 6.25e-5, one D step per update and no
+                 # warm-up, D stays at chance through the stage
+                 d_lr=1e-3, ppo_lr=2e-4, d_steps=2, d_warmup_steps=300, d_eval_batch=32),
     "small": dict(batch_size=16, rollout_len=2048, segment_len=128),
     "paper": dict(),
 }
@@ -151,12 +172,14 @@ def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
     return p
 
 
-# Seconds per step measured for the main job (benchmarks/RESULTS.md: tiny preset, bundled corpus,
-# 2-core CPU, batch 8, 2026-11-29): MLE 3000 steps in 75 s, D pre-training 600 (256-token crops)
-# in 47 s, adversarial 300 iterations (gan_every 5, 256-token rollouts) in 91 s. Other presets and
-# devices: not measured.
-MEASURED = {("cpu", "tiny"): dict(mle=75 / 3000, disc=47 / 600, gan=91 / 300, batch=8, rollout=256,
-                                  gan_every=5)}
+# Seconds measured for the main job (tiny preset, bundled corpus, 2-core CPU, batch 8, 256-token
+# rollouts): MLE 3000 steps in 75 s and D pre-training 600 steps in 47 s (2026-11-29); on
+# 2026-12-05 a D warm-up step (its rollout without gradient and D's and D''s updates) 0.77 s, a
+# generator adversarial step 1.04 s, a held-out AUC measurement of 32 sequences 1.5 s (warm-up 125
+# steps in 105 s, adversarial stage of 300 iterations with 2 D steps per update in 192 s). Other
+# presets and devices: not measured.
+MEASURED = {("cpu", "tiny"): dict(mle=75 / 3000, disc=47 / 600, d_step=0.77, g_adv=1.04, probe=1.5 / 32,
+                                  batch=8, rollout=256)}
 
 
 def estimate_seconds(cfg: TrainConfig, device: str, skipped=()) -> dict | None:
@@ -167,12 +190,20 @@ def estimate_seconds(cfg: TrainConfig, device: str, skipped=()) -> dict | None:
     if m is None:
         return None
     scale = cfg.batch_size / m["batch"]
-    gan = m["gan"] * scale * (cfg.rollout_len / m["rollout"]) * (m["gan_every"] / cfg.gan_every)
+    roll = cfg.rollout_len / m["rollout"]
+    probe = m["probe"] * cfg.d_eval_batch * roll
+    n_adv = len(range(cfg.gan_start, cfg.gan_steps, cfg.gan_every))
+    gan = (cfg.gan_steps * m["mle"] * scale + n_adv * (m["g_adv"] + cfg.d_steps * m["d_step"]) * scale * roll
+           + (cfg.gan_steps / (cfg.d_eval_every or max(1, cfg.gan_steps // 20)) + 1) * probe)
     mle_gan = cfg.gan_steps * m["mle"] * scale if cfg.init_from else 0.0  # the MLE baseline's continuation
     out = {"mle": cfg.mle_steps * m["mle"] * scale, "disc": cfg.disc_steps * m["disc"],
-           "gan": mle_gan if cfg.loss == "mle" else cfg.gan_steps * gan}
+           # the warm-up at most: it stops once D's AUC reaches the target
+           "dwarm": cfg.d_warmup_steps * (m["d_step"] * scale * roll + probe / cfg.d_warmup_eval_every),
+           "gan": (cfg.mle_seconds or mle_gan) if cfg.loss == "mle" else gan}
     if cfg.disc == "cnn" or cfg.loss == "mle":
         out["disc"] = 0.0
+    if cfg.loss == "mle" or not cfg.gan_steps:
+        out["dwarm"] = 0.0
     for stage in skipped:
         out[stage] = 0.0
     return out
@@ -188,7 +219,9 @@ def describe(cfg: TrainConfig, device: str, skipped=()) -> str:
         f"data {cfg.data or 'bach (bundled corpus)'}; vocabulary {cfg.vocab}",
         f"stages: MLE {cfg.mle_steps} steps, D pre-training {cfg.disc_steps} steps, adversarial "
         f"{cfg.gan_steps} iterations (batch {cfg.batch_size}, rollouts of {cfg.rollout_len} "
-        f"tokens in segments of {cfg.segment_len})",
+        f"tokens in segments of {cfg.segment_len}; {cfg.d_steps} D step(s) per generator update, one every "
+        f"{cfg.gan_every} iterations from {cfg.gan_start}), D warm-up before it: at most {cfg.d_warmup_steps} "
+        f"steps, until D's held-out AUC reaches {cfg.d_warmup_auc}",
     ]
     if skipped:
         lines.append(f"from --init-from {cfg.init_from}: {', '.join(skipped)} finished there, not repeated")
@@ -197,7 +230,7 @@ def describe(cfg: TrainConfig, device: str, skipped=()) -> str:
                      f"preset on {device}); the log's steps/s tell after the first steps")
     else:
         lines.append("estimated duration (from the measured tiny-preset CPU rates, scaled): "
-                     + ", ".join(f"{k} {fmt(v)}" for k, v in est.items())
+                     + ", ".join(f"{k}{' (at most)' if k == 'dwarm' else ''} {fmt(v)}" for k, v in est.items())
                      + f"; {fmt(sum(est.values()))} in all, data preparation and samples not counted")
     return "\n".join(lines)
 

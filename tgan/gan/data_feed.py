@@ -59,11 +59,11 @@ class DataFeed:
         raise DataError(f"data set {self.prepared.index['source']} has no {split} files")
 
     # -- augmented reading -------------------------------------------------------------------------
-    def _read(self, i: int, start: int, need: int, rng: np.random.Generator) -> np.ndarray:
-        """At least ``need`` tokens of training piece ``i`` from ``start`` (fewer only where the piece
-        ends), transposed and stretched as one draw (int64)."""
-        toks = self.prepared.file_tokens("train", i)
-        if not self.augment:
+    def _read(self, i: int, start: int, need: int, rng: np.random.Generator, split: str = "train") -> np.ndarray:
+        """At least ``need`` tokens of piece ``i`` of ``split`` from ``start`` (fewer only where the
+        piece ends); training pieces transposed and stretched as one draw (int64)."""
+        toks = self.prepared.file_tokens(split, i)
+        if not self.augment or split != "train":
             return np.asarray(toks[start:start + need], dtype=np.int64)
         shift = int(self._shifts[i][rng.integers(len(self._shifts[i]))])
         stretch = float(STRETCHES[rng.integers(len(STRETCHES))])
@@ -82,22 +82,25 @@ class DataFeed:
         i = int(rng.integers(len(self.prepared.files["train"])))
         return self._read(i, 0, self.prepared.files["train"][i].n_tokens, rng)
 
-    def _row(self, length: int, rng: np.random.Generator, from_start: bool) -> torch.Tensor:
+    def _row(self, length: int, rng: np.random.Generator, from_start: bool, split: str = "train",
+             p: np.ndarray | None = None) -> torch.Tensor:
+        files = self.prepared.files[split]
+        p = self._p if p is None else p
         parts, have = [], 0
         if from_start:
             parts, have = [np.array([self.vocab.eos_id])], 1
         else:
-            i = int(rng.choice(len(self._p), p=self._p))
-            start = int(rng.integers(self.prepared.files["train"][i].n_tokens))
-            parts.append(self._read(i, start, length, rng))
+            i = int(rng.choice(len(p), p=p))
+            start = int(rng.integers(files[i].n_tokens))
+            parts.append(self._read(i, start, length, rng, split))
             have = len(parts[-1])
         while have < length:  # the piece ended: EOS, then another piece from its first token
             if not from_start or len(parts) > 1:
                 parts.append(np.array([self.vocab.eos_id]))
                 have += 1
             from_start = False
-            i = int(rng.choice(len(self._p), p=self._p))
-            parts.append(self._read(i, 0, length - have, rng))
+            i = int(rng.choice(len(p), p=p))
+            parts.append(self._read(i, 0, length - have, rng, split))
             have += len(parts[-1])
         return torch.from_numpy(np.concatenate(parts)[:length])
 
@@ -110,6 +113,21 @@ class DataFeed:
         return torch.stack([self._row(length, rng, s) for s in starts]).long()
 
     # -- evaluation ---------------------------------------------------------------------------------
+    def held_out_crops(self, batch_size: int, length: int, rng: np.random.Generator,
+                       split: str = "validation") -> torch.Tensor:
+        """Crops [B, length] of a held-out split (falls back as ``chunks`` does), not augmented,
+        drawn as training crops are (a random start, further pieces behind EOS, a share of rows
+        from a piece's start) but from ``rng``, the caller's: drawing them leaves the training
+        stream untouched."""
+        if batch_size < 1 or length < 1:
+            raise ValueError(f"held_out_crops: batch_size and length must be >= 1, got {batch_size}, {length}")
+        s = self._split(split)
+        sizes = np.array([f.n_tokens for f in self.prepared.files[s]], dtype=np.float64)
+        if not sizes.sum():
+            raise DataError(f"data set {self.prepared.index['source']} has no tokens in split {s!r}")
+        starts = rng.random(batch_size) < START_SHARE
+        return torch.stack([self._row(length, rng, bool(st), s, sizes / sizes.sum()) for st in starts]).long()
+
     def chunks(self, split: str, length: int, limit: int = 0):
         """Up to ``limit`` (0 = all) non-overlapping chunks [length] of a split (falls back to
         test, then train, where the split is empty); a file shorter than ``length`` gives one

@@ -27,6 +27,28 @@ def _note_stats(token_rows, vocab) -> dict:
     return set_statistics(pieces)["correct"]["mean"]
 
 
+def disc_auc_summary(points: list) -> dict:
+    """``{"disc_auc": {...}}`` (and ``"ppo_auc"`` for PPO-GP's D') from the run's held-out AUC
+    points: the last of the D warm-up (``warmup_end``, None without one), the adversarial stage's
+    first and last points, their mean, and the share of them at or above AUC_INFORMATIVE; {}
+    without points."""
+    from tgan.gan.disc_eval import AUC_INFORMATIVE
+
+    out = {}
+    for key, name in (("d_auc", "disc_auc"), ("ppo_auc", "ppo_auc")):
+        warm = [p[key] for p in points if p["stage"] == "dwarm" and key in p]
+        gan = [p[key] for p in points if p["stage"] == "gan" and key in p]
+        if not warm and not gan:
+            continue
+        out[name] = {"warmup_end": warm[-1] if warm else None, "first": gan[0] if gan else None,
+                     "last": gan[-1] if gan else None, "mean": float(np.mean(gan)) if gan else None,
+                     "informative_share": float(np.mean([a >= AUC_INFORMATIVE for a in gan])) if gan else None,
+                     "points": len(gan)}
+    if out:  # the whole curve, for plots along the stage: (stage, iteration, AUC of each critic)
+        out["disc_auc_points"] = [{k: p[k] for k in ("stage", "it", "d_auc", "ppo_auc") if k in p} for p in points]
+    return out
+
+
 def write_samples_and_summary(trainer, times: dict) -> dict:
     """Write <run>/samples/*.mid and <run>/summary.json; returns the summary (with a 'printable' part)."""
     from tgan.data.events import tokens_to_midi
@@ -60,6 +82,7 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
         "uniform_nll": float(np.log(trainer.gcfg.vocab_size)),
         "generation_tokens_per_s": gen_tps, "samples": files,
     }
+    summary.update(disc_auc_summary(trainer.history.get("disc_auc", [])))
     try:
         real = [trainer.data.piece("validation", i)[: length] for i in range(min(8, trainer.data.num_pieces("validation")))]
         summary["note_stats_data"] = _note_stats(real, vocab)
@@ -73,6 +96,9 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
                                                        f"(uniform {summary['uniform_nll']:.4f})",
         "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in times.items()) or "(all stages already done)",
         "generation tokens/s": f"{gen_tps:.0f}",
+        **({"held-out AUC of D: warm-up end, first, last, mean": ", ".join(
+            fmt(summary["disc_auc"][k]) for k in ("warmup_end", "first", "last", "mean"))}
+           if "disc_auc" in summary else {}),
         "samples": str(out),
         "summary": str(run_dir / "summary.json"),
         "TensorBoard": f"tensorboard --logdir {run_dir / 'logs'}",

@@ -259,7 +259,7 @@ def checkpoint_scorer(ck, vocab, device="cpu"):
     be longer. Raises CheckpointError naming the checkpoint when its BERT never finished masked-LM
     pre-training (an MLE-only run, a run stopped before) or was adversarially trained since.
     """
-    from tgan.gan.trainer import _finished_stages
+    from tgan.gan.trainer import finished_stages
 
     train = ck.configs.get("train", {})
     disc = train.get("disc", "bert" if "bert" in ck.configs else None)
@@ -267,14 +267,14 @@ def checkpoint_scorer(ck, vocab, device="cpu"):
         what = f"a {disc.upper()}" if disc else "no"
         return None, None, (f"PLL and CA: n/a, they need a scorer (--scorer) and the checkpoint holds {what} "
                             "discriminator.")
-    finished = _finished_stages(ck.meta)
+    finished = finished_stages(ck.meta)
     extra = ck.extra
     hint = "pass --scorer DIR (train one with python -m tgan.scorer) or --nll-only"
     if "disc" not in finished:
         raise CheckpointError(f"checkpoint {ck.path}: its BERT discriminator never finished masked-LM pre-training "
                               f"(loss {train.get('loss')!r}, stage {extra.get('stage')!r}); it cannot score PLL or "
                               f"CA: {hint}")
-    if "gan" in finished or (extra.get("stage") == "gan" and extra.get("stage_step", 0) > 0):
+    if {"dwarm", "gan"} & set(finished) or (extra.get("stage") in ("dwarm", "gan") and extra.get("stage_step", 0) > 0):
         raise CheckpointError(f"checkpoint {ck.path}: its BERT discriminator was adversarially trained against this "
                               f"run's samples, which makes its PLL and CA incomparable with other rows: {hint} (or "
                               f"the checkpoint that ends D pre-training)")

@@ -29,6 +29,7 @@ from tgan.progress import progress
 from tgan.gan import distributed as D
 from tgan.gan.config import TrainConfig
 from tgan.gan.data_feed import DataFeed
+from tgan.gan.disc_eval import AUC_INFORMATIVE, HeldOutProbe
 from tgan.gan.losses import make_loss
 from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
@@ -41,59 +42,80 @@ from tgan.model.checkpoint import (CheckpointError, latest_checkpoint, list_chec
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("mle", "disc", "gan", "done")
+STAGES = ("mle", "disc", "dwarm", "gan", "done")
 
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses."""
 
 
-def stage_names(loss: str, disc: str, init_from: str = "") -> list[str]:
+def stage_names(loss: str, disc: str, init_from: str = "", warmup: bool = False) -> list[str]:
     """The stages a run with this loss and discriminator goes through, in order.
 
     An MLE run started from another run (``init_from``) continues MLE through the adversarial
     stage's iterations, so it matches an adversarial run from the same pre-training step for step.
+    ``warmup``: the D warm-up (``dwarm``: D trained against the frozen G) precedes the adversarial stage.
     """
     names = ["mle"]
     if loss != "mle":
         if disc == "bert":
             names.append("disc")
+        if warmup:
+            names.append("dwarm")
         names.append("gan")
     elif init_from:
         names.append("gan")
     return names
 
 
-def _finished_stages(meta: dict) -> list[str]:
+def has_warmup(train: dict) -> bool:
+    """Whether a run with this training configuration (a TrainConfig's fields, as a dict) warms D up."""
+    return (train.get("loss", "mle") != "mle" and train.get("d_warmup_steps", 0) > 0
+            and train.get("gan_steps", 1) > 0)
+
+
+def finished_stages(meta: dict) -> list[str]:
     """Stages a run checkpoint says are complete (it is saved at a stage boundary or mid-stage)."""
     train, extra = meta.get("configs", {}).get("train", {}), meta.get("extra", {})
-    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"), train.get("init_from") or "")
+    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"), train.get("init_from") or "",
+                        has_warmup(train))
     stage = extra.get("stage", "mle")
     if stage == "done":
         return names
     return names[: names.index(stage)] if stage in names else []
 
 
-def pretrained_checkpoint(path) -> Path:
+def warmup_matches(meta: dict, loss: str | None, disc: str | None) -> bool:
+    """Whether a checkpoint's finished D warm-up can stand for this run's: D (and D') were warmed
+    up with the same loss and discriminator kind (G is frozen in the warm-up, so G is the same)."""
+    train = meta.get("configs", {}).get("train", {})
+    return loss is None or (train.get("loss") == loss and train.get("disc") == disc)
+
+
+def pretrained_checkpoint(path, loss: str | None = None, disc: str | None = None) -> Path:
     """The checkpoint ``--init-from path`` starts from.
 
     ``path`` is a checkpoint directory saved at the end of a stage, or a run directory: then its
-    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training), which runs pin. A run
-    with ``--gan-steps 0`` (pre-training only) ends with a "done" checkpoint that is its end of D
-    pre-training: that one is taken, not the end of MLE before it.
+    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training, or those and the D
+    warm-up), which runs pin. A run with ``--gan-steps 0`` (pre-training only) ends with a "done"
+    checkpoint that is its end of D pre-training: that one is taken, not the end of MLE before it.
+    A checkpoint that ends a D warm-up is taken only for a run of the same ``loss`` and ``disc``
+    (given; None = any): another loss starts from the end of D pre-training, whose G is the same.
     """
     p = Path(path)
     if (p / "meta.json").is_file():
         meta = read_meta(p)
-        if meta.get("extra", {}).get("stage_step", 0) != 0 or not _finished_stages(meta):
+        if meta.get("extra", {}).get("stage_step", 0) != 0 or not finished_stages(meta):
             raise CheckpointError(f"--init-from {p}: this checkpoint is in the middle of stage "
                                   f"{meta.get('extra', {}).get('stage')!r}; pass one saved at the end of a "
                                   "stage, or the run directory")
         return p
     for ck in reversed(list_checkpoints(p)):
         meta = read_meta(ck)
-        finished = _finished_stages(meta)
+        finished = finished_stages(meta)
         no_gan = meta.get("configs", {}).get("train", {}).get("gan_steps") == 0
+        if "dwarm" in finished and not warmup_matches(meta, loss, disc):
+            continue
         if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and ("gan" not in finished or no_gan):
             return ck
     raise CheckpointError(f"--init-from {p}: no checkpoint of this run ends a pre-training stage (MLE or "
@@ -108,11 +130,11 @@ def inherited_stages(cfg) -> list[str]:
     if not cfg.init_from:
         return []
     try:
-        finished = _finished_stages(read_meta(pretrained_checkpoint(cfg.init_from)))
+        finished = finished_stages(read_meta(pretrained_checkpoint(cfg.init_from, cfg.loss, cfg.disc)))
     except (CheckpointError, OSError):
         return []
-    ours = stage_names(cfg.loss, cfg.disc, cfg.init_from)
-    return [s for s in finished if s in ("mle", "disc") and s in ours]
+    ours = stage_names(cfg.loss, cfg.disc, cfg.init_from, has_warmup(cfg.__dict__))
+    return [s for s in finished if s in ("mle", "disc", "dwarm") and s in ours]
 
 
 def _config_mismatch(what: str, theirs: dict, ours: dict) -> str | None:
@@ -165,6 +187,7 @@ class Trainer:
         self.sched = {"g_mle": inverse_sqrt_scheduler(self.opt["g_mle"], cfg.warmup),
                       "g_adv": inverse_sqrt_scheduler(self.opt["g_adv"], cfg.g_adv_warmup)}
         self.stage, self.stage_step, self.bad_steps = "mle", 0, 0
+        self.stage_seconds = 0.0  # wall-clock the stage had spent when the run resumed (--mle-seconds)
         self.history: dict = {"val_nll": []}
         # One MLE stream for stages 1 and 3, with its own generator: the MLE data does not depend on
         # what the adversarial steps draw.
@@ -216,6 +239,7 @@ class Trainer:
             optims["ppo"] = self.ppo.opt
             models["ppo_snapshot"] = self.ppo.snapshot
         extra = {"stage": self.stage, "stage_step": self.stage_step, "bad_steps": self.bad_steps,
+                 "stage_seconds": getattr(self, "stage_seconds_at_save", 0.0) if self.stage_step else 0.0,
                  "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0,
                  "mle_stream": self.stream.state_dict()}
         configs = {"generator": self.gcfg.to_dict(), "bert": self.bcfg.to_dict(), "cnn": self.ccfg.to_dict(),
@@ -225,8 +249,10 @@ class Trainer:
 
     def plan(self) -> list[tuple[str, int]]:
         """The stages this run goes through, with their step counts."""
-        steps = {"mle": self.cfg.mle_steps, "disc": self.cfg.disc_steps, "gan": self.cfg.gan_steps}
-        return [(name, steps[name]) for name in stage_names(self.cfg.loss, self.cfg.disc, self.cfg.init_from)]
+        steps = {"mle": self.cfg.mle_steps, "disc": self.cfg.disc_steps, "dwarm": self.cfg.d_warmup_steps,
+                 "gan": self.cfg.gan_steps}
+        names = stage_names(self.cfg.loss, self.cfg.disc, self.cfg.init_from, has_warmup(self.cfg.__dict__))
+        return [(name, steps[name]) for name in names]
 
     @property
     def global_step(self) -> int:
@@ -245,10 +271,11 @@ class Trainer:
         ck = load_checkpoint(path, kind="run", map_location=self.device)
         ex = ck.extra
         self.stage, self.stage_step, self.bad_steps = ex["stage"], ex["stage_step"], ex["bad_steps"]
+        self.stage_seconds = ex.get("stage_seconds", 0.0)
         self.history = ex["history"]
         if "mle_stream" in ex:
             self.stream.load_state_dict(ex["mle_stream"])
-        if self.stage in ("gan", "done"):
+        if self.stage in ("dwarm", "gan", "done"):
             self._adv_optimizers()
         for name, m in self._models().items():
             m.load_state_dict(ck.models[name])
@@ -268,9 +295,10 @@ class Trainer:
 
     def _init_from(self, path):
         """Take the pre-trained models of another run; skip the pre-training stages it finished."""
-        ck = load_checkpoint(pretrained_checkpoint(path), kind="run", map_location=self.device)
+        ck = load_checkpoint(pretrained_checkpoint(path, self.cfg.loss, self.cfg.disc), kind="run",
+                             map_location=self.device)
         theirs = ck.configs
-        finished = [s for s in _finished_stages(ck.meta) if s in ("mle", "disc")]
+        finished = [s for s in finished_stages(ck.meta) if s in ("mle", "disc", "dwarm")]
         problems = []
         if theirs.get("vocab") != self.data.vocab.preset:
             problems.append(f"its vocabulary is {theirs.get('vocab')!r}, this run's {self.data.vocab.preset!r} "
@@ -291,7 +319,27 @@ class Trainer:
             self.disc.load_state_dict(ck.models["disc"])
         else:
             finished = [s for s in finished if s != "disc"]
+        # A finished D warm-up of the same loss and D (pretrained_checkpoint checked): D, D' and
+        # their optimizers as the warm-up left them; G is the same, the warm-up froze it.
+        take_warmup = "dwarm" in finished and "dwarm" in dict(self.plan()) and \
+            (take_disc or self.cfg.disc != "bert") and "disc" in ck.models
+        if take_warmup:
+            if self.cfg.disc != "bert":
+                self.disc.load_state_dict(ck.models["disc"])
+            d_opt = self._adv_optimizers()
+            if "d_adv" in ck.optimizers:
+                d_opt.load_state_dict(ck.optimizers["d_adv"])
+            if self.ppo is not None and "ppo_classifier" in ck.models:
+                self.ppo.classifier.load_state_dict(ck.models["ppo_classifier"])
+                self.ppo.snapshot.load_state_dict(ck.models["ppo_snapshot"])
+                self.ppo.steps = ck.extra.get("ppo_steps", 0)
+                if "ppo" in ck.optimizers:
+                    self.ppo.opt.load_state_dict(ck.optimizers["ppo"])
+        else:
+            finished = [s for s in finished if s != "dwarm"]
         self.history = {"val_nll": [list(x) for x in ck.extra.get("history", {}).get("val_nll", [])]}
+        if take_warmup:  # the warm-up's AUC curve comes along (its end is this run's warmup_end)
+            self.history["disc_auc"] = [dict(x) for x in ck.extra.get("history", {}).get("disc_auc", [])]
         todo = [name for name, _ in self.plan() if name not in finished]
         self.stage, self.stage_step = (todo[0] if todo else "done"), 0
         self.initialized_from = str(ck.path)
@@ -333,7 +381,8 @@ class Trainer:
             self.save(pin=True)  # this run's own copy of its starting point: --resume works from here
             self.initialized_from = None
         plan = self.plan()
-        run_stage = {"mle": self._mle_stage, "disc": self._disc_stage, "gan": self._gan_stage}
+        run_stage = {"mle": self._mle_stage, "disc": self._disc_stage, "dwarm": self._dwarm_stage,
+                     "gan": self._gan_stage}
         times = {}
         for i, (name, steps) in enumerate(plan):
             if STAGES.index(self.stage) > STAGES.index(name):
@@ -343,11 +392,15 @@ class Trainer:
             run_stage[name](steps)
             times[name] = time.time() - t0
             self.stage, self.stage_step = (plan[i + 1][0] if i + 1 < len(plan) else "done"), 0
-            self.save(pin=name in ("mle", "disc"))  # pre-trained models stay for --init-from
+            self.save(pin=name in ("mle", "disc", "dwarm"))  # pre-trained models stay for --init-from
         summary = self._finish(times)
         if self.log is not None:
             self.log.close()
         return summary
+
+    def _label(self, name: str, what: str) -> str:
+        names = [n for n, _ in self.plan()]
+        return f"stage {names.index(name) + 1}/{len(names)} {what}"
 
     def _bar(self, total, desc):
         # a bar on a terminal, a plain line every 30 s in a log file (tgan.progress)
@@ -359,7 +412,7 @@ class Trainer:
         self.gen.train()
         if self.stage_step == 0 and not self.history["val_nll"]:
             self._validate()  # the curve starts from the untrained model
-        bar = self._bar(steps, "stage 1/3 MLE")
+        bar = self._bar(steps, self._label("mle", "MLE"))
         t0, toks = time.time(), 0
         while self.stage_step < steps:
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
@@ -394,7 +447,7 @@ class Trainer:
         cfg, v = self.cfg, self.data.vocab
         self.disc.train()
         events = (v.note_on_offset, v.mask_id)  # random replacements drawn from the events
-        bar = self._bar(steps, "stage 2/3 D pre-training")
+        bar = self._bar(steps, self._label("disc", "D pre-training"))
         while self.stage_step < steps:
             # A generator per step, keyed by (seed, step, rank): a resumed run masks identically.
             rng = np.random.default_rng([cfg.seed, self.stage_step, self.info.rank])
@@ -413,6 +466,82 @@ class Trainer:
                 self.save()
         bar.close()
 
+    # -- the discriminator's held-out AUC, and the D warm-up -----------------------------------------
+    def _critics(self) -> dict:
+        c = {"d": self.disc}
+        if self.ppo is not None:
+            c["ppo"] = self.ppo.classifier
+        return c
+
+    def _measure_disc(self, phase: str, beta: float) -> dict:
+        """Held-out AUC / accuracy of D (and D') now, appended to history["disc_auc"] and logged."""
+        if getattr(self, "_probe", None) is None:
+            cfg = self.cfg
+            self._probe = HeldOutProbe(self.data, cfg.d_eval_batch, cfg.prefix_len, cfg.rollout_len,
+                                       cfg.segment_len, cfg.disc_prefix, cfg.seed, self.device)
+        m = self._probe.measure(self.gen, self._critics(), beta, self.global_step)
+        point = {"step": self.global_step, "stage": phase, "it": self.stage_step}
+        for name, v in m.items():
+            point.update({f"{name}_auc": v["auc"], f"{name}_acc": v["acc"]})
+        self.history.setdefault("disc_auc", []).append(point)
+        self._log({k: v for k, v in point.items() if k.endswith(("_auc", "_acc"))},
+                  "dwarm/" if phase == "dwarm" else "gan/")
+        return point
+
+    @staticmethod
+    def _auc_text(point: dict) -> str:
+        return "/".join(f"{point[k]:.2f}" for k in ("d_auc", "ppo_auc") if k in point)
+
+    def _critic_updates(self, d_opt, beta: float, count: int) -> tuple[dict, torch.Tensor]:
+        """``count`` D steps (and as many of PPO's D'), each on a fresh rollout without gradient and
+        a fresh real batch. Returns the mean statistics and the last real batch."""
+        cfg, S = self.cfg, self.cfg.segment_len
+        sums: dict = {}
+        for _ in range(count):
+            real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
+            fake = sample_fakes(self.gen, real, cfg.prefix_len, cfg.rollout_len, S, beta)
+            st = dict(zip(("d_loss", "d_real", "d_fake"), discriminator_step(
+                self.disc, self.loss, real, fake, S, cfg.gp_weight, cfg.prefix_len, cfg.disc_prefix)))
+            self._apply(st["d_loss"], self.disc, d_opt)
+            if self.ppo is not None:  # D' sees every segment, as D does
+                pairs = [disc_inputs(real, fake[:, s * S: (s + 1) * S], s, cfg.prefix_len, S, cfg.disc_prefix)
+                         for s in range(cfg.rollout_len // S)]
+                st["ppo_cls"] = self.ppo.classifier_step(pairs, sync=lambda m: D.sync_grads(m, self.info))
+            for k, v in st.items():
+                sums[k] = sums.get(k, 0.0) + v / count
+        return sums, real
+
+    def _dwarm_stage(self, steps: int):
+        """D warm-up: D (and D') trained against the frozen G's samples until the held-out AUC of
+        every critic reaches ``d_warmup_auc`` or ``steps`` steps have run. G does not change, so a
+        generator update never follows a discriminator that has not yet learned to tell."""
+        cfg = self.cfg
+        d_opt = self._adv_optimizers()
+        beta = gumbel_beta(0, cfg.gan_steps, cfg.beta_max)  # the first adversarial iteration's
+        self.gen.train()  # the rollouts' own setting: D learns the samples the stage will show it
+        self.disc.train()
+        bar = self._bar(steps, self._label("dwarm", "D warm-up"))
+        point = self._measure_disc("dwarm", beta) if self.stage_step == 0 else \
+            (self.history.get("disc_auc") or [{}])[-1]
+        keys = ("d_auc", "ppo_auc") if self.ppo is not None else ("d_auc",)
+        reached = lambda p: all(p.get(k, 0.0) >= cfg.d_warmup_auc for k in keys)  # noqa: E731
+        while self.stage_step < steps and not D.all_true(reached(point), self.info, self.device):
+            stats, _ = self._critic_updates(d_opt, beta, 1)
+            self.stage_step += 1
+            bar.update(1)
+            if self.stage_step % cfg.d_warmup_eval_every == 0 or self.stage_step == steps:
+                point = self._measure_disc("dwarm", beta)
+                bar.set_postfix(auc=self._auc_text(point), d=f"{stats['d_loss']:.3f}")
+            if self.stage_step % cfg.log_every == 0:
+                self._log(stats, "dwarm/")
+            if self.stage_step % cfg.checkpoint_every == 0 and self.stage_step < steps:
+                self.save()
+        bar.close()
+        verdict = "reached" if reached(point) else "did not reach"
+        logger.info("D warm-up: held-out AUC %s after %d steps: %s the target %.2f (--d-warmup-auc)%s",
+                    self._auc_text(point), self.stage_step, verdict, cfg.d_warmup_auc,
+                    "" if reached(point) else "; raise --d-warmup-steps or --d-lr")
+
     def _gan_stage(self, steps: int):
         cfg = self.cfg
         mle_only = self.loss is None  # the MLE baseline: the adversarial stage's iterations, MLE steps only
@@ -422,11 +551,23 @@ class Trainer:
             logger.info("adversarial crops (%d tokens) are longer than every training piece (at most %d): "
                         "they join pieces behind EOS, never padded", cfg.prefix_len + cfg.rollout_len,
                         self.data.longest_piece)
+        eval_every = cfg.d_eval_every or max(1, steps // 20)
         self.gen.train()
         self.disc.train()
-        bar = self._bar(steps, "stage 2/2 MLE continued" if mle_only else f"stage 3/3 adversarial ({cfg.loss})")
+        bar = self._bar(None if mle_only and cfg.mle_seconds else steps,
+                        self._label("gan", "MLE continued" if mle_only else f"adversarial ({cfg.loss})"))
         t0, toks, last_adv = time.time(), 0, {}
-        while self.stage_step < steps:
+        auc = None
+        # the equal-time MLE baseline runs for a wall-clock budget (the time a resumed run had
+        # already spent is carried in the checkpoint) instead of a count of iterations
+        budget = cfg.mle_seconds if mle_only else 0.0
+        spent = lambda: self.stage_seconds + time.time() - t0  # noqa: E731
+        if budget:
+            logger.info("MLE continues for %.0f s of wall-clock (--mle-seconds), %.0f s done", budget,
+                        self.stage_seconds)
+        if not mle_only and self.stage_step == 0 and steps > 0:
+            auc = self._measure_disc("gan", gumbel_beta(0, steps, cfg.beta_max))
+        while (spent() < budget) if budget else (self.stage_step < steps):
             it = self.stage_step
             adv = not mle_only and it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
             loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
@@ -446,31 +587,51 @@ class Trainer:
                 last_adv = stats
             self.stage_step += 1
             bar.update(1)
+            if not mle_only and (self.stage_step % eval_every == 0 or self.stage_step == steps):
+                auc = self._measure_disc("gan", gumbel_beta(self.stage_step, steps, cfg.beta_max))
+                self._warn_uninformative(steps)
             if self.stage_step % cfg.log_every == 0 or "g_adv" in stats:
                 rollout_tps = toks / max(time.time() - t0, 1e-9)
                 adv_ = {"d": f"{last_adv['d_loss']:.3f}", "g": f"{last_adv['g_adv']:.3f}"} if last_adv else {}
+                if auc is not None:
+                    adv_["auc"] = self._auc_text(auc)
                 bar.set_postfix(mle=f"{stats['mle_loss']:.3f}", **adv_, rollout_tok_s=f"{rollout_tps:.0f}")
                 self._log({**stats, "rollout_tokens_per_s": rollout_tps}, "gan/")
-            if self.stage_step % cfg.checkpoint_every == 0 and self.stage_step < steps:
+            if self.stage_step % cfg.checkpoint_every == 0 and (budget or self.stage_step < steps):
+                self.stage_seconds_at_save = spent()
                 self.save()
         bar.close()
+        if budget:
+            logger.info("MLE continued for %d iterations in %.0f s (--mle-seconds %.0f)", self.stage_step, spent(),
+                        budget)
         self._validate()
 
+    def _warn_uninformative(self, steps: int):
+        """Say so, once per stretch, when D's held-out AUC has stayed below AUC_INFORMATIVE for a
+        quarter of the stage: the generator is then trained on an uninformative discriminator."""
+        points = [p for p in self.history.get("disc_auc", []) if p["stage"] == "gan"]
+        run = []
+        for p in reversed(points):
+            if p["d_auc"] >= AUC_INFORMATIVE:
+                break
+            run.append(p)
+        if len(run) < 2 or run[0]["it"] - run[-1]["it"] < steps / 4:
+            self._warned_at = None
+            return
+        if getattr(self, "_warned_at", None) is None:
+            self._warned_at = run[-1]["it"]
+            logger.warning("D's held-out AUC has stayed below %.2f since iteration %d (%d of %d iterations, last "
+                           "%.2f): the generator is being trained on an uninformative discriminator. Raise "
+                           "--d-lr or --d-steps, or warm D up longer (--d-warmup-steps, --d-warmup-auc)",
+                           AUC_INFORMATIVE, run[-1]["it"], run[0]["it"] - run[-1]["it"], steps, run[0]["d_auc"])
+
     def _adversarial_step(self, d_opt, beta: float) -> dict:
-        """One D step (and PPO's classifier D' step) on a rollout without gradient, then the
-        generator's adversarial gradient lambda·L_gen accumulated into G's .grad; the caller steps G."""
+        """``d_steps`` D steps (and PPO's classifier D' steps), each on a rollout without gradient,
+        then the generator's adversarial gradient lambda·L_gen accumulated into G's .grad; the
+        caller steps G."""
         cfg = self.cfg
-        stats = {"beta": beta}
-        real = self.data.sample(cfg.batch_size, cfg.prefix_len + cfg.rollout_len).to(self.device)
-        fake = sample_fakes(self.gen, real, cfg.prefix_len, cfg.rollout_len, cfg.segment_len, beta)
-        stats["d_loss"], stats["d_real"], stats["d_fake"] = discriminator_step(
-            self.disc, self.loss, real, fake, cfg.segment_len, cfg.gp_weight, cfg.prefix_len, cfg.disc_prefix)
-        self._apply(stats["d_loss"], self.disc, d_opt)
-        if self.ppo is not None:  # D' sees every segment, as D does
-            S = cfg.segment_len
-            pairs = [disc_inputs(real, fake[:, s * S: (s + 1) * S], s, cfg.prefix_len, S, cfg.disc_prefix)
-                     for s in range(cfg.rollout_len // S)]
-            stats["ppo_cls"] = self.ppo.classifier_step(pairs, sync=lambda m: D.sync_grads(m, self.info))
+        stats, real = self._critic_updates(d_opt, beta, cfg.d_steps)
+        stats["beta"] = beta
         stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
                                                     cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight,
                                                     disc_prefix=cfg.disc_prefix, grad_segments=cfg.mem_grad_segments)

@@ -156,3 +156,40 @@ def stat_distance_plot(distance: dict, statistics: Sequence[str], path, title: s
     if title:
         fig.suptitle(title)
     return _save(fig, Path(path))
+
+
+def disc_auc_plot(curves: dict, ca: dict, path) -> Path:
+    """The discriminator's held-out AUC along the adversarial stage per arm (left; chance and the
+    0.6 line marked), next to each arm's CA by the fixed scorer (right; mean and standard deviation
+    over seeds, unconditional and primed).
+
+    ``curves``: {arm: [{"it", "auc"}]} (mean over seeds); ``ca``: {arm: {kind: {"mean", "std"}}}.
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax = fig.add_subplot(1, 2, 1)
+    for name, points in curves.items():
+        ax.plot([p["it"] for p in points], [p["auc"] for p in points], marker=".", label=name)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.axhline(0.6, color="tab:red", linestyle=":", linewidth=1, label="0.6")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("adversarial iteration")
+    ax.set_ylabel("held-out AUC of D")
+    ax.set_title("D's held-out AUC along the stage")
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(1, 2, 2)
+    arms, width = list(ca), 0.38
+    for j, kind in enumerate(("unconditional", "primed")):
+        means = [ca[a].get(kind, {}).get("mean") for a in arms]
+        stds = [ca[a].get(kind, {}).get("std") for a in arms]
+        ax.bar([i + (j - 0.5) * width for i in range(len(arms))], [np.nan if m is None else m for m in means],
+               width, yerr=[0 if s is None else s for s in stds], capsize=3, label=kind)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("CA (fixed scorer; lower is better)")
+    ax.set_title("CA per arm")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
