@@ -29,7 +29,7 @@ def make_run(root: Path, data: str = "", vocab: str = "maestro") -> Path:
     bcfg = BertConfig(vocab_size=Vocab.by_name(vocab).lm_size + 1, n_layer=1, d_model=16, n_head=2,
                       d_inner=32, max_len=64)
     run = root / "run"
-    save_checkpoint(run, 7, "run", {"gen": TransformerXL(cfg), "bert": BertDiscriminator(bcfg)},
+    save_checkpoint(run, 7, "run", {"gen": TransformerXL(cfg), "disc": BertDiscriminator(bcfg)},
                     configs={"generator": cfg.to_dict(), "bert": bcfg.to_dict(), "vocab": vocab,
                              "train": {"data": data, "loss": "ppo_gp", "preset": "tiny"}},
                     extra={"stage": "gan", "history": {"val_nll": [[0, 5.7], [7, 3.25]]}})

@@ -141,7 +141,7 @@ def test_bad_flags_exit_2(folders, capsys):
 
 
 def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), loss="ppo_gp", stage=None, stage_step=0,
-              step=7, seed=0, gen_bias=None):
+              step=7, seed=0, gen_bias=None, train=None):
     torch.manual_seed(seed)
     v = Vocab.maestro()
     gcfg = GeneratorConfig(vocab_size=v.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
@@ -159,7 +159,8 @@ def _tiny_run(run_dir, disc="bert", models=("gen", "disc"), loss="ppo_gp", stage
     extra = {"stage": stage, "stage_step": stage_step} if stage else {}
     return save_checkpoint(run_dir, step, "run", {k: all_models[k] for k in models}, extra=extra,
                            configs={"generator": gcfg.to_dict(), "bert": bcfg.to_dict(), "cnn": ccfg.to_dict(),
-                                    "train": {"disc": disc, "eval_len": 128, "loss": loss, "segment_len": 16},
+                                    "train": {"disc": disc, "eval_len": 128, "loss": loss, "segment_len": 16,
+                                              **(train or {})},
                                     "vocab": "maestro"})
 
 
@@ -181,9 +182,11 @@ def test_untrained_bert_is_refused(folders, capsys, tmp_path):
         assert code == 2 and out == ""
         assert f"checkpoint {ck}: its BERT discriminator never finished masked-LM pre-training" in err
         assert "--scorer" in err and "--nll-only" in err
-    adv = _tiny_run(tmp_path / "adv", stage="done")
-    code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", adv)
-    assert code == 2 and f"checkpoint {adv}: its BERT discriminator was adversarially trained" in err
+    warm = {"d_warmup_steps": 5, "gan_steps": 4}  # a D warm-up trains D against the generator too
+    for name, stage, step in (("adv", "done", 0), ("warming", "dwarm", 3), ("warmed", "gan", 0)):
+        adv = _tiny_run(tmp_path / name, stage=stage, stage_step=step, train=warm)
+        code, out, err = run(capsys, "--data", data, "--samples", samples, "--checkpoint", adv)
+        assert code == 2 and f"checkpoint {adv}: its BERT discriminator was adversarially trained" in err
 
 
 def test_nll_only(folders, capsys, tmp_path):

@@ -13,12 +13,15 @@ its newest checkpoint):
      (``python -m tgan.train`` with ``--gan-steps 0``), and one scorer (``OUT/scorer``,
      ``python -m tgan.scorer``) that scores CA and PLL of every arm;
   2. every arm and seed (``OUT/arms/ARM/seedS``) trained from that pre-training with
-     ``--init-from``: the adversarial arms for ``--gan-steps`` iterations, the ``mle`` arm MLE
-     continued for the same iterations (the same MLE steps, no adversarial ones);
+     ``--init-from``: the adversarial arms for ``--gan-steps`` iterations (after a D warm-up), the
+     ``mle`` arm MLE continued for the same iterations (the same MLE steps, no adversarial ones),
+     the ``mle_wall`` arm MLE continued for the wall-clock the adversarial arms of the same seed
+     spent on their warm-up and stage (trained after them);
   3. samples of every run with the same seeds and primers: ``--num-samples`` unconditional ones and
      as many continuing the first ``--primer-tokens`` tokens of held-out (test split) pieces;
   4. Table 1 of every run by the same scorer (``tgan.evaluate``), then ``OUT/report.md``,
-     ``OUT/report.json`` and the figures in ``OUT/plots`` (mean ± standard deviation over seeds).
+     ``OUT/report.json`` and the figures in ``OUT/plots`` (mean ± standard deviation over seeds),
+     with D's held-out AUC along each adversarial arm's stage beside its CA.
 
 Every ``python -m tgan.train`` flag not named here (``--preset``, ``--mle-steps``, ``--disc-steps``,
 ``--gan-steps``, ``--rollout-len``, ``--gen-weight``, ``--beta-max``, ``--gan-every``, ``--d-lr``,

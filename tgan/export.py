@@ -126,10 +126,12 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
         cfg["table1_row"] = table1_row(table1, ck.path)
     tensors = {"model": {k: v.contiguous() for k, v in ck.models["gen"].items()}}
     if with_discriminator:
-        if "bert" not in ck.models or "bert" not in ck.configs:
-            raise ValueError(f"checkpoint {ck.path} holds no BERT discriminator")
+        # run checkpoints keep D under "disc"; its kind is the run's --disc
+        if train.get("disc", "bert") != "bert" or "disc" not in ck.models or "bert" not in ck.configs:
+            raise ValueError(f"checkpoint {ck.path} holds no BERT discriminator (--disc "
+                             f"{train.get('disc', 'bert')}, models: {', '.join(sorted(ck.models))})")
         cfg["discriminator"] = ck.configs["bert"]
-        tensors["discriminator"] = {k: v.contiguous() for k, v in ck.models["bert"].items()}
+        tensors["discriminator"] = {k: v.contiguous() for k, v in ck.models["disc"].items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
