@@ -251,9 +251,15 @@ def test_st_word_tiles_cover_every_column(triton_backend, monkeypatch, V, chunks
     assert torch.equal(index, index_ref)
     assert torch.equal(y, y_ref.detach())
     grad = torch.randn(R, V)
-    assert_close(torch.autograd.grad(y, logits, grad)[0],
-                 torch.autograd.grad(y_ref, logits, grad)[0],
-                 atol=1e-6, rtol=1e-4, name=f"d logits V={V}")
+    expected = torch.autograd.grad(y_ref, logits, grad)[0]
+    # d logits = beta * p * (g - <g, p>): the row reduction <g, p> sums V float32 products in an
+    # order that differs between kernel and reference (and between CPUs), so its rounding error,
+    # and the gradient's, grows like sqrt(V): 1e-6 up to 256 columns, 4e-6 at 4100.
+    atol = 1e-6 * max(1.0, (V / 256) ** 0.5)
+    # still tight enough that a column left out (its gradient 0) or taken from the wrong place fails
+    # (at V = 1 the gradient is 0 everywhere: p = 1 and g - <g, p> = 0)
+    assert V == 1 or (expected.abs().amax(dim=0) > 2 * atol + 1e-4 * expected.abs().amax(dim=0)).all()
+    assert_close(torch.autograd.grad(y, logits, grad)[0], expected, atol=atol, rtol=1e-4, name=f"d logits V={V}")
 
 
 def test_st_backends_agree_for_a_seed(monkeypatch):
