@@ -135,7 +135,8 @@ class TrainConfig:
 
 # Per-preset overrides of the defaults above (paper values stay for small/paper).
 PRESET_TRAIN = {
-    # Every stage on 2 CPU cores, corpus build and samples included, in about 5 minutes.
+    # Every stage on 2 CPU cores, corpus build and samples included, in about 10 minutes (the D
+    # warm-up and 2 D steps per update take half of it).
     "tiny": dict(batch_size=8, mle_steps=3000, lr=1e-3, warmup=200, eval_every=500, eval_chunks=16,
                  eval_len=512, disc_steps=600, disc_lr=3e-4, gan_steps=300, gan_start=10, gan_every=5,
                  g_adv_lr=1e-4, g_adv_warmup=10, freeze_layers=1, rollout_len=256, segment_len=64,
