@@ -237,11 +237,10 @@ class Experiment:
 
     def wall_budget(self, seed: int) -> float:
         """Seconds of the D warm-up and adversarial stage, mean over the adversarial arms of ``seed``."""
-        spent = []
-        for arm in adversarial_arms(self.args.arms):
-            stages = self.state["done"][f"{arm}/seed{seed}/train"].get("stage_seconds") or {}
-            spent.append(sum(stages.get(k, 0.0) for k in ("dwarm", "gan")))
-        return float(np.mean(spent))
+        from tgan.experiment_report import after_pretraining_seconds
+
+        return float(np.mean([after_pretraining_seconds(self.state["done"][f"{arm}/seed{seed}/train"])
+                              for arm in adversarial_arms(self.args.arms)]))
 
     # -- steps ----------------------------------------------------------------------------------
     def _train(self, run_dir: Path, flags: list[str]) -> dict:

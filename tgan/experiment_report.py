@@ -46,6 +46,12 @@ def _ca_curve(rows: list) -> list:
     return [{"start": s, "accuracy": float(np.mean(v)), "seeds": len(v)} for s, v in sorted(by_start.items())]
 
 
+def after_pretraining_seconds(train: dict) -> float:
+    """Seconds a run's training record (``experiment.json``) spent after the shared pre-training:
+    the D warm-up and the adversarial stage, or the MLE continuation."""
+    return sum((train.get("stage_seconds") or {}).get(k, 0.0) for k in ("dwarm", "gan"))
+
+
 def _disc_auc(trains: list) -> dict | None:
     """D's held-out AUC over an arm's seeds: warm-up end, first, last and mean of the stage as
     spreads, D' (PPO-GP) likewise, and the curve along the stage averaged over seeds; None for an
@@ -89,8 +95,7 @@ def gather(out: Path, state: dict, args) -> dict:
                  "resumed": [t.get("resumed", False) for t in trains],
                  "disc_auc": _disc_auc(trains),
                  # seconds of the stage after pre-training (D warm-up + adversarial, or MLE continued)
-                 "stage_seconds": _spread([sum((t.get("stage_seconds") or {}).get(k, 0.0) for k in ("dwarm", "gan"))
-                                           for t in trains])}
+                 "stage_seconds": _spread([after_pretraining_seconds(t) for t in trains])}
         for k, kind in enumerate(KINDS):
             rows = [e["samples"][k] for e in evals]
             ca = [r.get("CA") or {} for r in rows]

@@ -1,4 +1,6 @@
 import random
+import signal
+import time
 
 import pytest
 
@@ -23,6 +25,17 @@ def _piece(rng, n=120):
             notes.append(Note(p - 12, rng.randint(40, 110), t, t + d))
         t += rng.choice([0.06, 0.12, 0.25])
     return notes
+
+
+def kill_when_written(proc, path, timeout: float = 300):
+    """SIGKILL ``proc`` as soon as ``path`` exists (a checkpoint it writes); fails the test when the
+    process ended before it could be killed."""
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,8 @@
 """The discriminator's held-out AUC, the D warm-up that uses it, and --d-steps."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from tgan.model import TransformerXL, preset
 from tgan.model.checkpoint import latest_checkpoint, load_checkpoint
 from tgan.train import main
 
-from .conftest import FAST
+from .conftest import FAST, kill_when_written
 
 
 def test_roc_auc_is_the_share_of_correctly_ordered_pairs():
@@ -152,13 +150,7 @@ def test_resume_inside_the_warmup_ends_as_an_uninterrupted_run(tmp_path, tmp_pat
     subprocess.run(cmd + ["--run-dir", str(a)], check=True, env=env, capture_output=True, timeout=600)
     proc = subprocess.Popen(cmd + ["--run-dir", str(b)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    target = b / "checkpoints" / "step_00000010" / "meta.json"  # MLE 4 + D 2 + 4 warm-up steps
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_when_written(proc, b / "checkpoints" / "step_00000010" / "meta.json")  # MLE 4 + D 2 + 4 warm-up steps
     ck = load_checkpoint(latest_checkpoint(b))
     assert ck.extra["stage"] == "dwarm" and 0 < ck.extra["stage_step"] < 8, "not killed inside the warm-up"
     subprocess.run(cmd + ["--run-dir", str(b), "--resume"], check=True, env=env, capture_output=True, timeout=600)

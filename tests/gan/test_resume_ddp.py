@@ -1,9 +1,7 @@
 """A killed-and-resumed run equals an uninterrupted one; two torchrun ranks end identical."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ from safetensors.torch import load_file
 
 from tgan.model.checkpoint import latest_checkpoint, load_checkpoint
 
-from .conftest import FAST
+from .conftest import FAST, kill_when_written
 
 
 def _env(tmp_path_factory):
@@ -29,13 +27,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, tmp_path_facto
     subprocess.run(cmd + ["--run-dir", str(a)], check=True, env=env, capture_output=True, timeout=600)
 
     proc = subprocess.Popen(cmd + ["--run-dir", str(b)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = b / "checkpoints" / "step_00000006" / "meta.json"  # mid MLE stage
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_when_written(proc, b / "checkpoints" / "step_00000006" / "meta.json")  # mid MLE stage
     killed_at = load_checkpoint(latest_checkpoint(b)).step
     assert killed_at < 20 and not (b / "summary.json").exists()
 

@@ -101,17 +101,13 @@ class TrainConfig:
         if self.mask not in ("span", "token"):
             bad("mask", "must be span or token")
         for n in ("batch_size", "segment_len", "rollout_len", "prefix_len", "gan_every", "checkpoint_every",
-                  "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments"):
+                  "log_every", "eval_len", "max_bad_steps", "ppo_snapshot_every", "mem_grad_segments", "d_steps",
+                  "d_warmup_eval_every", "d_eval_batch"):
             if getattr(self, n) <= 0:
                 bad(n, "must be > 0")
         for n in ("mle_steps", "disc_steps", "gan_steps", "gan_start", "warmup", "g_adv_warmup",
-                  "freeze_layers", "disc_len", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every"):
-            if getattr(self, n) < 0:
-                bad(n, "must be >= 0")
-        for n in ("d_steps", "d_warmup_eval_every", "d_eval_batch"):
-            if getattr(self, n) < 1:
-                bad(n, "must be >= 1")
-        for n in ("d_warmup_steps", "d_eval_every", "mle_seconds"):
+                  "freeze_layers", "disc_len", "eval_chunks", "sample_count", "sample_len", "top_k", "eval_every",
+                  "d_warmup_steps", "d_eval_every", "mle_seconds"):
             if getattr(self, n) < 0:
                 bad(n, "must be >= 0")
         if not 0.5 < self.d_warmup_auc <= 1:

@@ -187,7 +187,11 @@ class Trainer:
         self.sched = {"g_mle": inverse_sqrt_scheduler(self.opt["g_mle"], cfg.warmup),
                       "g_adv": inverse_sqrt_scheduler(self.opt["g_adv"], cfg.g_adv_warmup)}
         self.stage, self.stage_step, self.bad_steps = "mle", 0, 0
-        self.stage_seconds = 0.0  # wall-clock the stage had spent when the run resumed (--mle-seconds)
+        # wall-clock the current stage had spent when this run resumed it, and the time its clock
+        # started in this process (a stage's time is carried across resumes: --mle-seconds)
+        self.stage_seconds, self._stage_started = 0.0, time.time()
+        self._probe = None  # the held-out AUC measurement, built when first used
+        self._warned_at = None  # where the current stretch of uninformative-D points began
         self.history: dict = {"val_nll": []}
         # One MLE stream for stages 1 and 3, with its own generator: the MLE data does not depend on
         # what the adversarial steps draw.
@@ -239,7 +243,7 @@ class Trainer:
             optims["ppo"] = self.ppo.opt
             models["ppo_snapshot"] = self.ppo.snapshot
         extra = {"stage": self.stage, "stage_step": self.stage_step, "bad_steps": self.bad_steps,
-                 "stage_seconds": getattr(self, "stage_seconds_at_save", 0.0) if self.stage_step else 0.0,
+                 "stage_seconds": time.time() - self._stage_started if self.stage_step else 0.0,
                  "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0,
                  "mle_stream": self.stream.state_dict()}
         configs = {"generator": self.gcfg.to_dict(), "bert": self.bcfg.to_dict(), "cnn": self.ccfg.to_dict(),
@@ -389,8 +393,10 @@ class Trainer:
                 continue
             self.stage = name
             t0 = time.time()
+            self._stage_started = t0 - self.stage_seconds
             run_stage[name](steps)
             times[name] = time.time() - t0
+            self.stage_seconds = 0.0
             self.stage, self.stage_step = (plan[i + 1][0] if i + 1 < len(plan) else "done"), 0
             self.save(pin=name in ("mle", "disc", "dwarm"))  # pre-trained models stay for --init-from
         summary = self._finish(times)
@@ -475,7 +481,7 @@ class Trainer:
 
     def _measure_disc(self, phase: str, beta: float) -> dict:
         """Held-out AUC / accuracy of D (and D') now, appended to history["disc_auc"] and logged."""
-        if getattr(self, "_probe", None) is None:
+        if self._probe is None:
             cfg = self.cfg
             self._probe = HeldOutProbe(self.data, cfg.d_eval_batch, cfg.prefix_len, cfg.rollout_len,
                                        cfg.segment_len, cfg.disc_prefix, cfg.seed, self.device)
@@ -561,7 +567,7 @@ class Trainer:
         # the equal-time MLE baseline runs for a wall-clock budget (the time a resumed run had
         # already spent is carried in the checkpoint) instead of a count of iterations
         budget = cfg.mle_seconds if mle_only else 0.0
-        spent = lambda: self.stage_seconds + time.time() - t0  # noqa: E731
+        spent = lambda: time.time() - self._stage_started  # noqa: E731
         if budget:
             logger.info("MLE continues for %.0f s of wall-clock (--mle-seconds), %.0f s done", budget,
                         self.stage_seconds)
@@ -598,7 +604,6 @@ class Trainer:
                 bar.set_postfix(mle=f"{stats['mle_loss']:.3f}", **adv_, rollout_tok_s=f"{rollout_tps:.0f}")
                 self._log({**stats, "rollout_tokens_per_s": rollout_tps}, "gan/")
             if self.stage_step % cfg.checkpoint_every == 0 and (budget or self.stage_step < steps):
-                self.stage_seconds_at_save = spent()
                 self.save()
         bar.close()
         if budget:
@@ -618,7 +623,7 @@ class Trainer:
         if len(run) < 2 or run[0]["it"] - run[-1]["it"] < steps / 4:
             self._warned_at = None
             return
-        if getattr(self, "_warned_at", None) is None:
+        if self._warned_at is None:
             self._warned_at = run[-1]["it"]
             logger.warning("D's held-out AUC has stayed below %.2f since iteration %d (%d of %d iterations, last "
                            "%.2f): the generator is being trained on an uninformative discriminator. Raise "
