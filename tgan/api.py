@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 # The layout of model folders this version writes and reads (config.json "format").
 MODEL_FORMAT = 1
@@ -89,9 +92,18 @@ class Sample:
 class Generator:
     """A trained Transformer-XL generator with its vocabulary (what ``tgan.load`` returns)."""
 
-    def __init__(self, model, vocab, source: Path, info: dict | None = None):
+    def __init__(self, model, vocab, source: Path, info: dict | None = None, critic=None):
         self.model, self.vocab, self.source = model, vocab, Path(source)
         self.info = dict(info or {})
+        self.critic = critic  # a tgan.Critic trained against this generator (a model folder's), or None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A hash of the generator's weights: the identity a critic records
+        (``tgan.critic.generator_fingerprint``)."""
+        from tgan.critic.model import generator_fingerprint
+
+        return generator_fingerprint(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +127,8 @@ class Generator:
                  primer=None, primer_seconds: float | None = None,
                  primer_tokens: int | None = None, temperature: float = 0.95, top_k: int = 32,
                  top_p: float = 1.0, seed: int | None = None, context: int | None = None,
-                 progress: bool = False) -> list[Sample]:
+                 progress: bool = False, candidates: int = 1, select: str = "rerank", critic=None,
+                 select_every: int | None = None, tau: float = 1.0) -> list[Sample]:
         """Sample ``num`` sequences, each ``length`` tokens long with the primer included
         (default 4096), stopping early once every sample spans ``seconds`` of music.
 
@@ -123,7 +136,18 @@ class Generator:
         ``primer``). ``temperature``, ``top_k`` (0 = all), ``top_p`` (1 = off): sampling
         controls. ``seed`` makes the samples repeat; ``context``: positions a token attends to
         (default the model's evaluation memory). Raises ValueError naming a bad argument.
+
+        Selection (``tgan.critic.select``): with ``candidates=N`` > 1, N candidates are drawn per
+        sample in one batch and one is kept by ``critic`` (a ``tgan.Critic`` or a critic folder;
+        default the model folder's own): ``select="rerank"`` keeps the highest score, ``"sir"``
+        draws in proportion to exp(score / ``tau``). ``select_every=T`` chooses every T tokens
+        along the piece instead of once per piece. The critic must have been trained against this
+        generator (``tgan.critic.CriticError``, a ValueError, otherwise). Each sample's
+        ``settings["selection"]`` records the settings, the cost (generated tokens per kept token,
+        seconds) and its ``critic_score``.
         """
+        import time
+
         from tgan.gan.sampling import generate_tokens
 
         _positive_int("num", num)
@@ -138,6 +162,7 @@ class Generator:
             raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        chosen = self._selection(candidates, select, critic, select_every, tau, length, temperature, top_k, top_p)
         toks = None if primer is None else self.primer(primer, primer_seconds, primer_tokens)
         if toks is not None and len(toks) >= length:
             raise ValueError(f"length ({length}) must exceed the primer's {len(toks)} tokens")
@@ -148,13 +173,18 @@ class Generator:
             from tgan.progress import progress as progress_bar
 
             bar = progress_bar(total=length, desc="tokens", unit="tok")
+        common = dict(primer=None if toks is None else torch.from_numpy(toks), temperature=temperature,
+                      top_k=top_k, top_p=top_p, context=context, eos_id=vocab.eos_id, seed=seed,
+                      device=self.device, progress=bar, max_seconds=seconds, token_seconds=token_seconds)
+        t0 = time.perf_counter()
         try:
-            out = generate_tokens(self.model, num, length,
-                                  primer=None if toks is None else torch.from_numpy(toks),
-                                  temperature=temperature, top_k=top_k, top_p=top_p,
-                                  context=context, eos_id=vocab.eos_id, seed=seed,
-                                  device=self.device, progress=bar, max_seconds=seconds,
-                                  token_seconds=token_seconds)
+            if chosen is None:
+                out, picked = generate_tokens(self.model, num, length, **common), None
+            else:
+                from tgan.critic.select import generate_selected
+
+                out, picked = generate_selected(self.model, chosen, num, length, candidates, select, tau,
+                                                select_every, **common)
         finally:
             if bar is not None:
                 bar.close()
@@ -162,9 +192,50 @@ class Generator:
                     "top_k": top_k, "top_p": top_p, "context": context, "length": length,
                     "seconds": seconds,
                     "primer": None if primer is None else _describe(primer)}
+        if picked is not None:
+            settings["selection"] = {
+                "candidates": candidates, "select": select, "tau": tau if select == "sir" else None,
+                "select_every": select_every, "critic": str(chosen.source or "in memory"),
+                "critic_auc": (chosen.meta.get("auc") or {}).get("held_out"),
+                "generated_tokens": picked["generated_tokens"], "kept_tokens": picked["kept_tokens"],
+                "tokens_per_kept": round(picked["tokens_per_kept"], 3), "refed_tokens": picked["refed_tokens"],
+                "seconds": round(time.perf_counter() - t0, 3), "critic_seconds": round(picked["critic_seconds"], 3)}
         n = 0 if toks is None else len(toks)
-        return [Sample(row, n, vocab, dict(settings, index=i))
-                for i, row in enumerate(out.cpu().numpy())]
+        samples = [Sample(row, n, vocab, dict(settings, index=i)) for i, row in enumerate(out.cpu().numpy())]
+        for i, sample in enumerate(samples if picked is not None else ()):
+            sample.settings["critic_score"] = round(float(picked["scores"][i]), 5)
+            if "block_scores" in picked:
+                sample.settings["block_scores"] = [round(float(x), 4) for x in picked["block_scores"][i]]
+        return samples
+
+    def _selection(self, candidates, select, critic, select_every, tau, length, temperature, top_k, top_p):
+        """The critic to select with (None: no selection); ValueError naming a bad argument."""
+        from tgan.critic.model import as_critic
+        from tgan.critic.select import SELECTIONS
+
+        _positive_int("candidates", candidates)
+        if select not in SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+        if not (isinstance(tau, (int, float)) and tau > 0):
+            raise ValueError(f"tau must be > 0, got {tau!r}")
+        if select_every is not None:
+            _positive_int("select_every", select_every)
+        if candidates == 1:
+            return None
+        critic = critic if critic is not None else self.critic
+        if critic is None:
+            raise ValueError(f"candidates={candidates} needs a critic: pass critic=DIR (python -m tgan.critic "
+                             f"--generator {self.source} trains one) or load a model folder exported with one")
+        critic = as_critic(critic, self.device)
+        critic.check(self)
+        trained = critic.meta.get("sampling") or {}
+        ours = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        differ = {k: (trained.get(k), v) for k, v in ours.items() if k in trained and trained[k] != v}
+        if differ:
+            logger.warning("the critic %s was trained on samples drawn with %s; these are drawn with %s: its "
+                           "scores estimate the density ratio for the other setting", critic.source,
+                           {k: a for k, (a, _) in differ.items()}, {k: b for k, (_, b) in differ.items()})
+        return critic
 
 
 def _positive_int(name: str, value) -> int:
@@ -247,6 +318,9 @@ def load(path, device=None) -> Generator:
         vocab = Vocab.by_name(cfg["vocab"])
         info = {k: v for k, v in cfg.items() if k not in ("generator",)}
         model = _build(GeneratorConfig.from_dict(cfg["generator"]), state, vocab, p)
+        from tgan.critic.model import is_critic, load_critic
+
+        critic = load_critic(p, device) if is_critic(p) else None
     else:
         from tgan.model.checkpoint import CheckpointError
 
@@ -254,10 +328,12 @@ def load(path, device=None) -> Generator:
             model, vocab, ck = generator_from_checkpoint(p)
         except CheckpointError as e:
             raise ValueError(f"tgan.load: {e}") from None
+        critic = None
         info = {"checkpoint": str(ck.path), "step": ck.step,
-                "data": ck.configs.get("train", {}).get("data") or "bach"}
+                "data": ck.configs.get("train", {}).get("data") or "bach",
+                "preset": ck.configs.get("train", {}).get("preset")}
         p = ck.path
-    return Generator(model.to(device).eval(), vocab, p, info)
+    return Generator(model.to(device).eval(), vocab, p, info, critic)
 
 
 def _build(gcfg, state: dict, vocab, where):

@@ -59,6 +59,7 @@ RESERVED = ("loss", "disc", "run_dir", "init_from", "seed", "resume", "dry_run",
 NOT_PER_ARM = ("preset", "batch_size", "mle_steps", "disc_steps", "disc_lr", "disc_len", "mask", "gan_steps",
                "mle_seconds")
 STATE = "experiment.json"
+OPTION_DEFAULTS = {"critic_steps": 0, "critic_bert": ""}
 UNCOND_SEED, PRIMED_SEED = 1000, 2000  # sampling seeds, the same for every arm and training seed
 
 
@@ -91,14 +92,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-pieces", type=int, default=None, metavar="N",
                    help="data pieces the samples are compared with (default all of the train split)")
     p.add_argument("--nll-chunks", type=int, default=64, help="validation chunks scored for NLL, 0 = all (default 64)")
+    p.add_argument("--critic-steps", type=int, default=0, help="training steps of each selection arm's critic "
+                   "(python -m tgan.critic; 0 = its preset's)")
+    p.add_argument("--critic-bert", default="", metavar="DIR", help="the BERT the critics start from ('' = the "
+                   "shared pre-training's masked-LM BERT); never the scorer")
     p.add_argument("--no-plots", action="store_true", help="no figures (they need matplotlib)")
     return p
 
 
+def selection_spec(spec: str) -> tuple[str, dict | None]:
+    """(the trained arm, its selection or None) of an --arms entry: ``mle+rerank@16`` ->
+    ``("mle", {"select": "rerank", "candidates": 16, "select_every": None, "tau": 1.0})``;
+    ``mle+sir@16/tau2`` and ``mle+rerank@8/every256`` set tau and select_every. Raises ValueError
+    naming the entry when the selection part is not of that form."""
+    from tgan.critic.select import SELECTIONS
+
+    trained, plus, sel = spec.partition("+")
+    if not plus:
+        return spec, None
+    how, at, rest = sel.partition("@")
+    count, *opts = rest.split("/")
+    out = {"select": how, "candidates": None, "select_every": None, "tau": 1.0}
+    try:
+        if how not in SELECTIONS or not at:
+            raise ValueError
+        out["candidates"] = int(count)
+        for o in opts:
+            if o.startswith("every"):
+                out["select_every"] = int(o[5:])
+            elif o.startswith("tau"):
+                out["tau"] = float(o[3:])
+            else:
+                raise ValueError
+    except ValueError:
+        raise ValueError(f"--arms: {spec!r}: a selection arm is ARM+SELECT@N[/everyT][/tauX] with SELECT one of "
+                         f"{', '.join(SELECTIONS)} (mle+rerank@16, mle+sir@16/tau2, mle+rerank@8/every256)") from None
+    if out["candidates"] < 2 or (out["select_every"] is not None and out["select_every"] <= 0) or not out["tau"] > 0:
+        raise ValueError(f"--arms: {spec!r}: N must be >= 2, every > 0 and tau > 0")
+    return trained, out
+
+
+def arm_folder(spec: str) -> str:
+    """The folder name of an arm under OUT/arms (a selection arm's '/' becomes '_')."""
+    return spec.replace("/", "_")
+
+
 def arm_flags(spec: str) -> tuple[str, list[str]]:
     """(base arm, its training flags) of an --arms entry: ``ppo_gp@gen-weight=0.1@beta-max=10`` ->
-    ``("ppo_gp", ["--gen-weight", "0.1", "--beta-max", "10"])``."""
-    base, *parts = spec.split("@")
+    ``("ppo_gp", ["--gen-weight", "0.1", "--beta-max", "10"])``; a selection arm's are those of
+    the arm it selects from (``mle+rerank@16`` -> ``("mle", [])``)."""
+    base, *parts = spec.partition("+")[0].split("@")
     flags = []
     for part in parts:
         name, eq, value = part.partition("=")
@@ -107,8 +150,8 @@ def arm_flags(spec: str) -> tuple[str, list[str]]:
 
 
 def adversarial_arms(arms) -> list[str]:
-    """The arms of ``arms`` that train adversarially (not mle, not mle_wall)."""
-    return [a for a in arms if ARMS[arm_flags(a)[0]][0] != "mle"]
+    """The arms of ``arms`` that train adversarially (not mle, not mle_wall, not a selection arm)."""
+    return [a for a in arms if ARMS[arm_flags(a)[0]][0] != "mle" and "+" not in a]
 
 
 def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
@@ -118,6 +161,11 @@ def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    for a in arms:
+        try:
+            selection_spec(a)
+        except ValueError as e:
+            parser.error(str(e))
     bad = [a for a in arms if arm_flags(a)[0] not in ARMS]
     if bad or not arms:
         parser.error(f"--arms: unknown arm(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(ARMS)}")
@@ -130,6 +178,11 @@ def parse(argv=None) -> tuple[argparse.Namespace, list[str]]:
     if args.primer_tokens >= args.sample_tokens:
         parser.error(f"--primer-tokens ({args.primer_tokens}) must be smaller than --sample-tokens "
                      f"({args.sample_tokens})")
+    if args.critic_bert and Path(args.critic_bert).resolve() == (Path(args.out) / "scorer").resolve():
+        parser.error(f"--critic-bert {args.critic_bert} is the experiment's scorer: the critic that selects must "
+                     "not be the scorer that measures the selection (its CA would reward its own choice)")
+    if args.critic_steps < 0:
+        parser.error(f"--critic-steps must be >= 0, got {args.critic_steps}")
     if args.scorer_steps < 0 or args.nll_chunks < 0 or (args.eval_pieces is not None and args.eval_pieces <= 0):
         parser.error("--scorer-steps and --nll-chunks must be >= 0, --eval-pieces > 0")
     tp = train_parser(prog="python -m tgan.experiment (training flags)")
@@ -170,6 +223,19 @@ def _check_variant(parser, tp, spec: str, common: list[str]) -> None:
         parser.error(f"--arms: arm {spec!r}: {e}")
 
 
+def refuse_scorer_as_critic(critic_meta: dict, scorer_folder, critic_folder="the critic") -> None:
+    """ValueError when a critic started from the scorer's weights: the critic that selects must not
+    be the scorer that measures the selection (its CA would reward its own choice)."""
+    from tgan.critic.model import state_fingerprint
+    from tgan.gan.scorer import load_scorer
+
+    scorer, _ = load_scorer(scorer_folder)
+    if critic_meta["init"]["fingerprint"] == state_fingerprint(scorer.state_dict()):
+        raise ValueError(f"{critic_folder} started from the scorer's weights ({critic_meta['init']['path']} is "
+                         f"{scorer_folder}): the critic that selects must not be the scorer that measures the "
+                         "selection")
+
+
 def _common(args) -> list[str]:
     out = ["--vocab", args.vocab] + (["--data", args.data] if args.data else [])
     return out + (["--device", args.device] if args.device else [])
@@ -186,11 +252,13 @@ class Experiment:
         options = {"data": args.data, "vocab": args.vocab, "train_flags": self.train_flags,
                    "num_samples": args.num_samples, "sample_tokens": args.sample_tokens,
                    "primer_tokens": args.primer_tokens, "scorer_preset": args.scorer_preset,
-                   "scorer_steps": args.scorer_steps}
+                   "scorer_steps": args.scorer_steps, "critic_steps": args.critic_steps,
+                   "critic_bert": args.critic_bert}
         self.state = {"options": options, "done": {}}
         if self.state_path.is_file():
             old = json.loads(self.state_path.read_text())
-            diff = [k for k in options if old["options"].get(k) != options[k]]
+            # options added since an experiment was started count as their defaults there
+            diff = [k for k in options if old["options"].get(k, OPTION_DEFAULTS.get(k)) != options[k]]
             if diff:
                 raise ValueError(f"--out {self.out} holds an experiment with other options ({', '.join(diff)}: "
                                  f"{old['options'][diff[0]]!r} there, {options[diff[0]]!r} now); rerun with "
@@ -231,8 +299,9 @@ class Experiment:
         return info
 
     def runs(self) -> list[tuple[str, int]]:
-        """(arm, seed) in order; mle_wall last, once the wall-clock it is given is known."""
-        arms = sorted(self.args.arms, key=lambda a: arm_flags(a)[0] == WALL_ARM)
+        """(arm, seed) in order; mle_wall last, once the wall-clock it is given is known; selection
+        arms after the arm they select from."""
+        arms = sorted(self.args.arms, key=lambda a: (arm_flags(a)[0] == WALL_ARM, "+" in a))
         return [(arm, s) for arm in arms for s in range(self.args.seeds)]
 
     def wall_budget(self, seed: int) -> float:
@@ -288,23 +357,47 @@ class Experiment:
         tokens = [feed.piece(split, i % n)[: self.args.primer_tokens].tolist() for i in range(self.args.num_samples)]
         return {"split": split, "pieces": [i % n for i in range(self.args.num_samples)], "tokens": tokens}
 
-    def sample(self, run_dir: Path, primers: dict) -> dict:
-        """Unconditional and primed samples of a run into run_dir/eval_samples/{unconditional,primed}."""
+    def critic(self, run_dir: Path, folder: Path) -> dict:
+        """The critic of a trained run (for its selection arms), from the shared pre-training's BERT
+        (or --critic-bert); refused when it would start from the scorer."""
+        from tgan.critic.model import is_critic
+        from tgan.critic.train import CriticConfig, read_meta, train_critic
+        from tgan.model.checkpoint import latest_checkpoint
+
+        a = self.args
+        cfg = CriticConfig(generator=str(run_dir), data=a.data or "bach", bert=a.critic_bert or str(self.out / "pretrain"),
+                           steps=a.critic_steps, device=a.device)
+        meta = read_meta(folder) if is_critic(folder) else train_critic(
+            cfg, folder, resume=latest_checkpoint(folder) is not None, progress=True)
+        refuse_scorer_as_critic(meta, self.out / "scorer", folder)
+        return {"folder": str(folder), "auc": meta["auc"]["held_out"], "auc_train": meta["auc"]["train"],
+                "train_seconds": meta["train_seconds"]}
+
+    def sample(self, run_dir: Path, primers: dict, out_dir: Path | None = None, selection: dict | None = None,
+               critic: str | None = None) -> dict:
+        """Unconditional and primed samples of a run into {out_dir or run_dir}/eval_samples/{unconditional,
+        primed}; with ``selection`` (``selection_spec``), each kept out of N candidates by ``critic``."""
         import tgan
         from tgan.generate import write_sidecar
 
         a = self.args
         model = tgan.load(run_dir, a.device or None)
-        counts = {}
+        sel = {} if selection is None else dict(selection, critic=critic)
+        counts, cost = {}, {"generated_tokens": 0, "kept_tokens": 0, "seconds": 0.0}
         for kind in ("unconditional", "primed"):
-            folder = run_dir / "eval_samples" / kind
+            folder = (out_dir or run_dir) / "eval_samples" / kind
             folder.mkdir(parents=True, exist_ok=True)
             if kind == "unconditional":
-                samples = model.generate(a.num_samples, a.sample_tokens, seed=UNCOND_SEED)
+                samples = model.generate(a.num_samples, a.sample_tokens, seed=UNCOND_SEED, **sel)
             else:  # one primer each, its own seed: the same primer and seed in every arm
                 samples = [model.generate(1, a.sample_tokens, primer=np.asarray(p, dtype=np.int64),
-                                      seed=PRIMED_SEED + i)[0]
+                                          seed=PRIMED_SEED + i, **sel)[0]
                            for i, p in enumerate(primers["tokens"])]
+            made = {id(s.settings.get("selection")): s.settings["selection"] for s in samples
+                    if s.settings.get("selection")}
+            for c in made.values():  # one record per generate call
+                for k in cost:
+                    cost[k] += c[k]
             record = {}
             for i, s in enumerate(samples):
                 name = f"{kind}_{i:03d}.mid"
@@ -314,15 +407,20 @@ class Experiment:
                     record[name]["primer"] = f"{a.data or 'bach'}:{primers['split']}:{primers['pieces'][i]}"
             write_sidecar(folder, record)
             counts[kind] = len(samples)
-        return {"samples": counts}
+        if selection is None:
+            return {"samples": counts}
+        cost["tokens_per_kept"] = cost["generated_tokens"] / max(cost["kept_tokens"], 1)
+        return {"samples": counts, "selection": {**selection, "critic": critic, **cost}}
 
-    def evaluate(self, run_dir: Path) -> dict:
-        """Table 1 of a run's two sample folders by the shared scorer (run_dir/evaluation.json)."""
+    def evaluate(self, run_dir: Path, out_dir: Path | None = None) -> dict:
+        """Table 1 of the two sample folders in ``out_dir`` (default ``run_dir``) by the shared scorer
+        ({out_dir}/evaluation.json); NLL is the trained run's, ``run_dir``."""
         from tgan.evaluate import evaluate_samples
 
         a = self.args
-        folders = [run_dir / "eval_samples" / "unconditional", run_dir / "eval_samples" / "primed"]
-        out = run_dir / "evaluation.json"
+        where = out_dir or run_dir
+        folders = [where / "eval_samples" / "unconditional", where / "eval_samples" / "primed"]
+        out = where / "evaluation.json"
         evaluate_samples(folders, data=a.data or "bach", scorer=str(self.out / "scorer"),
                          checkpoint=[str(run_dir)] * 2, convention="both", vocab=a.vocab,
                          max_pieces=a.eval_pieces, nll_chunks=a.nll_chunks, device=a.device or None,
@@ -342,19 +440,27 @@ class Experiment:
         primers = self._step("primers", self.primers)
         bar.update(1)
         for i, (arm, seed) in enumerate(runs):
-            base, variant = arm_flags(arm)
+            trained, selection = selection_spec(arm)
+            base, variant = arm_flags(trained)
             loss, disc = ARMS[base]
-            run_dir = self.out / "arms" / arm / f"seed{seed}"
-            key = f"{arm}/seed{seed}"
+            run_dir = self.out / "arms" / arm_folder(trained) / f"seed{seed}"
+            key, tkey = f"{arm}/seed{seed}", f"{trained}/seed{seed}"
             bar.set_postfix(arm=key)
             logger.info("arm %s (%d/%d): train, sample, evaluate", key, i + 1, len(runs))
             if base == WALL_ARM:
                 variant = ["--mle-seconds", f"{self.wall_budget(seed):.1f}", *variant]
-            self._step(key + "/train", lambda: self._train(
+            self._step(tkey + "/train", lambda: self._train(
                 run_dir, ["--loss", loss, "--disc", disc, "--seed", str(seed), "--sample-count", "1",
                           "--init-from", str(self.out / "pretrain"), *variant]), run_dir)
-            self._step(key + "/sample", lambda: self.sample(run_dir, primers))
-            self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
+            if selection is None:
+                self._step(key + "/sample", lambda: self.sample(run_dir, primers))
+                self._step(key + "/evaluate", lambda: self.evaluate(run_dir))
+            else:  # samples of the trained run, each kept out of N by a critic trained against it
+                sel_dir = self.out / "arms" / arm_folder(arm) / f"seed{seed}"
+                critic = self._step(tkey + "/critic", lambda: self.critic(run_dir, run_dir / "critic"))
+                self._step(key + "/sample", lambda: self.sample(run_dir, primers, sel_dir, selection,
+                                                                critic["folder"]))
+                self._step(key + "/evaluate", lambda: self.evaluate(run_dir, sel_dir))
             bar.update(1)
         bar.close()
         return write_report(self.out, self.state, self.args, figures=not self.args.no_plots)

@@ -72,26 +72,52 @@ def _disc_auc(trains: list) -> dict | None:
     return out
 
 
+def _selection(selection: dict | None, samples: list, critics: list) -> dict | None:
+    """A selection arm's settings, cost (generated tokens per kept token, sampling seconds) and its
+    critics' held-out AUC over seeds; None for an arm without selection."""
+    if not selection:
+        return None
+    recs = [s.get("selection") or {} for s in samples]
+    return {**selection, "tokens_per_kept": _spread([r.get("tokens_per_kept") for r in recs]),
+            "sampling_seconds": _spread([s.get("seconds") for s in samples]),
+            "critic_auc": _spread([(c or {}).get("auc") for c in critics]),
+            "critic_auc_train": _spread([(c or {}).get("auc_train") for c in critics])}
+
+
 def gather(out: Path, state: dict, args) -> dict:
     """The report's dict from the evaluations listed in ``state`` (see the module docstring)."""
     done = state["done"]
     report = {"options": {**state["options"], "arms": args.arms, "seeds": args.seeds},
               "pretrain": done.get("pretrain"), "scorer": done.get("scorer"),
               "primers": {k: v for k, v in done.get("primers", {}).items() if k != "tokens"}, "data": None, "arms": {}}
+    from tgan.data.vocab import Vocab
+    from tgan.experiment import selection_spec
+    from tgan.metrics.diversity import folder_diversity
+
+    vocab = Vocab.by_name(state["options"].get("vocab", "maestro"))
     for arm in args.arms:
+        trained, selection = selection_spec(arm)
         evals, times = [], {"train": [], "sample": [], "evaluate": []}
+        if selection:
+            times["critic"] = []
+        diversity = {kind: [] for kind in KINDS}
         for s in range(args.seeds):
             key = f"{arm}/seed{s}"
-            evals.append(json.loads(Path(done[key + "/evaluate"]["evaluation"]).read_text()))
+            where = Path(done[key + "/evaluate"]["evaluation"])
+            evals.append(json.loads(where.read_text()))
             for step in times:
-                times[step].append(done[f"{key}/{step}"]["seconds"])
+                times[step].append(done[f"{trained if step in ('train', 'critic') else arm}/seed{s}/{step}"]["seconds"])
+            for kind in KINDS:
+                diversity[kind].append(folder_diversity(where.parent / "eval_samples" / kind, vocab))
         if report["data"] is None:
             d = evals[0]["data"]
             report["data"] = {"name": d["name"], "split": d["split"], "pieces": d["pieces"],
                               "clip_tokens": d["clip_tokens"], "PLL": _value(d["PLL"]),
                               "stats": {c: d["stats"][c]["mean"] for c in evals[0]["conventions"]}}
-        trains = [done[f"{arm}/seed{s}/train"] for s in range(args.seeds)]
+        trains = [done[f"{trained}/seed{s}/train"] for s in range(args.seeds)]
         entry = {"wall_seconds": {k: _spread(v) for k, v in times.items()},
+                 "selection": _selection(selection, [done[f"{arm}/seed{s}/sample"] for s in range(args.seeds)],
+                                         [done.get(f"{trained}/seed{s}/critic") for s in range(args.seeds)]),
                  "resumed": [t.get("resumed", False) for t in trains],
                  "disc_auc": _disc_auc(trains),
                  # seconds of the stage after pre-training (D warm-up + adversarial, or MLE continued)
@@ -109,6 +135,8 @@ def gather(out: Path, state: dict, args) -> dict:
                 "distance": {c: {st: _spread([r["diff"][c].get(st) for r in rows]) for st in STATISTICS}
                              for c in evals[0]["conventions"]},
                 "CA_by_position": _ca_curve(rows),
+                "diversity": {m: _spread([d[m] for d in diversity[kind]])
+                              for m in ("distinct_4grams", "pitch_histogram_distance")},
             }
         report["arms"][arm] = entry
     return report
@@ -150,6 +178,7 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {arm} | " + " | ".join(_pm(e[kind]["distance"][conv][st]) for st in STATISTICS) + " |")
             lines.append("")
     lines += _auc_table(report)
+    lines += _selection_table(report)
     lines += ["## CA along the piece (unconditional samples, mean over seeds)", ""]
     starts = sorted({p["start"] for e in arms.values() for p in e["unconditional"]["CA_by_position"]})
     if starts:
@@ -170,6 +199,30 @@ def markdown(report: dict) -> str:
               "A resumed arm's training time adds, to the call that finished it, the stopped attempt's time up "
               "to its newest checkpoint (the work the resumed run kept).", ""]
     return "\n".join(lines)
+
+
+def _selection_table(report: dict) -> list[str]:
+    """CA, diversity and cost per arm: what selection by a critic buys, and at what price."""
+    arms = report["arms"]
+    lines = ["## Selection by a critic: CA, diversity and cost", "",
+             "Arms ARM+SELECT@N keep one of N candidates per sample by a critic trained against ARM's generator "
+             "(python -m tgan.critic; its held-out AUC is the critic's own, on validation pieces against fresh "
+             "samples). Diversity of each set of samples: distinct token 4-grams over all 4-grams, and the mean "
+             "pairwise total-variation distance of pitch histograms (higher = more diverse). Cost: generated "
+             "tokens per kept token; sampling seconds for both sample kinds. CA by the fixed scorer, never the "
+             "critic.", "",
+             "| arm | CA, unconditional | CA, primed | distinct 4-grams, uncond. | pitch-hist. distance, uncond. | "
+             "distinct 4-grams, primed | pitch-hist. distance, primed | tokens per kept | sampling s | critic AUC |",
+             "|---" * 10 + "|"]
+    for arm, e in arms.items():
+        sel = e.get("selection") or {}
+        du, dp = e["unconditional"]["diversity"], e["primed"]["diversity"]
+        lines.append(f"| {arm} | {_pm(e['unconditional']['CA'])} | {_pm(e['primed']['CA'])} | "
+                     f"{_pm(du['distinct_4grams'])} | {_pm(du['pitch_histogram_distance'])} | "
+                     f"{_pm(dp['distinct_4grams'])} | {_pm(dp['pitch_histogram_distance'])} | "
+                     f"{_pm(sel.get('tokens_per_kept'), 1) if sel else '1.0'} | {_pm(e['wall_seconds']['sample'], 0)} | "
+                     f"{_pm(sel.get('critic_auc')) if sel else ''} |")
+    return lines + [""]
 
 
 def _auc_table(report: dict) -> list[str]:

@@ -11,6 +11,9 @@ The folder follows the Hugging Face Hub's layout for a model repository (``confi
   model.safetensors           the generator's weights only (no optimizer, no RNG state)
   discriminator.safetensors   with --with-discriminator: the BERT discriminator, its config in
                               config.json["discriminator"]
+  critic.safetensors, critic.json
+                              with --with-critic DIR: a critic trained against this generator
+                              (python -m tgan.critic), for generate(candidates=N)
   README.md                   a model card: data set, its license, training, results, usage
 
 ``tgan.load(DIR)`` and ``python -m tgan.generate --checkpoint DIR`` read it. Exit status 2 for bad
@@ -88,12 +91,15 @@ def table1_row(path, checkpoint: Path) -> dict:
 
 
 def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
-           table1: str | None = None) -> Path:
+           table1: str | None = None, with_critic: str | None = None) -> Path:
     """Write the model folder ``out`` for the run or checkpoint ``run``; returns ``out``.
     ``table1``: an evaluation JSON whose row for this checkpoint goes into the card.
+    ``with_critic``: a critic folder (``python -m tgan.critic``) trained against this checkpoint's
+    generator, copied in as ``critic.safetensors`` + ``critic.json`` (``tgan.load`` picks it up).
 
     Raises ValueError naming the path for a run without a generator, a missing discriminator
-    with ``with_discriminator``, or a non-empty ``out`` without ``overwrite``.
+    with ``with_discriminator``, a critic trained against another generator, or a non-empty
+    ``out`` without ``overwrite``.
     """
     from safetensors.torch import save_file
 
@@ -132,11 +138,22 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
                              f"{train.get('disc', 'bert')}, models: {', '.join(sorted(ck.models))})")
         cfg["discriminator"] = ck.configs["bert"]
         tensors["discriminator"] = {k: v.contiguous() for k, v in ck.models["disc"].items()}
+    critic = None
+    if with_critic:
+        from tgan.critic.model import load_critic, state_fingerprint
+
+        critic = load_critic(with_critic)
+        critic.check(state_fingerprint(ck.models["gen"]))
+        cfg["critic"] = {"window": critic.window, "generator": critic.meta["generator"],
+                         "auc": {k: (critic.meta.get("auc") or {}).get(k) for k in ("held_out", "train")},
+                         "sampling": critic.meta.get("sampling")}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, sd in tensors.items():
             save_file(sd, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+        if critic is not None:
+            critic.save(tmp)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(cfg, kind, with_discriminator))
         if out.exists():
@@ -175,8 +192,17 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
         "or `python -m tgan.generate --checkpoint THIS_FOLDER --num 2 --seconds 30`.",
         "Files: `config.json`, `model.safetensors` (generator weights)"
         + (", `discriminator.safetensors` (BERT discriminator)" if with_discriminator else "")
+        + (", `critic.safetensors` + `critic.json` (a critic trained against this generator)"
+           if cfg.get("critic") else "")
         + ". Loading reads JSON and safetensors only; no code is executed.", "",
     ]
+    if cfg.get("critic"):
+        auc = cfg["critic"]["auc"]["held_out"]
+        lines += ["## Selection by the critic", "",
+                  f"The folder holds a critic (held-out AUC {_fmt(auc)} against this generator's samples). "
+                  "Draw N candidates per sample and keep the one it finds most real:", "",
+                  "```python", 'samples = tgan.load("THIS_FOLDER").generate(num=2, seconds=30, seed=0, '
+                  'candidates=16, select="rerank")', "```", ""]
     return "\n".join(lines)
 
 
@@ -210,6 +236,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="the model folder to write")
     p.add_argument("--with-discriminator", action="store_true",
                    help="also write the BERT discriminator (discriminator.safetensors)")
+    p.add_argument("--with-critic", default=None, metavar="DIR",
+                   help="a critic folder (python -m tgan.critic) trained against this checkpoint's generator: "
+                        "copied in, used by generate --candidates N")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--table1", default=None, metavar="JSON",
                    help="an evaluation JSON (python -m tgan.evaluate): its row for this "
@@ -217,7 +246,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1)
+        out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1, args.with_critic)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

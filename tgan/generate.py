@@ -4,6 +4,7 @@
     python -m tgan.generate --checkpoint RUN --primer piece.mid --primer-seconds 10 --seconds 60
     python -m tgan.generate --checkpoint RUN --primer-data ../maestro --primer-split test --primer-index 3
     python -m tgan.generate --checkpoint models/bach-ppo --num 2 --seconds 30   # an exported model
+    python -m tgan.generate --checkpoint RUN --candidates 16 --select rerank --critic critics/bach
 
 A command line over ``tgan.load(...).generate(...)`` (tgan.api).
 """
@@ -46,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=None, help="positions a token attends to (default: eval memory)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    g = p.add_argument_group("selection by a critic (python -m tgan.critic trains one)")
+    g.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="candidates drawn per sample, one kept by the critic (default 1: no selection)")
+    g.add_argument("--select", default="rerank", choices=("rerank", "sir"),
+                   help="rerank: keep the highest critic score; sir: draw in proportion to exp(score / tau) "
+                        "(default rerank)")
+    g.add_argument("--critic", default=None, metavar="DIR", help="critic folder trained against this generator "
+                   "(default: the model folder's own, exported with --with-critic)")
+    g.add_argument("--select-every", type=int, default=None, metavar="T",
+                   help="choose every T tokens along the piece instead of once per piece")
+    g.add_argument("--tau", type=float, default=1.0, help="temperature of --select sir (default 1.0)")
     return p
 
 
@@ -85,6 +97,12 @@ def _check_args(parser, args) -> None:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if args.primer_index < 0:
         parser.error(f"--primer-index must be >= 0, got {args.primer_index}")
+    if args.candidates <= 0:
+        parser.error(f"--candidates must be > 0, got {args.candidates}")
+    if args.select_every is not None and args.select_every <= 0:
+        parser.error(f"--select-every must be > 0, got {args.select_every}")
+    if not args.tau > 0:
+        parser.error(f"--tau must be > 0, got {args.tau}")
     if args.top_k < 0 or not 0 < args.top_p <= 1 or args.temperature <= 0:
         parser.error("--top-k must be >= 0, --top-p in (0, 1], --temperature > 0")
 
@@ -121,9 +139,15 @@ def main(argv=None) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    samples = model.generate(args.num, args.length, seconds=args.seconds, primer=primer,
-                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                             seed=args.seed, context=args.context, progress=True)
+    try:
+        samples = model.generate(args.num, args.length, seconds=args.seconds, primer=primer,
+                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                 seed=args.seed, context=args.context, progress=True,
+                                 candidates=args.candidates, select=args.select, critic=args.critic,
+                                 select_every=args.select_every, tau=args.tau)
+    except ValueError as e:  # a critic that is missing or was trained against another generator
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     dt = time.time() - t0
     record = {}
     for name, sample in zip(names, samples):
@@ -132,8 +156,15 @@ def main(argv=None) -> int:
         info["primer"] = args.primer or (f"{args.primer_data}:{args.primer_split}:"
                                          f"{args.primer_index}" if args.primer_data else None)
         record[name] = info
-        print(f"wrote {path} ({len(sample.tokens)} tokens, {info['repaired_events']} repaired events)")
+        score = f", critic score {info['critic_score']:+.3f}" if "critic_score" in info else ""
+        print(f"wrote {path} ({len(sample.tokens)} tokens, {info['repaired_events']} repaired events{score})")
     write_sidecar(out, record)
+    sel = samples[0].settings.get("selection")
+    if sel:
+        print(f"selection: {sel['select']} of {sel['candidates']} candidates"
+              + (f" every {sel['select_every']} tokens" if sel["select_every"] else " per piece")
+              + f" by {sel['critic']}: {sel['tokens_per_kept']:.1f} generated tokens per kept token, "
+              f"{sel['seconds']:.1f} s ({sel['critic_seconds']:.1f} s scoring)")
     total = sum(len(s.tokens) for s in samples)
     print(f"{total / dt:.0f} tokens/s ({args.num} x {len(samples[0].tokens)} tokens in {dt:.1f} s "
           f"on {device}); how each file was made: {out / SIDECAR}")

@@ -188,3 +188,28 @@ def test_mle_wall_needs_an_adversarial_arm(tmp_path, midi_folder, capsys):
     with pytest.raises(SystemExit):
         parse(_argv(midi_folder, tmp_path / "x", arms="mle,mle_wall"))
     assert "mle_wall gets the wall-clock of the adversarial arms" in capsys.readouterr().err
+
+
+def test_selection_arms_reuse_the_trained_run_train_one_critic_and_report_diversity_and_cost(tmp_path, midi_folder):
+    out = tmp_path / "exp"
+    argv = _argv(midi_folder, out, arms="mle,mle+rerank@3,mle+sir@2/every100", seeds="1") + ["--critic-steps", "2"]
+    assert main(argv) == 0
+    done = json.loads((out / "experiment.json").read_text())["done"]
+    assert "mle/seed0/critic" in done and "mle+rerank@3/seed0/train" not in done  # one critic, one training
+    critic = json.loads((out / "arms" / "mle" / "seed0" / "critic" / "critic.json").read_text())
+    assert critic["init"]["path"].startswith(str(out / "pretrain"))  # the shared pre-training's BERT, not the scorer
+    record = json.loads((out / "arms" / "mle+sir@2_every100" / "seed0" / "eval_samples" / "primed" /
+                         "samples.json").read_text())
+    assert all(r["selection"]["select_every"] == 100 and r["selection"]["select"] == "sir" for r in record.values())
+    report = json.loads((out / "report.json").read_text())
+    sel = report["arms"]["mle+rerank@3"]["selection"]
+    assert sel["candidates"] == 3 and sel["tokens_per_kept"]["mean"] == pytest.approx(3)
+    assert 0 <= sel["critic_auc"]["mean"] <= 1 and report["arms"]["mle"]["selection"] is None
+    for arm in ("mle", "mle+rerank@3"):
+        div = report["arms"][arm]["unconditional"]["diversity"]
+        assert 0 < div["distinct_4grams"]["mean"] <= 1 and 0 <= div["pitch_histogram_distance"]["mean"] <= 1
+    # NLL is the trained run's: the same for the arm and its selections
+    assert (report["arms"]["mle+rerank@3"]["unconditional"]["NLL"]["mean"]
+            == report["arms"]["mle"]["unconditional"]["NLL"]["mean"])
+    md = (out / "report.md").read_text()
+    assert "## Selection by a critic: CA, diversity and cost" in md and "| mle+sir@2/every100 | " in md

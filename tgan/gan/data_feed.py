@@ -128,6 +128,29 @@ class DataFeed:
         starts = rng.random(batch_size) < START_SHARE
         return torch.stack([self._row(length, rng, bool(st), s, sizes / sizes.sum()) for st in starts]).long()
 
+    def piece_windows(self, count: int, length: int, rng: np.random.Generator, split: str = "train",
+                      augment: bool = True) -> list[np.ndarray]:
+        """``count`` windows of one piece each, never across a piece boundary: a piece drawn in
+        proportion to its length, then a uniform start among its ``length``-token windows; the
+        piece ends with EOS, so a window that reaches its end holds it, and a piece shorter than
+        ``length`` is one shorter window (itself and EOS). Training pieces are augmented (with
+        ``augment``) as training crops are. Drawn from ``rng``, the caller's (int64 arrays)."""
+        s = self._split(split)
+        files = self.prepared.files[s]
+        sizes = np.array([f.n_tokens + 1 for f in files], dtype=np.float64)
+        out = []
+        for i in rng.choice(len(files), size=count, p=sizes / sizes.sum()):
+            n = files[int(i)].n_tokens + 1  # with the EOS that ends the piece
+            start = int(rng.integers(n - length + 1)) if n > length else 0
+            if augment and s == "train" and self.augment:
+                w = self._read(int(i), start, length, rng, s)
+            else:
+                w = np.asarray(self.prepared.file_tokens(s, int(i))[start:start + length], dtype=np.int64)
+            if len(w) < length:  # the window reaches the piece's end (a stretch may shorten it too)
+                w = np.concatenate([w, [self.vocab.eos_id]])
+            out.append(w[:length])
+        return out
+
     def chunks(self, split: str, length: int, limit: int = 0):
         """Up to ``limit`` (0 = all) non-overlapping chunks [length] of a split (falls back to
         test, then train, where the split is empty); a file shorter than ``length`` gives one
