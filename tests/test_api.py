@@ -7,46 +7,21 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-import torch
 
 import tgan
 from tgan.data.midi import read_midi, write_midi
-from tgan.data.notes import Note
 from tgan.data.vocab import Vocab
 from tgan.export import export, main as export_main
 from tgan.generate import main as generate_main
-from tgan.model import BertConfig, BertDiscriminator, GeneratorConfig, TransformerXL
-from tgan.model.checkpoint import save_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 VOCAB = Vocab.maestro()
 
 
-def make_run(root: Path, data: str = "", vocab: str = "maestro") -> Path:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(vocab_size=Vocab.by_name(vocab).lm_size, n_layer=1, d_model=16, n_head=2,
-                          d_head=8, d_inner=32, tgt_len=8, mem_len=8, eval_mem_len=32, init_std=0.3)
-    bcfg = BertConfig(vocab_size=Vocab.by_name(vocab).lm_size + 1, n_layer=1, d_model=16, n_head=2,
-                      d_inner=32, max_len=64)
-    run = root / "run"
-    save_checkpoint(run, 7, "run", {"gen": TransformerXL(cfg), "disc": BertDiscriminator(bcfg)},
-                    configs={"generator": cfg.to_dict(), "bert": bcfg.to_dict(), "vocab": vocab,
-                             "train": {"data": data, "loss": "ppo_gp", "preset": "tiny"}},
-                    extra={"stage": "gan", "history": {"val_nll": [[0, 5.7], [7, 3.25]]}})
-    return run
 
 
-@pytest.fixture
-def run(tmp_path):
-    return make_run(tmp_path)
 
-
-def primer_file(path: Path) -> Path:
-    write_midi([Note(60 + i % 12, 80, 0.25 * i, 0.25 * i + 0.2) for i in range(40)], path)
-    return path
-
-
-def test_readme_example_runs_as_shown(run, tmp_path, monkeypatch):
+def test_readme_example_runs_as_shown(run, tmp_path, monkeypatch, primer_file):
     text = README.read_text()
     block = re.search(r"## Python API.*?```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(tmp_path)
@@ -74,7 +49,7 @@ def test_export_load_generate_round_trip_gives_the_run_s_tokens(run, tmp_path):
     assert not all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, c))
 
 
-def test_samples_carry_tokens_notes_midi_and_how_they_were_made(run, tmp_path):
+def test_samples_carry_tokens_notes_midi_and_how_they_were_made(run, tmp_path, primer_file):
     model = tgan.load(run, "cpu")
     midi = mido.MidiFile(primer_file(tmp_path / "p.mid"))
     s, = model.generate(length=100, primer=midi, primer_seconds=2.0, seed=1)
@@ -125,7 +100,7 @@ def test_load_refuses_what_it_cannot_read(run, tmp_path):
         tgan.load(empty)
 
 
-def test_model_card_states_the_data_license(tmp_path, capsys):
+def test_model_card_states_the_data_license(tmp_path, capsys, make_run):
     maestro = tmp_path / "maestro-v3.0.0"
     maestro.mkdir()
     (maestro / "maestro-v3.0.0.csv").write_text("canonical_composer,split,midi_filename\n")
@@ -140,7 +115,7 @@ def test_model_card_states_the_data_license(tmp_path, capsys):
     assert "music21" in (bach / "README.md").read_text()
 
 
-def test_generate_cli_reads_model_folders_records_and_never_overwrites(run, tmp_path, capsys):
+def test_generate_cli_reads_model_folders_records_and_never_overwrites(run, tmp_path, capsys, primer_file):
     folder = export(run, tmp_path / "model")
     out = tmp_path / "out"
     args = ["--checkpoint", str(folder), "--out", str(out), "--num", "2", "--length", "60",
@@ -193,7 +168,7 @@ def test_export_takes_the_table1_row_of_its_checkpoint(run, tmp_path, capsys):
     assert "no single row" in capsys.readouterr().err
 
 
-def test_evaluation_reads_a_generated_folder_without_counting_its_record(run, tmp_path):
+def test_evaluation_reads_a_generated_folder_without_counting_its_record(run, tmp_path, primer_file):
     from tgan.metrics.evaluation import read_sample_folder
 
     out = tmp_path / "out"

@@ -33,6 +33,11 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
+def __dir__():
+    """The public API (loaded on first use) with the module's own names."""
+    return sorted(set(globals()) | set(_API))
+
+
 def __getattr__(name):
     if name == "evaluate":  # importing the submodule binds tgan.evaluate to it, callable
         return importlib.import_module("tgan.evaluate")

@@ -50,7 +50,7 @@ class Sample:
         """(notes, DecodeStats), decoded once for notes, repaired, save and info."""
         from tgan.data.events import decode
 
-        return decode(self.tokens, self.vocab)
+        return decode(self.tokens, self.vocab, cut_at_end=True)  # the music ends where the tokens do
 
     @property
     def notes(self) -> list:
@@ -63,16 +63,46 @@ class Sample:
         return self._decoded[1].repaired
 
     @property
+    def length(self) -> int:
+        """Tokens of the sample, primer included, up to its end: the EOS it sampled (not counted)
+        or the length asked for."""
+        st = self._decoded[1]
+        return int(st.n_tokens - 1 if st.eos else st.n_tokens)
+
+    @property
+    def ended_by_eos(self) -> bool:
+        """Whether the generator ended the piece (sampled EOS) before the length asked for."""
+        return bool(self._decoded[1].eos)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of music: the time the sample's tokens span, up to its end."""
+        return float(self.vocab.token_seconds[self.tokens[: self.length]].sum())
+
+    @property
     def primer_seconds(self) -> float:
         """Where the primer ends, in seconds of music."""
         return float(self.vocab.token_seconds[self.tokens[: self.primer_length]].sum())
 
-    def save(self, path) -> Path:
-        """Write the sample as a MIDI file; returns the path."""
-        from tgan.data.midi import write_midi
+    def save(self, path, part: str = "all") -> Path:
+        """Write the sample as a MIDI file; returns the path.
 
+        ``part="all"``: primer and continuation, with a MIDI marker event "primer end" where the
+        primer ends (when there is one). ``part="continuation"``: only the notes that start after
+        the primer, moved to start at 0.
+        """
+        from tgan.data.midi import write_midi
+        from tgan.data.notes import Note
+
+        if part not in ("all", "continuation"):
+            raise ValueError(f"part must be 'all' or 'continuation', got {part!r}")
         path = Path(path)
-        write_midi(self.notes, path)  # what tokens_to_midi writes, from the cached decode
+        cut = self.primer_seconds if self.primer_length else 0.0
+        if part == "all":  # what tokens_to_midi writes, from the cached decode
+            write_midi(self.notes, path, markers=[(cut, "primer end")] if self.primer_length else ())
+        else:
+            write_midi([Note(n.pitch, n.velocity, max(0.0, n.start - cut), max(0.0, n.end - cut), n.track)
+                        for n in self.notes if n.start >= cut - 1e-9], path)
         return path
 
     def to_midi(self):
@@ -84,8 +114,8 @@ class Sample:
 
     def info(self) -> dict:
         """How the sample was made (settings, primer length) and its decoding repairs."""
-        return {**self.settings, "tokens": int(len(self.tokens)),
-                "primer_tokens": int(self.primer_length),
+        return {**self.settings, "tokens": self.length, "ended_by_eos": self.ended_by_eos,
+                "seconds_of_music": round(self.seconds, 3), "primer_tokens": int(self.primer_length),
                 "primer_seconds": round(self.primer_seconds, 3), "repaired_events": self.repaired}
 
 
@@ -151,6 +181,7 @@ class Generator:
         from tgan.gan.sampling import generate_tokens
 
         _positive_int("num", num)
+        _seed_value(seed)
         length = 4096 if length is None else _positive_int("length", length)
         if seconds is not None and not seconds > 0:
             raise ValueError(f"seconds must be > 0, got {seconds}")
@@ -187,6 +218,9 @@ class Generator:
                                                 select_every, **common)
         finally:
             if bar is not None:
+                if bar.n < bar.total:  # stopped early by ``seconds``: the bar ends at what was made
+                    bar.total = bar.n
+                    bar.refresh()
                 bar.close()
         settings = {"source": str(self.source), "seed": seed, "temperature": temperature,
                     "top_k": top_k, "top_p": top_p, "context": context, "length": length,
@@ -238,6 +272,33 @@ class Generator:
         return critic
 
 
+def _seed_value(seed):
+    """None or an int in [0, 2**63); ValueError naming ``seed`` otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def resolve_device(device, what: str = "device") -> torch.device:
+    """``device`` ("cpu", "cuda", "cuda:1", a torch.device or None = CUDA when available) as a
+    torch.device; ValueError naming ``what`` for a name torch does not know or a CUDA device this
+    torch or machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{what} {device!r} is not a device (cpu, cuda, cuda:N): {e}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{what} {device!r}: tgan runs on cpu or cuda, not {dev.type}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"{what} {device!r}: CUDA is not available ({why}); use cpu")
+    return dev
+
+
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -281,14 +342,14 @@ def primer_to_tokens(primer, vocab, primer_seconds: float | None = None,
             perf = Performance(notes, perf.tempos)
         toks = np.asarray(encode(perf, vocab, out_of_range="drop"), dtype=np.int64)
         if primer_seconds is None:
+            if not primer_tokens and len(toks) > DEFAULT_PRIMER_TOKENS:
+                logger.warning("primer %s: its first %d of %d tokens are used (pass primer_seconds or "
+                               "primer_tokens to choose)", _describe(primer), DEFAULT_PRIMER_TOKENS, len(toks))
             toks = toks[: primer_tokens or DEFAULT_PRIMER_TOKENS]
         elif primer_tokens:
             toks = toks[:primer_tokens]
     else:
-        toks = np.asarray(torch.as_tensor(primer).cpu(), dtype=np.int64).reshape(-1)
-        if toks.size and (toks.min() < 0 or toks.max() >= vocab.lm_size):
-            raise ValueError(f"primer: token ids must be in [0, {vocab.lm_size}) for the "
-                             f"{vocab.preset} vocabulary, got {toks.min()}..{toks.max()}")
+        toks = _primer_ids(primer, vocab)
         if primer_seconds is not None:
             t = np.cumsum(vocab.token_seconds[toks])
             toks = toks[: int(np.searchsorted(t, primer_seconds, side="right"))]
@@ -297,6 +358,32 @@ def primer_to_tokens(primer, vocab, primer_seconds: float | None = None,
     if len(toks) == 0:
         raise ValueError(f"primer {_describe(primer)} yields no tokens (no notes"
                          + (f" in its first {primer_seconds} s)" if primer_seconds else ")"))
+    return toks
+
+
+def _primer_ids(primer, vocab) -> np.ndarray:
+    """Token ids of a primer given as ids; ValueError naming the primer for anything that is not a
+    sequence of integer event ids (floats are refused, not truncated; PAD and EOS are no events)."""
+    kind = type(primer).__name__
+    if isinstance(primer, (dict, set, str, bytes)) or not hasattr(primer, "__len__"):
+        raise ValueError(f"primer must be a MIDI path, a mido.MidiFile or token ids (a sequence of ints), got {kind}")
+    try:
+        arr = np.asarray(primer.cpu() if torch.is_tensor(primer) else primer)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"primer: token ids must be a flat sequence of ints ({e})") from None
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b" or arr.dtype.kind not in "f" or not np.all(np.mod(arr, 1) == 0):
+            raise ValueError(f"primer: token ids must be integers, got {arr.dtype} values such as "
+                             f"{arr.reshape(-1)[:3].tolist()}")
+    toks = arr.astype(np.int64).reshape(-1)
+    if toks.size and (toks.min() < 0 or toks.max() >= vocab.lm_size):
+        raise ValueError(f"primer: token ids must be in [0, {vocab.lm_size}) for the "
+                         f"{vocab.preset} vocabulary, got {toks.min()}..{toks.max()}")
+    special = {vocab.pad_id: "PAD", vocab.eos_id: "EOS (it would end the piece)"}
+    bad = [int(t) for t in toks if int(t) in special]
+    if bad:
+        raise ValueError(f"primer: id {bad[0]} is {special[bad[0]]}, not a musical event; a primer holds "
+                         f"events only (ids {vocab.note_on_offset}..{vocab.lm_size - 1})")
     return toks
 
 
@@ -312,12 +399,17 @@ def load(path, device=None) -> Generator:
     p = Path(path)
     if not p.exists():
         raise ValueError(f"tgan.load: {p} does not exist")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has a config.json too
         cfg, state = read_model_folder(p)
-        vocab = Vocab.by_name(cfg["vocab"])
+        try:
+            vocab = Vocab.by_name(cfg["vocab"])
+            gcfg = GeneratorConfig.from_dict(cfg["generator"])
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ValueError(f"model folder {p}: config.json does not describe a generator "
+                             f"(vocab {cfg.get('vocab')!r}; {e})") from None
         info = {k: v for k, v in cfg.items() if k not in ("generator",)}
-        model = _build(GeneratorConfig.from_dict(cfg["generator"]), state, vocab, p)
+        model = _build(gcfg, state, vocab, p)
         from tgan.critic.model import is_critic, load_critic
 
         critic = load_critic(p, device) if is_critic(p) else None
@@ -343,11 +435,30 @@ def _build(gcfg, state: dict, vocab, where):
     if gcfg.vocab_size != vocab.lm_size:
         raise ValueError(f"{where}: the generator predicts {gcfg.vocab_size} ids but the "
                          f"{vocab.preset} vocabulary has {vocab.lm_size}")
-    model = TransformerXL(gcfg)
+    try:
+        model = TransformerXL(gcfg)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: the generator's config is not valid ({e})") from None
+    mine = model.state_dict()
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    shapes = [k for k in sorted(set(mine) & set(state)) if tuple(mine[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} tensor(s) differ in shape, e.g. {k}: {tuple(state[k].shape)} in the "
+                         f"weights, {tuple(mine[k].shape)} by the config (n_layer {gcfg.n_layer}, d_model "
+                         f"{gcfg.d_model})")
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise ValueError(f"{where}: the generator's weights do not fit its config: {'; '.join(parts)}")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise ValueError(f"{where}: the generator's weights do not load ({e})") from None
+        raise ValueError(f"{where}: the generator's weights do not load ({str(e).splitlines()[0]})") from None
     return model
 
 
@@ -382,6 +493,9 @@ def read_model_folder(path) -> tuple[dict, dict]:
         cfg = json.loads((p / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"model folder {p}: config.json is unreadable ({e})") from None
+    if not isinstance(cfg, dict) or "format" not in cfg:
+        raise ValueError(f"model folder {p}: config.json has no 'format': it was not written by "
+                         "python -m tgan.export (a tgan model folder's config.json starts with its format)")
     fmt = cfg.get("format")
     if not isinstance(fmt, int) or fmt > MODEL_FORMAT:
         raise ValueError(f"model folder {p} has format {fmt!r}, written by tgan "

@@ -106,6 +106,8 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
     from tgan.model.checkpoint import CheckpointError, load_checkpoint
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the model folder must be a folder (a new or empty one)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
     try:
@@ -176,7 +178,7 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
         f"# tgan Transformer-XL music generator ({t['data']}, {t['loss']})", "",
         f"A Transformer-XL ({g['n_layer']} layers, d_model {g['d_model']}, {g['n_head']} heads of "
         f"{g['d_head']}) over {cfg['vocab']} performance events ({g['vocab_size']} ids), trained "
-        f"with tgan {cfg['tgan_version']}.", "",
+        f"with tgan {cfg['tgan_version']} (`pip install tgan-music`, imported as `tgan`).", "",
         "## Training", "",
         f"- data: {t['data']} ({kind})",
         f"- loss: {t['loss']}, preset {t['preset']}, {t['step']} steps (stage {t['stage']})",

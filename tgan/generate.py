@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tgan.metrics.evaluation import SAMPLES_SIDECAR as SIDECAR
 
@@ -103,8 +102,12 @@ def _check_args(parser, args) -> None:
         parser.error(f"--select-every must be > 0, got {args.select_every}")
     if not args.tau > 0:
         parser.error(f"--tau must be > 0, got {args.tau}")
-    if args.top_k < 0 or not 0 < args.top_p <= 1 or args.temperature <= 0:
-        parser.error("--top-k must be >= 0, --top-p in (0, 1], --temperature > 0")
+    if not args.temperature > 0:
+        parser.error(f"--temperature must be > 0, got {args.temperature}")
+    if args.top_k < 0:
+        parser.error(f"--top-k must be >= 0 (0 = all tokens), got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        parser.error(f"--top-p must be in (0, 1] (1 = off), got {args.top_p}")
 
 
 def main(argv=None) -> int:
@@ -112,12 +115,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _check_args(parser, args)
-    from tgan.api import Generator, load
+    from tgan.api import Generator, load, resolve_device
     from tgan.ops._backend import backend_name
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a file; give a folder for the samples", file=sys.stderr)
+        return 2
     try:
         backend_name()  # a bad TGAN_BACKEND is an error before any work, not a traceback
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(args.device, "--device")
         model: Generator = load(args.checkpoint, device)
         primer = primer_tokens(args, model.vocab)
     except (ValueError, OSError, RuntimeError) as e:
@@ -157,7 +163,9 @@ def main(argv=None) -> int:
                                          f"{args.primer_index}" if args.primer_data else None)
         record[name] = info
         score = f", critic score {info['critic_score']:+.3f}" if "critic_score" in info else ""
-        print(f"wrote {path} ({len(sample.tokens)} tokens, {info['repaired_events']} repaired events{score})")
+        ended = ", ended by the generator (EOS) before --length" if sample.ended_by_eos else ""
+        print(f"wrote {path} ({sample.length} tokens, {sample.seconds:.1f} s{ended}, "
+              f"{info['repaired_events']} repaired events{score})")
     write_sidecar(out, record)
     sel = samples[0].settings.get("selection")
     if sel:

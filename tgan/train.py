@@ -31,21 +31,23 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     on_gpu = torch.cuda.is_available() and not (args.device or "").startswith("cpu")
+    from tgan.data.errors import DataError
+    from tgan.data.sources import resolve_source
+    from tgan.gan.config import check_against_preset
+
     try:
         cfg = config_from_args(args, on_gpu)
+        check_against_preset(cfg)
     except ValueError as e:
         parser.error(str(e))
+    try:  # the data path is checked (not read) before anything is printed or trained
+        source = resolve_source(cfg.data or None)
+    except DataError as e:
+        parser.error(f"--data {cfg.data!r}: {e}")
     device = cfg.device or ("cuda" if on_gpu else "cpu")
     from tgan.gan.trainer import inherited_stages
 
     skipped = inherited_stages(cfg)
-    if args.dry_run:
-        print(describe(cfg, device, skipped))
-        print(json.dumps(dataclasses.asdict(cfg), indent=1))
-        D.cleanup(info)
-        return 0
-    if info.is_main:
-        logging.getLogger("tgan.train").info("configuration:\n%s", describe(cfg, device, skipped))
     if not cfg.run_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if info.enabled:  # every rank must agree on the directory
@@ -53,13 +55,19 @@ def main(argv=None) -> int:
             torch.distributed.broadcast_object_list(obj, src=0)
             stamp = obj[0]
         cfg.run_dir = f"runs/{cfg.loss}-{stamp}"
+    if args.dry_run:  # everything a run resolves and checks, short of reading the data
+        print(describe(cfg, device, skipped))
+        print(json.dumps({**dataclasses.asdict(cfg), "device": device, "data": source.describe()}, indent=1))
+        D.cleanup(info)
+        return 0
+    if info.is_main:
+        logging.getLogger("tgan.train").info("configuration:\n%s", describe(cfg, device, skipped))
     from tgan.model.checkpoint import latest_checkpoint
 
     if not args.resume and latest_checkpoint(cfg.run_dir) is not None:
         parser.error(f"--run-dir {cfg.run_dir} already holds checkpoints: pass --resume to continue that run, "
                      "or choose another --run-dir")
     from tgan.gan.trainer import Trainer, TrainingDiverged
-    from tgan.data.errors import DataError
     from tgan.model.checkpoint import CheckpointError
 
     try:

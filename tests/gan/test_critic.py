@@ -16,8 +16,7 @@ from tgan.data.vocab import Vocab
 from tgan.export import export
 from tgan.generate import main as generate_main
 from tgan.gan.sampling import generate_tokens
-from tgan.model import BertConfig, BertDiscriminator, GeneratorConfig, TransformerXL
-from tgan.model.checkpoint import save_checkpoint
+from tgan.model import BertConfig, BertDiscriminator
 
 from .conftest import kill_when_written
 
@@ -28,18 +27,6 @@ CRITIC = ["--steps", "6", "--pool", "4", "--sample-tokens", "48", "--primer-toke
           "--eval-windows", "6", "--eval-samples", "2", "--eval-every", "3", "--checkpoint-every", "3",
           "--batch-size", "4", "--window", "32", "--log-every", "1", "--device", "cpu", "--no-progress"]
 
-
-def make_run(root: Path, data: str, seed: int = 0, name: str = "run") -> Path:
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig(vocab_size=VOCAB.lm_size, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
-                          tgt_len=8, mem_len=8, eval_mem_len=32, init_std=0.3)
-    bcfg = BertConfig(vocab_size=VOCAB.size, n_layer=1, d_model=16, n_head=2, d_inner=32, max_len=64)
-    run = root / name
-    save_checkpoint(run, 7, "run", {"gen": TransformerXL(cfg), "disc": BertDiscriminator(bcfg)},
-                    configs={"generator": cfg.to_dict(), "bert": bcfg.to_dict(), "vocab": "maestro",
-                             "train": {"data": data, "loss": "ppo_gp", "preset": "tiny"}},
-                    extra={"stage": "gan", "history": {"val_nll": [[7, 3.25]]}})
-    return run
 
 
 class TokenCritic(Critic):
@@ -58,7 +45,7 @@ class TokenCritic(Critic):
 
 
 @pytest.fixture
-def run(tmp_path, midi_folder):
+def run(tmp_path, midi_folder, make_run):
     return make_run(tmp_path, str(midi_folder))
 
 
@@ -113,7 +100,7 @@ def test_sir_at_a_large_tau_is_a_uniform_choice_and_at_tau_1_follows_exp_score()
         choose(scores, "best")
 
 
-def test_a_critic_of_another_generator_is_refused_with_the_reason(run, tmp_path, midi_folder):
+def test_a_critic_of_another_generator_is_refused_with_the_reason(run, tmp_path, midi_folder, make_run):
     model = tgan.load(run, "cpu")
     other = tgan.load(make_run(tmp_path, str(midi_folder), seed=1, name="other"), "cpu")
     assert other.fingerprint != model.fingerprint

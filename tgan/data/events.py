@@ -164,7 +164,7 @@ class DecodeStats:
         return self.orphan_note_offs + self.restruck + self.unclosed + self.zero_length
 
 
-def decode(tokens, vocab: Vocab, max_note_duration: float | None = 3.0
+def decode(tokens, vocab: Vocab, max_note_duration: float | None = 3.0, cut_at_end: bool = False
            ) -> tuple[list[Note], DecodeStats]:
     """Decode token ids to notes, leniently.
 
@@ -174,7 +174,9 @@ def decode(tokens, vocab: Vocab, max_note_duration: float | None = 3.0
     - A note whose NOTE_OFF never comes ends ``max_note_duration`` seconds after its start
       (3 s, as in the released code); with ``max_note_duration=None`` it ends at the time of the
       last token instead (dropped if that is its start). Notes closed by a NOTE_OFF are never
-      capped, so any encoded note decodes to its full length.
+      capped, so any encoded note decodes to its full length. ``cut_at_end``: such a note ends
+      no later than the last token's time either (at least one step after its start), so a
+      sample's music ends where its tokens do.
     - PAD and MASK are skipped; EOS stops decoding. All of this is counted in ``DecodeStats``.
 
     Args:
@@ -232,6 +234,8 @@ def decode(tokens, vocab: Vocab, max_note_duration: float | None = 3.0
     for pitch, (start, o, vel) in sounding.items():
         stats.unclosed += 1
         end = now if cap is None else start + cap
+        if cut_at_end and cap is not None:
+            end = min(end, max(now, start + 1))
         if end > start:
             done.append((start, o, pitch, vel, end))
         else:

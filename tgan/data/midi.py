@@ -168,8 +168,11 @@ def read_midi(path, sustain: bool = True) -> Performance:
 
 
 def write_midi(notes, path, *, file_type: int = 1, ticks_per_beat: int = WRITE_TICKS_PER_BEAT,
-               bpm: float = 120.0, program: int = 0) -> None:
+               bpm: float = 120.0, program: int = 0, markers=()) -> None:
     """Write notes (or a Performance) to a MIDI file at one fixed tempo.
+
+    ``markers``: (seconds, text) pairs written as MIDI marker events in the tempo track (where a
+    primer ends, for example); reading the file back ignores them.
 
     Type 1 (default): track 0 holds the tempo, then one track per distinct ``Note.track`` in
     increasing order (so notes read back carry track 1, 2, ...). Type 0: one track, channel 0.
@@ -208,19 +211,33 @@ def write_midi(notes, path, *, file_type: int = 1, ticks_per_beat: int = WRITE_T
         bucket.append((on, 1, i, "note_on", n.pitch, n.velocity))
         bucket.append((off, 0, i, "note_off", n.pitch, 0))
 
+    marks = []  # (tick, order, index, "marker", text, 0): before the notes of their tick
+    for seconds, text in markers:
+        if not seconds >= 0:
+            raise ValueError(f"marker {text!r}: its time must be >= 0 s, got {seconds}")
+        marks.append((round(seconds * ticks_per_second), -1, -1, "marker", str(text), 0))
+    if file_type == 0:
+        events[0] += marks
     mid = mido.MidiFile(type=file_type, ticks_per_beat=ticks_per_beat)
     meta = mido.MidiTrack()
     meta.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
     mid.tracks.append(meta)
+    if file_type == 1:
+        last = 0
+        for tick, _, _, _, text, _ in sorted(marks):
+            meta.append(mido.MetaMessage("marker", text=text, time=tick - last))
+            last = tick
     for t in track_ids:
         track = meta if file_type == 0 else mido.MidiTrack()
         if track is not meta:
             mid.tracks.append(track)
         track.append(mido.Message("program_change", program=program, channel=0, time=0))
         last = 0
-        for tick, _, _, kind, pitch, velocity in sorted(events[t]):
-            track.append(mido.Message(kind, note=pitch, velocity=velocity, channel=0,
-                                      time=tick - last))
+        for tick, _, _, kind, pitch, velocity in sorted(events[t], key=lambda e: e[:3]):
+            if kind == "marker":
+                track.append(mido.MetaMessage("marker", text=pitch, time=tick - last))
+            else:
+                track.append(mido.Message(kind, note=pitch, velocity=velocity, channel=0, time=tick - last))
             last = tick
         track.append(mido.MetaMessage("end_of_track", time=0))
     if file_type == 1:

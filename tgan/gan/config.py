@@ -246,6 +246,20 @@ def config_from_args(args: argparse.Namespace, on_gpu: bool) -> TrainConfig:
     return cfg
 
 
+def check_against_preset(cfg: TrainConfig) -> None:
+    """Raise ValueError naming the flag of a value the preset's models cannot take (checked
+    before any data is read): --freeze-layers beyond D's layers, --disc-len beyond its positions."""
+    from tgan.model import preset
+
+    b = preset(cfg.preset).bert
+    max_len = max(b.max_len, cfg.segment_len + (cfg.prefix_len if cfg.disc_prefix else 0))
+    if cfg.disc == "bert" and cfg.freeze_layers > b.n_layer:
+        raise ValueError(f"--freeze-layers: must be <= D's {b.n_layer} layers at --preset {cfg.preset}, "
+                         f"got {cfg.freeze_layers}")
+    if (cfg.disc_len or max_len) > max_len:
+        raise ValueError(f"--disc-len: must be <= D's positions ({max_len}), got {cfg.disc_len}")
+
+
 def field_comments(cls=None) -> dict:
     """Field name -> the comment after it in the dataclass ``cls``'s source (TrainConfig by
     default): the help text of the generated command-line flags."""

@@ -145,6 +145,8 @@ def evaluate_nll(model, chunks, tgt_len: int, mem_len: int, batch_size: int = 8,
     if batch:
         L = max(len(b) for b in batch)
         run([F.pad(b, (0, L - len(b)), value=model.cfg.pad_id) for b in batch])
+        if progress is not None:
+            progress.update(len(batch))  # the last, smaller batch: the bar ends at its total
     model.train(was)
     if count == 0:
         raise ValueError("evaluate_nll: the validation chunks hold no tokens")

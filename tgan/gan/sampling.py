@@ -77,6 +77,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
     # piece put EOS before it, see tgan.gan.data_feed).
     first = out[0] if out else torch.full((batch_size,), eos_id if eos_id is not None else 0, device=device)
     logits = gen.step(first, state, max_context=context)
+    if progress is not None and out:
+        progress.update(1)  # the primer's first token
     for tok in out[1:]:
         logits = gen.step(tok, state, max_context=context)
         if progress is not None:

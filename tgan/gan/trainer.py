@@ -27,7 +27,7 @@ import torch
 from tgan.progress import progress
 
 from tgan.gan import distributed as D
-from tgan.gan.config import TrainConfig
+from tgan.gan.config import TrainConfig, check_against_preset
 from tgan.gan.data_feed import DataFeed
 from tgan.gan.disc_eval import AUC_INFORMATIVE, HeldOutProbe
 from tgan.gan.losses import make_loss
@@ -164,11 +164,7 @@ class Trainer:
         # D pre-training crops cover every position D can be given (adversarial segments with the
         # prefix, the run's BERT in evaluation), not just the adversarial segment length.
         self.disc_len = cfg.disc_len or self.bcfg.max_len
-        if cfg.disc == "bert" and cfg.freeze_layers > self.bcfg.n_layer:
-            raise ValueError(f"--freeze-layers: must be <= D's {self.bcfg.n_layer} layers at --preset {cfg.preset}, "
-                             f"got {cfg.freeze_layers}")
-        if self.disc_len > self.bcfg.max_len:
-            raise ValueError(f"--disc-len: must be <= D's positions ({self.bcfg.max_len}), got {self.disc_len}")
+        check_against_preset(cfg)  # --freeze-layers, --disc-len
         self.gen = TransformerXL(self.gcfg).to(self.device)
         self.disc = self._make_disc().to(self.device)
         self.ppo = None

@@ -71,15 +71,69 @@ def format_ca(ca) -> str:
     return f"{mean:.3f}"
 
 
+# What each column means (the full definitions: tgan.metrics).
+LEGEND = {
+    "NLL": "the generator's validation negative log-likelihood, nats per token (lower is better)",
+    "CA": "balanced accuracy of a classifier telling generated from real blocks, held out by piece, "
+          "[95% interval] (0.5 = indistinguishable)",
+    "PLL": "pseudo-log-likelihood of the blocks under the scorer BERT, per token",
+    "PCU": "distinct pitch classes used", "NPU": "distinct pitches used",
+    "EBR": "share of empty beats", "ISR": "share of in-scale (C major) sounding time",
+    "PRS": "share of time with at least 4 pitches sounding", "TUP": "total used pitches",
+    "PR": "pitch range, semitones", "APS": "mean absolute pitch step between chords",
+    "IOI": "mean inter-onset interval between chords, seconds",
+}
+MIN_POSITION_BLOCKS = 20  # CA along the piece: positions are merged until a point rests on this many blocks
+
+
+def wilson_interval(hits: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``hits / n``."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def merge_positions(points: list, min_blocks: int = MIN_POSITION_BLOCKS) -> list[dict]:
+    """CA-by-position points merged left to right until each rests on ``min_blocks`` generated
+    blocks (a short last run joins the point before it): {"start", "end", "accuracy", "blocks",
+    "low", "high"} with the accuracy weighted by blocks and a 95% Wilson interval."""
+    merged, run = [], []
+
+    def close():
+        n = sum(p["blocks"] for p in run)
+        hits = sum(p["accuracy"] * p["blocks"] for p in run)
+        low, high = wilson_interval(hits, n)
+        merged.append({"start": run[0]["start"], "end": run[-1]["end"], "accuracy": hits / n if n else float("nan"),
+                       "blocks": n, "low": low, "high": high})
+
+    for p in points:
+        run.append(p)
+        if sum(q["blocks"] for q in run) >= min_blocks:
+            close()
+            run = []
+    if run:
+        if merged:  # too few for a point of their own: they join the last one
+            last = merged.pop()
+            run = [{"start": last["start"], "end": last["end"], "accuracy": last["accuracy"],
+                    "blocks": last["blocks"]}] + run
+        close()
+    return merged
+
+
 def position_lines(result: dict) -> list[str]:
-    """One compact line per sample set with CA by position: "start-end acc" per block bin."""
+    """One line per sample set with CA along the piece: positions merged until each point rests
+    on enough generated blocks, each with its accuracy, 95% interval and block count."""
     lines = []
     for s in result["samples"]:
         points = s.get("CA_by_position") or []
         if points:
-            cells = " · ".join(f"{p['start']}-{p['end']} {p['accuracy']:.2f}" for p in points)
-            lines.append(f"CA along the piece, {s['name']} (accuracy on generated blocks by start "
-                         f"token): {cells}")
+            cells = " · ".join(f"{p['start']}-{p['end']} {p['accuracy']:.2f} [{p['low']:.2f}, {p['high']:.2f}] "
+                               f"n={p['blocks']}" for p in merge_positions(points))
+            lines.append(f"CA along the piece, {s['name']} (accuracy on generated blocks by start token, "
+                         f"positions merged to >= {MIN_POSITION_BLOCKS} blocks): {cells}")
     return lines
 
 
@@ -127,7 +181,8 @@ def markdown_report(result: dict) -> str:
     if lines:
         parts.append("\n".join(lines))
     notes = ["Means over pieces; in parentheses the difference to the data row. Standard "
-             "deviations and counts are in the JSON."] + list(result.get("notes", []))
+             "deviations and counts are in the JSON.",
+             "Columns: " + "; ".join(f"{k}: {v}" for k, v in LEGEND.items()) + "."] + list(result.get("notes", []))
     parts.append("\n".join(f"- {n}" for n in notes))
     return "\n\n".join(parts) + "\n"
 
