@@ -388,7 +388,8 @@ def _primer_ids(primer, vocab) -> np.ndarray:
 
 
 def load(path, device=None) -> Generator:
-    """A generator from a run directory, a checkpoint directory or a model folder.
+    """A generator from a run directory, a checkpoint directory, a model folder or a Hugging Face
+    Hub model id (``org/name``, with ``pip install "tgan-music[hub]"``; see ``tgan.hub``).
 
     ``device``: "cpu", "cuda", a torch.device, or None (CUDA when available). Raises ValueError
     naming the path when it holds no generator, and for a model folder of a newer format.
@@ -398,7 +399,11 @@ def load(path, device=None) -> Generator:
 
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"tgan.load: {p} does not exist")
+        from tgan.hub import hub_folder, is_hub_id
+
+        if not is_hub_id(path):
+            raise ValueError(f"tgan.load: {p} does not exist (nor is it a Hub model id, org/name)")
+        p = hub_folder(str(path))
     device = resolve_device(device)
     if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has a config.json too
         cfg, state = read_model_folder(p)

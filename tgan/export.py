@@ -2,6 +2,7 @@
 
     python -m tgan.export runs/ppo_gp-20261129-120000 --out models/bach-ppo
     python -m tgan.export RUN/checkpoints/step_00003000 --out models/bach-mle --with-discriminator
+    python -m tgan.export RUN --out models/bach-mle --push-to-hub my-org/bach-mle   # pip install "tgan-music[hub]"
 
 The folder follows the Hugging Face Hub's layout for a model repository (``config.json`` +
 ``model.safetensors`` + ``README.md``), so it can be uploaded as it is:
@@ -49,6 +50,27 @@ LICENSES = {
 }
 
 
+# Hub card metadata per data kind: license id (with name and link where it is "other") and datasets.
+CARD_META = {
+    "maestro": {"license": "cc-by-nc-sa-4.0", "datasets": ["maestro"]},
+    "bach": {"license": "other", "license_name": "music21-corpus",
+             "license_link": "https://github.com/cuthbertLab/music21/blob/master/music21/corpus/license.txt",
+             "datasets": ["music21-bach-corpus"]},
+    "folder": {"license": "other", "license_name": "training-data-terms",
+               "license_link": "LICENSE", "datasets": []},
+}
+CITATION = """@inproceedings{muhamed2021transformergan,
+  title     = {Symbolic Music Generation with Transformer-GANs},
+  author    = {Muhamed, Aashiq and Li, Liang and Shi, Xingjian and Yaddanapudi, Suri and Chi, Wayne and
+               Jackson, Dylan and Suresh, Rahul and Lipton, Zachary C. and Smola, Alexander J.},
+  booktitle = {Proceedings of the AAAI Conference on Artificial Intelligence},
+  volume    = {35},
+  number    = {1},
+  year      = {2021},
+  doi       = {10.1609/aaai.v35i1.16117}
+}"""
+
+
 def data_kind(data: str) -> str:
     """"maestro", "bach" or "folder" for a run's --data value."""
     if not data or data == "bach":
@@ -91,11 +113,13 @@ def table1_row(path, checkpoint: Path) -> dict:
 
 
 def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
-           table1: str | None = None, with_critic: str | None = None) -> Path:
+           table1: str | None = None, with_critic: str | None = None, hub_id: str | None = None) -> Path:
     """Write the model folder ``out`` for the run or checkpoint ``run``; returns ``out``.
     ``table1``: an evaluation JSON whose row for this checkpoint goes into the card.
     ``with_critic``: a critic folder (``python -m tgan.critic``) trained against this checkpoint's
     generator, copied in as ``critic.safetensors`` + ``critic.json`` (``tgan.load`` picks it up).
+    ``hub_id``: the Hub id the folder will be uploaded as; the card's usage snippet loads that
+    (else the folder's path as given).
 
     Raises ValueError naming the path for a run without a generator, a missing discriminator
     with ``with_discriminator``, a critic trained against another generator, or a non-empty
@@ -157,7 +181,10 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
         if critic is not None:
             critic.save(tmp)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(cfg, kind, with_discriminator))
+        (tmp / "README.md").write_text(model_card(cfg, kind, with_discriminator, where=hub_id or str(out)))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is for sharing
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)  # complete or absent: a crash leaves no half-written folder
@@ -167,31 +194,39 @@ def export(run, out, with_discriminator: bool = False, overwrite: bool = False,
     return out
 
 
-def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
-    """The folder's README.md (Hub model-card front matter, then the facts a user needs)."""
+def model_card(cfg: dict, kind: str, with_discriminator: bool, where: str = "THIS_FOLDER") -> str:
+    """The folder's README.md: Hub model-card metadata (license, datasets, tags, library), then
+    what the model is, its training data and preset, results, intended use and limitations, a
+    usage snippet that loads ``where`` (the folder's path or its Hub id) as written, the license
+    and the citation."""
+    import json as _json
+
     g, t = cfg["generator"], cfg["training"]
     nll = "not recorded" if t["validation_nll"] is None else f"{t['validation_nll']:.4f} nats/token"
-    lic = {"maestro": "cc-by-nc-sa-4.0", "bach": "other", "folder": "other"}[kind]
-    lines = [
-        "---", f"license: {lic}", "library_name: tgan", "tags:", "- symbolic-music",
-        "- music-generation", "- transformer-xl", "---", "",
+    meta = dict(CARD_META[kind])
+    meta.update(library_name="tgan",
+                tags=["symbolic-music", "music-generation", "midi", "transformer-xl", "gan", "tgan"])
+    if not meta["datasets"]:
+        del meta["datasets"]
+    front = ["---"] + [f"{k}: {_json.dumps(v)}" for k, v in meta.items()] + ["---", ""]
+    lines = front + [
         f"# tgan Transformer-XL music generator ({t['data']}, {t['loss']})", "",
         f"A Transformer-XL ({g['n_layer']} layers, d_model {g['d_model']}, {g['n_head']} heads of "
-        f"{g['d_head']}) over {cfg['vocab']} performance events ({g['vocab_size']} ids), trained "
-        f"with tgan {cfg['tgan_version']} (`pip install tgan-music`, imported as `tgan`).", "",
+        f"{g['d_head']}) over {cfg['vocab']} performance events ({g['vocab_size']} ids: NOTE_ON, NOTE_OFF, "
+        f"TIME_SHIFT, VELOCITY), trained with tgan {cfg['tgan_version']} (`pip install tgan-music`, imported "
+        "as `tgan`).", "",
         "## Training", "",
         f"- data: {t['data']} ({kind})",
         f"- loss: {t['loss']}, preset {t['preset']}, {t['step']} steps (stage {t['stage']})",
         f"- validation NLL: {nll}", "",
     ]
     if cfg.get("table1_row"):
-        lines += ["## Table 1 row", ""] + _row_lines(cfg["table1_row"]) + [""]
+        lines += ["## Results (Table 1 row)", ""] + _row_lines(cfg["table1_row"]) + [""]
     lines += [
-        "## License", "", f"{cfg['license']}. {LICENSES[kind][1]}", "",
-        "## Use", "", "```python", "import tgan", "", 'model = tgan.load("THIS_FOLDER")',
-        'for i, s in enumerate(model.generate(num=2, seconds=30, seed=0)):',
+        "## Use", "", "```python", "import tgan", "", f"model = tgan.load({where!r})",
+        "for i, s in enumerate(model.generate(num=2, seconds=30, seed=0)):",
         '    s.save(f"sample_{i}.mid")', "```", "",
-        "or `python -m tgan.generate --checkpoint THIS_FOLDER --num 2 --seconds 30`.",
+        f"or `python -m tgan.generate --checkpoint {where} --num 2 --seconds 30`.",
         "Files: `config.json`, `model.safetensors` (generator weights)"
         + (", `discriminator.safetensors` (BERT discriminator)" if with_discriminator else "")
         + (", `critic.safetensors` + `critic.json` (a critic trained against this generator)"
@@ -203,8 +238,20 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool) -> str:
         lines += ["## Selection by the critic", "",
                   f"The folder holds a critic (held-out AUC {_fmt(auc)} against this generator's samples). "
                   "Draw N candidates per sample and keep the one it finds most real:", "",
-                  "```python", 'samples = tgan.load("THIS_FOLDER").generate(num=2, seconds=30, seed=0, '
+                  "```python", f'samples = tgan.load({where!r}).generate(num=2, seconds=30, seed=0, '
                   'candidates=16, select="rerank")', "```", ""]
+    lines += [
+        "## Intended use and limitations", "",
+        "For research on symbolic (MIDI) music generation and for making piano music to listen to, "
+        "continue or edit. It generates performance events for a single piano-like instrument: no "
+        "lyrics, no audio, no other instruments. Its samples imitate its training data"
+        + (f" ({t['data']})" if t["data"] else "") + ", and a small preset or a small data set "
+        "gives short-range coherence only; samples may end early (EOS) or drift in longer pieces. "
+        "It is not a measure of musical quality and should not be used to pass generated music off "
+        "as human work.", "",
+        "## License", "", f"{cfg['license']}. {LICENSES[kind][1]}", "",
+        "## Citation", "", "The training method follows:", "", "```bibtex", CITATION, "```", "",
+    ]
     return "\n".join(lines)
 
 
@@ -241,6 +288,10 @@ def main(argv=None) -> int:
     p.add_argument("--with-critic", default=None, metavar="DIR",
                    help="a critic folder (python -m tgan.critic) trained against this checkpoint's generator: "
                         "copied in, used by generate --candidates N")
+    p.add_argument("--push-to-hub", default=None, metavar="ORG/NAME",
+                   help="then upload the folder to this Hugging Face Hub model repository (created if missing; "
+                        "needs pip install \"tgan-music[hub]\" and a login or HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--table1", default=None, metavar="JSON",
                    help="an evaluation JSON (python -m tgan.evaluate): its row for this "
@@ -248,11 +299,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1, args.with_critic)
+        out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1, args.with_critic,
+                     hub_id=args.push_to_hub)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}: " + ", ".join(sorted(f.name for f in out.iterdir())))
+    if args.push_to_hub:
+        from tgan.hub import push_to_hub
+
+        try:
+            url = push_to_hub(out, args.push_to_hub, private=args.private)
+        except Exception as e:  # huggingface_hub's errors: no login, no network, no permission
+            print(f"error: --push-to-hub {args.push_to_hub}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        print(f"uploaded to {url}")
     return 0
 
 
