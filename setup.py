@@ -39,6 +39,7 @@ ext_modules, cmdclass = _extensions()
 setup(
     packages=_packages(),
     package_dir={"tgan": "tgan", "tgan.kernels": "kernels"},
+    package_data={"tgan": ["models/*/*"]},  # the bundled model folders (tgan.load("bach-tiny"))
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

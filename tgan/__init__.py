@@ -1,8 +1,10 @@
 """tgan: adversarial training of Transformer-XL music generators (Transformer-GAN).
 
 Python API (imported on first use):
-  - ``tgan.load(path, device=None)``: a generator from a run, a checkpoint or a model folder;
-    ``.generate(...)`` returns samples to ``.save()`` as MIDI (``tgan.api``).
+  - ``tgan.load(path, device=None)``: a generator from a run, a checkpoint, a model folder, a
+    bundled model ("bach-tiny") or a Hub id ("org/name"); ``.generate(...)`` returns samples to
+    ``.save()`` as MIDI (``tgan.api``), optionally each kept out of N candidates by a critic
+    (``tgan.critic``).
   - ``tgan.read_midi(path)``, ``tgan.encode(notes, vocab)``, ``tgan.decode(tokens, vocab)``,
     ``tgan.Vocab``: the event representation (``tgan.data``).
   - ``tgan.evaluate(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that

@@ -387,9 +387,18 @@ def _primer_ids(primer, vocab) -> np.ndarray:
     return toks
 
 
+BUNDLED = Path(__file__).resolve().parent / "models"  # model folders shipped with the package
+
+
+def bundled_models() -> list[str]:
+    """Names of the model folders shipped with the package (``tgan.load(name)``)."""
+    return sorted(p.name for p in BUNDLED.iterdir() if (p / "config.json").is_file()) if BUNDLED.is_dir() else []
+
+
 def load(path, device=None) -> Generator:
-    """A generator from a run directory, a checkpoint directory, a model folder or a Hugging Face
-    Hub model id (``org/name``, with ``pip install "tgan-music[hub]"``; see ``tgan.hub``).
+    """A generator from a run directory, a checkpoint directory, a model folder, the name of a
+    bundled model (``"bach-tiny"``: ``bundled_models()``) or a Hugging Face Hub model id
+    (``org/name``, with ``pip install "tgan-music[hub]"``; see ``tgan.hub``).
 
     ``device``: "cpu", "cuda", a torch.device, or None (CUDA when available). Raises ValueError
     naming the path when it holds no generator, and for a model folder of a newer format.
@@ -398,11 +407,14 @@ def load(path, device=None) -> Generator:
     from tgan.model import GeneratorConfig
 
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and str(path) in bundled_models():
+        p = BUNDLED / str(path)
+    elif not p.exists():
         from tgan.hub import hub_folder, is_hub_id
 
         if not is_hub_id(path):
-            raise ValueError(f"tgan.load: {p} does not exist (nor is it a Hub model id, org/name)")
+            raise ValueError(f"tgan.load: {p} does not exist (nor is it a bundled model, "
+                             f"{', '.join(bundled_models()) or 'none installed'}, or a Hub model id, org/name)")
         p = hub_folder(str(path))
     device = resolve_device(device)
     if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has a config.json too

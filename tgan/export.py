@@ -292,6 +292,8 @@ def main(argv=None) -> int:
                    help="then upload the folder to this Hugging Face Hub model repository (created if missing; "
                         "needs pip install \"tgan-music[hub]\" and a login or HF_TOKEN)")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    p.add_argument("--name", default=None, help="what the model card's snippet loads (default: the --push-to-hub "
+                   "id, else the --out path)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--table1", default=None, metavar="JSON",
                    help="an evaluation JSON (python -m tgan.evaluate): its row for this "
@@ -300,7 +302,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = export(args.run, args.out, args.with_discriminator, args.overwrite, args.table1, args.with_critic,
-                     hub_id=args.push_to_hub)
+                     hub_id=args.name or args.push_to_hub)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

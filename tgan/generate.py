@@ -1,5 +1,6 @@
 """python -m tgan.generate: sample MIDI from a trained generator.
 
+    python -m tgan.generate --model bach-tiny --seconds 20                   # the bundled model
     python -m tgan.generate --checkpoint runs/ppo_gp-... --num 4 --length 4096
     python -m tgan.generate --checkpoint RUN --primer piece.mid --primer-seconds 10 --seconds 60
     python -m tgan.generate --checkpoint RUN --primer-data ../maestro --primer-split test --primer-index 3
@@ -24,8 +25,10 @@ from tgan.metrics.evaluation import SAMPLES_SIDECAR as SIDECAR
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tgan.generate", description="Write MIDI samples from a checkpoint.")
-    p.add_argument("--checkpoint", required=True, help="a run directory (its newest checkpoint), a "
-                   "checkpoint directory, or a model folder written by python -m tgan.export")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a run directory (its newest checkpoint), a checkpoint directory, or a "
+                     "model folder written by python -m tgan.export")
+    src.add_argument("--model", help="a bundled model (bach-tiny) or a Hugging Face Hub model id (org/name)")
     p.add_argument("--out", default=None, help="output folder (default: <run>/generated, or "
                    "./generated for a model folder); samples.json there records how each file was made")
     p.add_argument("--overwrite", action="store_true", help="replace samples of the same names")
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
     try:
         backend_name()  # a bad TGAN_BACKEND is an error before any work, not a traceback
         device = resolve_device(args.device, "--device")
-        model: Generator = load(args.checkpoint, device)
+        model: Generator = load(args.checkpoint or args.model, device)
         primer = primer_tokens(args, model.vocab)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

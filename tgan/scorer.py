@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from tgan.gan.config import field_comments
+from tgan.gan.config import add_dataclass_flags
 from tgan.gan.scorer import ScorerConfig
 
 
@@ -26,11 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Pre-train the scorer (a BERT masked-LM) that computes CA and "
                                             "PLL in python -m tgan.evaluate --scorer.")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the scorer (and its checkpoints)")
-    comments = field_comments(ScorerConfig)
-    for f in dataclasses.fields(ScorerConfig):
-        typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default,
-                       help=f"{comments.get(f.name, '')} (default: {f.default!r})")
+    add_dataclass_flags(p, ScorerConfig, required=())
     p.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -17,7 +17,7 @@ import sys
 import time
 
 from tgan.critic.train import CriticConfig
-from tgan.gan.config import field_comments
+from tgan.gan.config import add_dataclass_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "samples (its logit estimates log p_data / p_G), for "
                                             "python -m tgan.generate --candidates N --critic DIR.")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the critic (and its checkpoints)")
-    comments = field_comments(CriticConfig)
-    for f in dataclasses.fields(CriticConfig):
-        typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default,
-                       required=f.name == "generator",
-                       help=f"{comments.get(f.name, '')} (default: {f.default!r})")
+    add_dataclass_flags(p, CriticConfig, required=("generator",))
     p.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -246,7 +246,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
     from tgan.data.datasets import data_identity
     from tgan.gan.disc_eval import roc_auc
     from tgan.gan.data_feed import DataFeed
-    from tgan.gan.schedule import inverse_sqrt_scheduler
+    from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler
     from tgan.gan.scorer import _param_groups
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -329,11 +329,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
         torch.manual_seed(_seed(cfg.seed, 4, step))  # dropout
         logits = critic_logits(bert, x.to(device))
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(bert.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        apply_step(loss, bert, opt, sched)
         step += 1
         if bar is not None:
             bar.update(1)

@@ -260,6 +260,16 @@ def check_against_preset(cfg: TrainConfig) -> None:
         raise ValueError(f"--disc-len: must be <= D's positions ({max_len}), got {cfg.disc_len}")
 
 
+def add_dataclass_flags(parser, cls, required=()) -> None:
+    """One ``--flag`` per field of the dataclass ``cls`` (int, float or str), its comment as help
+    with the default; the fields named in ``required`` must be given."""
+    comments = field_comments(cls)
+    for f in fields(cls):
+        typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+        parser.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default, required=f.name in required,
+                            help=f"{comments.get(f.name, '')} (default: {f.default!r})")
+
+
 def field_comments(cls=None) -> dict:
     """Field name -> the comment after it in the dataclass ``cls``'s source (TrainConfig by
     default): the help text of the generated command-line flags."""

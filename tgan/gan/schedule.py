@@ -32,3 +32,13 @@ def gumbel_beta(step: int, max_steps: int, beta_max: float) -> float:
     if max_steps <= 0:
         raise ValueError(f"gumbel_beta: max_steps must be > 0, got {max_steps}")
     return float(beta_max ** (min(step, max_steps) / max_steps))
+
+
+def apply_step(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Optimizer, sched, clip: float = 1.0) -> None:
+    """One optimizer step on ``loss``: zero the gradients, back-propagate, clip ``module``'s
+    gradient norm to ``clip``, step the optimizer and the scheduler."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    opt.step()
+    sched.step()

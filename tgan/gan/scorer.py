@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tgan.gan.pretrain import mlm_step
-from tgan.gan.schedule import inverse_sqrt_scheduler
+from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler
 from tgan.model import BertConfig, BertDiscriminator, preset
 from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from tgan.model.masking import IGNORE, mask_batch
@@ -187,11 +187,7 @@ def train_scorer(cfg: ScorerConfig, out, resume: bool = False, progress: bool = 
         batch = feed.sample(cfg.batch_size, bcfg.max_len).to(device)  # crops of the full max_len
         rng = np.random.default_rng([cfg.seed, step])  # per step: a resumed run masks identically
         loss, acc = mlm_step(bert, batch, cfg.mask, v.mask_id, events, rng, special=(v.pad_id, v.eos_id))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(bert.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        apply_step(loss, bert, opt, sched)
         step += 1
         if bar is not None:
             bar.update(1)
