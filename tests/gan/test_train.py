@@ -41,6 +41,13 @@ def test_mle_only_with_cnn_discriminator_flag_and_generation(tmp_path, midi_fold
     assert (run / "samples" / "unconditional_00.mid").is_file()
 
 
+def test_a_run_with_no_samples_finishes(tmp_path, midi_folder, capsys):
+    run = _run(tmp_path, midi_folder, "--loss", "mle", "--sample-count", "0")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["samples"] == [] and summary["generation_tokens_per_s"] is None
+    assert "generation tokens/s: n/a (--sample-count 0)" in capsys.readouterr().out
+
+
 def test_cnn_discriminator_skips_masked_pretraining(tmp_path, midi_folder):
     run = _run(tmp_path, midi_folder, "--loss", "rsgan_gp", "--disc", "cnn")
     assert load_checkpoint(run).step == 4 + 4  # no D pre-training stage for the CNN

@@ -57,17 +57,20 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
     out = run_dir / "samples"
     out.mkdir(parents=True, exist_ok=True)
     gen, n, length = trainer.gen, cfg.sample_count, cfg.sample_len
-    t0 = time.time()
-    uncond = generate_tokens(gen, n, length, temperature=cfg.temperature, top_k=cfg.top_k, eos_id=vocab.eos_id,
-                             seed=cfg.seed, device=trainer.device)
-    gen_tps = uncond.numel() / (time.time() - t0)
-    k = min(PRIMER_TOKENS, length // 2)  # the primer must leave room to continue
-    n_pieces = trainer.data.num_pieces("validation")
-    pieces = [trainer.data.piece("validation", i % n_pieces)[:k] for i in range(n)]
-    primer_len = min(len(p) for p in pieces)
-    primers = torch.from_numpy(np.stack([p[:primer_len] for p in pieces]).astype(np.int64))
-    primed = generate_tokens(gen, n, length, primer=primers, temperature=cfg.temperature, top_k=cfg.top_k,
-                             eos_id=vocab.eos_id, seed=cfg.seed + 1, device=trainer.device)
+    uncond = primed = torch.zeros(0, length, dtype=torch.long)
+    gen_tps = None
+    if n > 0:  # --sample-count 0: no samples
+        t0 = time.time()
+        uncond = generate_tokens(gen, n, length, temperature=cfg.temperature, top_k=cfg.top_k, eos_id=vocab.eos_id,
+                                 seed=cfg.seed, device=trainer.device)
+        gen_tps = uncond.numel() / (time.time() - t0)
+        k = min(PRIMER_TOKENS, length // 2)  # the primer must leave room to continue
+        n_pieces = trainer.data.num_pieces("validation")
+        pieces = [trainer.data.piece("validation", i % n_pieces)[:k] for i in range(n)]
+        primer_len = min(len(p) for p in pieces)
+        primers = torch.from_numpy(np.stack([p[:primer_len] for p in pieces]).astype(np.int64))
+        primed = generate_tokens(gen, n, length, primer=primers, temperature=cfg.temperature, top_k=cfg.top_k,
+                                 eos_id=vocab.eos_id, seed=cfg.seed + 1, device=trainer.device)
     files = []
     for kind, rows in (("unconditional", uncond), ("primed", primed)):
         for i, row in enumerate(rows.cpu().numpy()):
@@ -86,7 +89,8 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
     try:
         real = [trainer.data.piece("validation", i)[: length] for i in range(min(8, trainer.data.num_pieces("validation")))]
         summary["note_stats_data"] = _note_stats(real, vocab)
-        summary["note_stats_samples"] = _note_stats(list(uncond.cpu().numpy()) + list(primed.cpu().numpy()), vocab)
+        if n > 0:
+            summary["note_stats_samples"] = _note_stats(list(uncond.cpu().numpy()) + list(primed.cpu().numpy()), vocab)
     except ImportError as e:  # the metrics layer is optional for a run's summary
         logger.warning("note statistics skipped: %s", e)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -95,7 +99,7 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
         "validation NLL (nats/token), first -> last": f"{fmt(summary['val_nll_first'])} -> {fmt(summary['val_nll_last'])} "
                                                        f"(uniform {summary['uniform_nll']:.4f})",
         "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in times.items()) or "(all stages already done)",
-        "generation tokens/s": f"{gen_tps:.0f}",
+        "generation tokens/s": "n/a (--sample-count 0)" if gen_tps is None else f"{gen_tps:.0f}",
         **({"held-out AUC of D: warm-up end, first, last, mean": ", ".join(
             fmt(summary["disc_auc"][k]) for k in ("warmup_end", "first", "last", "mean"))}
            if "disc_auc" in summary else {}),

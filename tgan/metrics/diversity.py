@@ -48,7 +48,9 @@ def pitch_histogram_distance(pieces_pitches: Sequence[Sequence[int]]) -> float:
 
 def folder_diversity(folder, vocab) -> dict:
     """Both measures over the MIDI files of ``folder`` (``*.mid``), their tokens in ``vocab``:
-    {"distinct_4grams", "pitch_histogram_distance", "pieces"}."""
+    {"distinct_4grams", "pitch_histogram_distance", "pieces", "tokens_median"} (the pieces' median
+    length in tokens: selection can change it, and with it the share of early, more realistic
+    blocks that CA sees)."""
     from tgan.data.events import encode
     from tgan.data.midi import read_midi
 
@@ -57,5 +59,6 @@ def folder_diversity(folder, vocab) -> dict:
         perf = read_midi(path)
         tokens.append(encode(perf, vocab, out_of_range="drop"))
         pitches.append([note.pitch for note in perf.notes])
+    lengths = [len(t) for t in tokens]
     return {"distinct_4grams": distinct_ngrams(tokens, 4), "pitch_histogram_distance": pitch_histogram_distance(pitches),
-            "pieces": len(tokens)}
+            "pieces": len(tokens), "tokens_median": float(np.median(lengths)) if lengths else float("nan")}
