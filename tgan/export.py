@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -208,7 +209,10 @@ def model_card(cfg: dict, kind: str, with_discriminator: bool, where: str = "THI
                 tags=["symbolic-music", "music-generation", "midi", "transformer-xl", "gan", "tgan"])
     if not meta["datasets"]:
         del meta["datasets"]
-    front = ["---"] + [f"{k}: {_json.dumps(v)}" for k, v in meta.items()] + ["---", ""]
+    def yaml(v):  # a plain scalar where it is safe, else JSON (which YAML reads)
+        return v if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][\w.:/-]*", v) else _json.dumps(v)
+
+    front = ["---"] + [f"{k}: {yaml(v)}" for k, v in meta.items()] + ["---", ""]
     lines = front + [
         f"# tgan Transformer-XL music generator ({t['data']}, {t['loss']})", "",
         f"A Transformer-XL ({g['n_layer']} layers, d_model {g['d_model']}, {g['n_head']} heads of "
