@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, a comment per field, command-line flags generated from it.
 
-Defaults follow the paper / released code (DESIGN.md section 3) at the ``paper`` and ``small``
+Defaults follow the paper / released code at the ``paper`` and ``small``
 presets; ``PRESET_TRAIN`` shortens the schedule so ``tiny`` finishes every stage on 2 CPU cores in
 minutes. Flags a user sets on the command line always win over preset values.
 """

@@ -1,4 +1,4 @@
-"""Adversarial losses (DESIGN.md section 3). D_r = D(real), D_f = D(fake): per-sample logits [B].
+"""Adversarial losses of the paper. D_r = D(real), D_f = D(fake): per-sample logits [B].
 
 Every loss object has ``disc_loss(D_r, D_f, gp)`` and ``gen_loss(D_r, D_f, **extra)``; PPO-GP also
 holds the separate classifier D' and its snapshot.
@@ -64,7 +64,7 @@ class RSGANGP(RSGAN):
 
 
 class PPOGP:
-    """PPO-GP (DESIGN.md section 3).
+    """PPO-GP (the paper's policy-gradient loss with a gradient penalty).
 
     A separate real/fake classifier D' (BCE, its own optimizer, trained on every segment of the
     rollout) is snapshotted every ``snapshot_every`` D steps. For the generator: D0 = sigma(D'_snapshot(fake)), P0 = (1-D0)/D0,

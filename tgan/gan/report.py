@@ -12,7 +12,7 @@ from tgan.gan.sampling import generate_tokens
 
 logger = logging.getLogger(__name__)
 
-PRIMER_TOKENS = 50  # conditional samples continue this many real tokens (DESIGN.md section 3)
+PRIMER_TOKENS = 50  # conditional samples continue this many real tokens (the paper's priming excerpt)
 
 
 def _note_stats(token_rows, vocab) -> dict:

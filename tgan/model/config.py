@@ -120,7 +120,7 @@ def _presets() -> dict[str, ModelPreset]:
                             mem_len=512, eval_mem_len=1024),
             BertConfig(n_layer=4, d_model=256, n_head=4, d_inner=1024, max_len=512),
         ),
-        # The paper's sizes (DESIGN.md section 3).
+        # The paper's sizes (its experiments and the released code).
         "paper": ModelPreset(
             GeneratorConfig(),
             BertConfig(),
