@@ -36,7 +36,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kv_cache import (CUDA, DEVICE, SavedBytes, _one_thread, _skip_missing, _sync, env_info,  # noqa: E402
+from bench_kv_cache import (CUDA, DEVICE, SavedBytes, _skip_missing, _sync, env_info,  # noqa: E402
                             run_info, small_generator)
 
 from tgan.gan.rollout import rollout_segments  # noqa: E402

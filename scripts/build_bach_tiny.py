@@ -55,7 +55,8 @@ def fingerprints(folder: Path) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="rebuild in a temporary folder and compare with the shipped one")
+    p.add_argument("--check", action="store_true",
+                   help="rebuild in a temporary folder and compare with the shipped one")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -102,6 +102,7 @@ def test_max_seconds_without_token_seconds_is_a_clear_error():
 
 
 def test_same_seed_same_samples():
-    g = TransformerXL(GeneratorConfig(vocab_size=40, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32, init_std=0.5))
+    g = TransformerXL(GeneratorConfig(vocab_size=40, n_layer=1, d_model=16, n_head=2, d_head=8, d_inner=32,
+                                      init_std=0.5))
     a, b = (generate_tokens(g, 2, 20, top_k=0, seed=5) for _ in range(2))
     assert torch.equal(a, b) and not torch.equal(a, generate_tokens(g, 2, 20, top_k=0, seed=6))

@@ -92,5 +92,6 @@ def test_export_cli_pushes_after_writing(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("tgan.hub.push_to_hub", lambda folder, repo, private=False: pushed.append((folder, repo))
                         or f"https://huggingface.co/{repo}")
     assert export_main([str(run), "--out", str(tmp_path / "m"), "--push-to-hub", "me/bach"]) == 0
-    assert pushed == [(tmp_path / "m", "me/bach")] and "uploaded to https://huggingface.co/me/bach" in capsys.readouterr().out
+    assert pushed == [(tmp_path / "m", "me/bach")]
+    assert "uploaded to https://huggingface.co/me/bach" in capsys.readouterr().out
     assert json.loads((tmp_path / "m" / "config.json").read_text())["format"] == 1

@@ -365,8 +365,8 @@ class Experiment:
         from tgan.model.checkpoint import latest_checkpoint
 
         a = self.args
-        cfg = CriticConfig(generator=str(run_dir), data=a.data or "bach", bert=a.critic_bert or str(self.out / "pretrain"),
-                           steps=a.critic_steps, device=a.device)
+        cfg = CriticConfig(generator=str(run_dir), data=a.data or "bach",
+                           bert=a.critic_bert or str(self.out / "pretrain"), steps=a.critic_steps, device=a.device)
         meta = read_meta(folder) if is_critic(folder) else train_critic(
             cfg, folder, resume=latest_checkpoint(folder) is not None, progress=True)
         refuse_scorer_as_critic(meta, self.out / "scorer", folder)

@@ -223,7 +223,8 @@ def _selection_table(report: dict) -> list[str]:
                      f"{_pm(du['distinct_4grams'])} | {_pm(du['pitch_histogram_distance'])} | "
                      f"{_pm(dp['distinct_4grams'])} | {_pm(dp['pitch_histogram_distance'])} | "
                      f"{_pm(du['tokens_median'], 0)} / {_pm(dp['tokens_median'], 0)} | "
-                     f"{_pm(sel.get('tokens_per_kept'), 1) if sel else '1.0'} | {_pm(e['wall_seconds']['sample'], 0)} | "
+                     f"{_pm(sel.get('tokens_per_kept'), 1) if sel else '1.0'} | "
+                     f"{_pm(e['wall_seconds']['sample'], 0)} | "
                      f"{_pm(sel.get('critic_auc')) if sel else ''} |")
     return lines + [""]
 

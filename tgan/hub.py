@@ -29,7 +29,8 @@ def _hub():
     try:
         import huggingface_hub
     except ImportError:
-        raise ValueError("loading or pushing Hub models needs huggingface_hub: pip install \"tgan-music[hub]\"") from None
+        raise ValueError("loading or pushing Hub models needs huggingface_hub: "
+                         "pip install \"tgan-music[hub]\"") from None
     return huggingface_hub
 
 

@@ -175,7 +175,8 @@ def test_init_from_reuses_a_finished_warmup_of_the_same_loss_only(tmp_path, midi
     first = load_checkpoint(sorted((same / "checkpoints").iterdir())[0])
     assert first.step == 8 and first.extra["stage"] == "gan"
     assert all(torch.equal(first.models["disc"][k], warmed.models["disc"][k]) for k in warmed.models["disc"])
-    assert not any("dwarm/d_loss" in p for p in map(json.loads, (same / "logs" / "metrics.jsonl").read_text().splitlines()))
+    logged = map(json.loads, (same / "logs" / "metrics.jsonl").read_text().splitlines())
+    assert not any("dwarm/d_loss" in p for p in logged)
     # another loss warms its own D up, from the end of D pre-training
     assert main(common + ["--run-dir", str(other), "--loss", "rsgan_gp"]) == 0
     first = load_checkpoint(sorted((other / "checkpoints").iterdir())[0])

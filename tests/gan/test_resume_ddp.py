@@ -51,7 +51,8 @@ cfg = config_from_args(build_parser().parse_args(sys.argv[2:]), on_gpu=False)
 trainer = Trainer(cfg, info)
 trainer.run()
 for name, m in (("gen", trainer.gen), ("disc", trainer.disc)):
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f"{sys.argv[1]}/{name}_rank{info.rank}.safetensors")
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()},
+              f"{sys.argv[1]}/{name}_rank{info.rank}.safetensors")
 D.cleanup(info)
 '''
 
@@ -59,7 +60,8 @@ D.cleanup(info)
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path, tmp_path_factory, midi_folder):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)
-    flags = FAST + ["--data", str(midi_folder), "--loss", "rsgan_gp", "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
+    flags = FAST + ["--data", str(midi_folder), "--loss", "rsgan_gp", "--run-dir", str(tmp_path / "run"),
+                    "--device", "cpu"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(tmp_path), *flags]
     res = subprocess.run(cmd, env=_env(tmp_path_factory), capture_output=True, text=True, timeout=600)

@@ -77,7 +77,8 @@ def test_statistics_equal_their_definitions_on_a_real_performance(maestro_mini):
     in_scale = sum(t for q, t in sounding.items() if q % 12 in (0, 2, 4, 5, 7, 9, 11))
     assert c["ISR"] == pytest.approx(in_scale / sum(sounding.values()), rel=1e-9)
 
-    events = sorted([(s, 1) for iv in union.values() for s, _ in iv] + [(e, -1) for iv in union.values() for _, e in iv])
+    events = sorted([(s, 1) for iv in union.values() for s, _ in iv]
+                    + [(e, -1) for iv in union.values() for _, e in iv])
     end, k, last, poly = max(n.end for n in notes), 0, 0.0, 0.0
     for t, d in events:  # time with >= 4 distinct pitches sounding
         if k >= 4:

@@ -21,7 +21,8 @@ def _setup():
 
 def test_round_trip_restores_weights_optimizer_scheduler_and_rng(tmp_path):
     g, opt, sched = _setup()
-    save_checkpoint(tmp_path, 7, "run", {"gen": g}, {"g": opt}, {"g": sched}, {"generator": g.cfg.to_dict()}, {"stage": "mle"})
+    save_checkpoint(tmp_path, 7, "run", {"gen": g}, {"g": opt}, {"g": sched}, {"generator": g.cfg.to_dict()},
+                    {"stage": "mle"})
     expect_torch, expect_np, expect_py = torch.rand(3), np.random.rand(3), random.random()
     ck = load_checkpoint(tmp_path, kind="run")
     assert ck.step == 7 and ck.extra == {"stage": "mle"}

@@ -14,7 +14,8 @@ def _bert():
                                         dropout=0.0, attn_dropout=0.0)).eval()
 
 
-@pytest.mark.parametrize("make", [_bert, lambda: CNNDiscriminator(CNNConfig(vocab_size=V, d_embed=16, n_filters=8, dropout=0.0)).eval()])
+@pytest.mark.parametrize("make", [
+    _bert, lambda: CNNDiscriminator(CNNConfig(vocab_size=V, d_embed=16, n_filters=8, dropout=0.0)).eval()])
 def test_one_hot_equals_ids_and_gradient_reaches_the_input(make):
     d = make()
     x = torch.randint(2, V - 1, (3, 17))

@@ -107,7 +107,8 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_presets_have_the_papers_sizes():
     p = preset("paper").generator
-    assert (p.n_layer, p.d_model, p.n_head, p.d_head, p.d_inner, p.tgt_len, p.mem_len) == (6, 500, 10, 50, 1000, 128, 1024)
+    sizes = (p.n_layer, p.d_model, p.n_head, p.d_head, p.d_inner, p.tgt_len, p.mem_len)
+    assert sizes == (6, 500, 10, 50, 1000, 128, 1024)
     assert p.dropout == 0.1 and p.attn_dropout == 0.1 and p.init_std == 0.01
     b = preset("paper").bert
     assert (b.n_layer, b.d_model, b.n_head, b.d_inner, b.max_len) == (5, 768, 12, 3072, 512)

@@ -99,8 +99,8 @@ def check_noise_tails(device):
     switch = int((1 - 0.5 ** 0.5) * 2**32)
     special = [0, 1, 2, 3, 7, 2**8, 2**16, 2**20, 2**24, 2**28, 2**29, 2**30, 2**31,
                2**32 - 2**8, 2**32 - 2, 2**32 - 1] + list(range(switch - 2048, switch + 2048, 64))
-    xs = torch.tensor(special + list(range(0, 2**22, 97)) + torch.randint(0, 2**32, (200_000,), dtype=torch.int64).tolist(),
-                      dtype=torch.int64)
+    drawn = torch.randint(0, 2**32, (200_000,), dtype=torch.int64).tolist()
+    xs = torch.tensor(special + list(range(0, 2**22, 97)) + drawn, dtype=torch.int64)
     g = gs.gumbel_from_bits((xs - (xs >= 2**31).long() * 2**32).to(torch.int32).to(device))
     g = g.double().cpu()
     # u as the kernels and the reference form it (uint32 -> fp32, + 0.5, * 2^-32, in fp32); the

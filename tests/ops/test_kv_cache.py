@@ -49,7 +49,8 @@ class Toy:
         if device != "cpu":
             for name in ("w_kv", "w_q", "w_o"):
                 setattr(self, name, [w.detach().to(device).requires_grad_() for w in getattr(self, name)])
-            self.r, self.mem = self.r.detach().to(device).requires_grad_(), self.mem.detach().to(device).requires_grad_()
+            self.r = self.r.detach().to(device).requires_grad_()
+            self.mem = self.mem.detach().to(device).requires_grad_()
             self.u, self.vb, self.xs = self.u.to(device), self.vb.to(device), self.xs.to(device)
 
     def params(self):
@@ -223,7 +224,8 @@ def test_constructor_errors_and_missing_extension(monkeypatch):
     monkeypatch.setattr(kv_cache, "_WARNED_NO_EXT", False)
     with pytest.warns(RuntimeWarning, match=r"tgan\._C did not import"):
         assert KVCache(1, 1, 4, 1, 1).impl == "torch"
-    with pytest.raises(RuntimeError, match=r"impl='cpp' needs the C\+\+ extension.*pip install --no-build-isolation -e \."):
+    needle = r"impl='cpp' needs the C\+\+ extension.*pip install --no-build-isolation -e \."
+    with pytest.raises(RuntimeError, match=needle):
         KVCache(1, 1, 4, 1, 1, impl="cpp")
 
 

@@ -99,8 +99,10 @@ def generate_selected(gen, critic, num: int, length: int, candidates: int, selec
     else:
         context = gen.cfg.eval_mem_len if context is None else context
         keep = 2 * context
-        prefix = (primer.to(device).expand(num, -1) if primer is not None and primer.dim() == 1
-                  else (primer.to(device) if primer is not None else torch.zeros(num, 0, dtype=torch.long, device=device)))
+        if primer is None:
+            prefix = torch.zeros(num, 0, dtype=torch.long, device=device)
+        else:
+            prefix = primer.to(device).expand(num, -1) if primer.dim() == 1 else primer.to(device)
         finished = torch.zeros(num, dtype=torch.bool, device=device)  # sampled EOS (a primer's does not count)
         block_scores, generated, refed, b = [], 0, 0, 0
         while prefix.shape[1] < length:

@@ -67,7 +67,8 @@ class PPOGP:
     """PPO-GP (the paper's policy-gradient loss with a gradient penalty).
 
     A separate real/fake classifier D' (BCE, its own optimizer, trained on every segment of the
-    rollout) is snapshotted every ``snapshot_every`` D steps. For the generator: D0 = sigma(D'_snapshot(fake)), P0 = (1-D0)/D0,
+    rollout) is snapshotted every ``snapshot_every`` D steps. For the generator:
+    D0 = sigma(D'_snapshot(fake)), P0 = (1-D0)/D0,
     D1 = sigma(D'(fake)), r = (1-D1)/(D1·P0) clipped to [1-clip, 1+clip]; per sample
     target = min(r·D_f, clip(r)·D_f) if D_f > 0 else max(r·D_f, clip(r)·D_f); L_G = -mean(target).
     Gradients reach G through both D_f and D1; D1 and D0 are computed in eval mode, so r = 1

@@ -87,7 +87,8 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
     }
     summary.update(disc_auc_summary(trainer.history.get("disc_auc", [])))
     try:
-        real = [trainer.data.piece("validation", i)[: length] for i in range(min(8, trainer.data.num_pieces("validation")))]
+        n_real = min(8, trainer.data.num_pieces("validation"))
+        real = [trainer.data.piece("validation", i)[: length] for i in range(n_real)]
         summary["note_stats_data"] = _note_stats(real, vocab)
         if n > 0:
             summary["note_stats_samples"] = _note_stats(list(uncond.cpu().numpy()) + list(primed.cpu().numpy()), vocab)
@@ -96,7 +97,8 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     summary["printable"] = {
-        "validation NLL (nats/token), first -> last": f"{fmt(summary['val_nll_first'])} -> {fmt(summary['val_nll_last'])} "
+        "validation NLL (nats/token), first -> last": f"{fmt(summary['val_nll_first'])} -> "
+                                                       f"{fmt(summary['val_nll_last'])} "
                                                        f"(uniform {summary['uniform_nll']:.4f})",
         "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in times.items()) or "(all stages already done)",
         "generation tokens/s": "n/a (--sample-count 0)" if gen_tps is None else f"{gen_tps:.0f}",

@@ -34,7 +34,8 @@ def gumbel_beta(step: int, max_steps: int, beta_max: float) -> float:
     return float(beta_max ** (min(step, max_steps) / max_steps))
 
 
-def apply_step(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Optimizer, sched, clip: float = 1.0) -> None:
+def apply_step(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Optimizer, sched,
+               clip: float = 1.0) -> None:
     """One optimizer step on ``loss``: zero the gradients, back-propagate, clip ``module``'s
     gradient norm to ``clip``, step the optimizer and the scheduler."""
     opt.zero_grad(set_to_none=True)

@@ -60,5 +60,6 @@ def folder_diversity(folder, vocab) -> dict:
         tokens.append(encode(perf, vocab, out_of_range="drop"))
         pitches.append([note.pitch for note in perf.notes])
     lengths = [len(t) for t in tokens]
-    return {"distinct_4grams": distinct_ngrams(tokens, 4), "pitch_histogram_distance": pitch_histogram_distance(pitches),
+    return {"distinct_4grams": distinct_ngrams(tokens, 4),
+            "pitch_histogram_distance": pitch_histogram_distance(pitches),
             "pieces": len(tokens), "tokens_median": float(np.median(lengths)) if lengths else float("nan")}

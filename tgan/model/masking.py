@@ -62,7 +62,10 @@ def span_mask(tokens: np.ndarray, mask_id: int, vocab_range: tuple[int, int], rn
 def token_mask(tokens: np.ndarray, mask_id: int, vocab_range: tuple[int, int], rng: np.random.Generator,
                budget: float = 0.15, special=()) -> tuple[np.ndarray, np.ndarray]:
     """Plain BERT token masking (the released code's pre-training): each maskable token w.p. budget."""
-    maskable = ~np.isin(tokens, np.asarray(list(special), dtype=tokens.dtype)) if special else np.ones(len(tokens), bool)
+    if special:
+        maskable = ~np.isin(tokens, np.asarray(list(special), dtype=tokens.dtype))
+    else:
+        maskable = np.ones(len(tokens), bool)
     chosen = (rng.random(len(tokens)) < budget) & maskable
     spans = [(i, i + 1) for i in np.flatnonzero(chosen)]
     inputs = _replace(tokens, spans, mask_id, *vocab_range, rng)

@@ -8,4 +8,5 @@ from tgan.ops.gumbel_softmax import gumbel_noise, gumbel_softmax_st, sample_logi
 from tgan.ops.kv_cache import KVCache
 from tgan.ops.rel_attention import rel_attention
 
-__all__ = ["backend_name", "use_triton", "rel_attention", "gumbel_noise", "gumbel_softmax_st", "sample_logits", "KVCache"]
+__all__ = ["backend_name", "use_triton", "rel_attention", "gumbel_noise", "gumbel_softmax_st", "sample_logits",
+           "KVCache"]
