@@ -80,3 +80,36 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, midi_folder, capsy
 
     assert main(FAST + ["--data", str(midi_folder), "--run-dir", str(tmp_path / "none"), *bad]) == 1
     assert "holds no complete checkpoint" in capsys.readouterr().err
+
+
+def test_the_mle_seconds_budget_counts_the_time_spent_before_a_resume(tmp_path, tmp_path_factory, midi_folder):
+    import json
+    import re
+    import signal
+    import time
+
+    budget = 4.0
+    env = _env(tmp_path_factory)
+    base = [sys.executable, "-m", "tgan.train", *FAST, "--data", str(midi_folder), "--loss", "mle",
+            "--sample-count", "0"]
+    subprocess.run(base + ["--gan-steps", "0", "--run-dir", str(tmp_path / "pre")], env=env, check=True,
+                   capture_output=True, timeout=300)  # the pre-training --mle-seconds continues
+    cmd = base + ["--init-from", str(tmp_path / "pre"), "--gan-steps", "1000000", "--mle-seconds", str(budget),
+                  "--checkpoint-every", "20", "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    carried, deadline = 0.0, time.time() + 300
+    while carried < 2.0 and proc.poll() is None and time.time() < deadline:  # 2 s of the MLE continuation saved
+        ck = latest_checkpoint(tmp_path / "run")
+        if ck is not None:
+            extra = json.loads((ck / "meta.json").read_text())["extra"]
+            carried = extra.get("stage_seconds", 0.0) if extra.get("stage") == "gan" else 0.0
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert carried >= 2.0, "the run ended before 2 s of its budget were checkpointed"
+    res = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300, check=True)
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())["stage_seconds"]["gan"]
+    done = re.search(r"--mle-seconds\), (\d+) s done", res.stderr)
+    assert done and int(done.group(1)) >= 2, res.stderr[-2000:]
+    # the resumed run spends what was left of the budget, not the whole budget again
+    assert resumed < budget - 2.0 + 1.0, (resumed, carried)
