@@ -371,10 +371,9 @@ def _primer_ids(primer, vocab) -> np.ndarray:
         arr = np.asarray(primer.cpu() if torch.is_tensor(primer) else primer)
     except (ValueError, TypeError) as e:
         raise ValueError(f"primer: token ids must be a flat sequence of ints ({e})") from None
-    if arr.size and arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "b" or arr.dtype.kind not in "f" or not np.all(np.mod(arr, 1) == 0):
-            raise ValueError(f"primer: token ids must be integers, got {arr.dtype} values such as "
-                             f"{arr.reshape(-1)[:3].tolist()}")
+    if arr.size and (arr.dtype.kind not in "iuf" or not np.all(np.mod(arr, 1) == 0)):
+        raise ValueError(f"primer: token ids must be integers, got {arr.dtype} values such as "
+                         f"{arr.reshape(-1)[:3].tolist()}")
     toks = arr.astype(np.int64).reshape(-1)
     if toks.size and (toks.min() < 0 or toks.max() >= vocab.lm_size):
         raise ValueError(f"primer: token ids must be in [0, {vocab.lm_size}) for the "

@@ -11,12 +11,11 @@ Train it once per data set and vocabulary, then pass it to every evaluation (see
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
 
-from tgan.gan.config import add_dataclass_flags
+from tgan.gan.config import add_dataclass_flags, config_from_flags
 from tgan.gan.scorer import ScorerConfig
 
 
@@ -36,11 +35,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = ScorerConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ScorerConfig)})
-    try:
-        cfg.validate()
-    except ValueError as e:
-        parser.error(str(e))
+    cfg = config_from_flags(parser, args, ScorerConfig)
     from tgan.data.errors import DataError
     from tgan.gan.scorer import train_scorer
 

@@ -11,13 +11,12 @@ Every CriticConfig field is a flag (``--help`` lists them); see ``tgan.critic.tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
 
 from tgan.critic.train import CriticConfig
-from tgan.gan.config import add_dataclass_flags
+from tgan.gan.config import add_dataclass_flags, config_from_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +36,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = CriticConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CriticConfig)})
-    try:
-        cfg.validate()
-    except ValueError as e:
-        parser.error(str(e))
+    cfg = config_from_flags(parser, args, CriticConfig)
     from tgan.critic.train import critic_summary, train_critic
     from tgan.data.errors import DataError
 

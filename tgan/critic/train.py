@@ -246,7 +246,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
     from tgan.data.datasets import data_identity
     from tgan.gan.disc_eval import roc_auc
     from tgan.gan.data_feed import DataFeed
-    from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler
+    from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler, restore_step
     from tgan.gan.scorer import _param_groups
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -286,10 +286,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
             raise CheckpointError(f"--resume: the checkpoint {ck.path} was trained against "
                                   f"{ck.extra.get('generator', {}).get('source')} with {theirs}; this run asks "
                                   f"for {gen.source} with {ours}")
-        bert.load_state_dict(ck.models["bert"])
-        opt.load_state_dict(ck.optimizers["opt"])
-        sched.load_state_dict(ck.meta["schedulers"]["lr"])
-        step, history, seconds = ck.step, ck.extra["history"], ck.extra["seconds"]
+        step, history, seconds = restore_step(ck, bert, opt, sched)
         init = ck.extra["init"]
         logger.info("resumed the critic at step %d of %d from %s", step, steps, ck.path)
     split = feed._split("validation")

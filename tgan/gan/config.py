@@ -270,6 +270,17 @@ def add_dataclass_flags(parser, cls, required=()) -> None:
                             help=f"{comments.get(f.name, '')} (default: {f.default!r})")
 
 
+def config_from_flags(parser, args, cls):
+    """The dataclass ``cls`` from the flags ``add_dataclass_flags`` made, validated; a bad value
+    exits through ``parser.error`` naming its flag."""
+    cfg = cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+    try:
+        cfg.validate()
+    except ValueError as e:
+        parser.error(str(e))
+    return cfg
+
+
 def field_comments(cls=None) -> dict:
     """Field name -> the comment after it in the dataclass ``cls``'s source (TrainConfig by
     default): the help text of the generated command-line flags."""

@@ -43,3 +43,12 @@ def apply_step(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Opt
     torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
     opt.step()
     sched.step()
+
+
+def restore_step(ck, module: torch.nn.Module, opt: torch.optim.Optimizer, sched, name: str = "bert") -> tuple:
+    """Load a one-model training checkpoint (``ck.models[name]``, optimizer "opt", scheduler "lr")
+    into ``module``, ``opt`` and ``sched``; returns (step, history, seconds) from its extras."""
+    module.load_state_dict(ck.models[name])
+    opt.load_state_dict(ck.optimizers["opt"])
+    sched.load_state_dict(ck.meta["schedulers"]["lr"])
+    return ck.step, ck.extra["history"], ck.extra["seconds"]

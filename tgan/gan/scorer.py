@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tgan.gan.pretrain import mlm_step
-from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler
+from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler, restore_step
 from tgan.model import BertConfig, BertDiscriminator, preset
 from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from tgan.model.masking import IGNORE, mask_batch
@@ -161,11 +161,8 @@ def train_scorer(cfg: ScorerConfig, out, resume: bool = False, progress: bool = 
             raise CheckpointError(f"--resume: the checkpoint {ck.path} was trained with {theirs} on "
                                   f"{ck.extra.get('data', {}).get('source')}; this run asks for {ours} on "
                                   f"{identity['source']}")
-        bert.load_state_dict(ck.models["bert"])
-        opt.load_state_dict(ck.optimizers["opt"])
-        sched.load_state_dict(ck.meta["schedulers"]["lr"])
+        step, history, seconds = restore_step(ck, bert, opt, sched)
         ck.restore_rng()
-        step, history, seconds = ck.step, ck.extra["history"], ck.extra["seconds"]
         logger.info("resumed the scorer at step %d of %d from %s", step, steps, ck.path)
     val = list(feed.chunks("validation", bcfg.max_len, cfg.val_chunks))
 
