@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _packages():
     pkgs = [p for p in find_packages(include=["tgan", "tgan.*"])]
-    return pkgs + ["tgan.kernels"]
+    return pkgs
 
 
 def _extensions():
@@ -38,7 +38,6 @@ def _extensions():
 ext_modules, cmdclass = _extensions()
 setup(
     packages=_packages(),
-    package_dir={"tgan": "tgan", "tgan.kernels": "kernels"},
     package_data={"tgan": ["models/*/*"]},  # the bundled model folders (tgan.load("bach-tiny"))
     ext_modules=ext_modules,
     cmdclass=cmdclass,

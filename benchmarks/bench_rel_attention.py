@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from tgan.gan.memory import SavedTensorBytes
-from tgan.ops import naive
+from tgan.ops.rel_attention import naive
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -125,7 +125,7 @@ def _provider_fn(provider, T, M):
     if provider == "reference":
         return naive.rel_attention
     if provider == "triton":
-        from tgan.ops import _rel_attention_triton as impl
+        from tgan.ops.rel_attention import triton as impl
 
         return lambda *xs: impl.rel_attention(*xs)
     from torch.nn.attention.bias import causal_lower_right
@@ -227,11 +227,11 @@ def test_rel_attention(benchmark, provider, T, mode):
     if provider == "triton":
         import triton
 
-        from tgan.ops._rel_attention_triton import config_mode
+        from tgan.ops.rel_attention.triton import config_mode
 
         info["triton"] = triton.__version__
         info["triton_config"] = str(config_mode())
-        from tgan.ops._rel_attention_triton import _TUNED
+        from tgan.ops.rel_attention.triton import _TUNED
 
         # what the autotuner picked per kernel (the cache is per kernel, so this is the last key)
         for (name, _decode), tuned in _TUNED.items():
@@ -262,7 +262,7 @@ def test_backward_head_padding(benchmark, path):
     ("unpadded"). Side by side in one process; the ratio decides whether the padding pays."""
     if not CUDA:
         pytest.skip("the Triton kernels' backward needs a CUDA device")
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import triton as impl
 
     (B, T, M, Hp, Dp), p, seed = HEAD_PAD_SHAPE, 0.1, 1234
     L = M + T

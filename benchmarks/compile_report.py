@@ -101,8 +101,8 @@ def _record(module, run, case: str) -> list[dict]:
 
 def rel_attention_launches(configs: list[str]) -> list[dict]:
     """Launches of the relative-attention forward and backward at the report's shapes."""
-    from tgan.kernels import rel_attention as kern
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import kernel as kern
+    from tgan.ops.rel_attention import triton as impl
 
     impl._dr_splits = lambda B, H, L, device: max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
     cases = [  # name, B, T, M, H, D, dropout, backward
@@ -145,8 +145,8 @@ def gumbel_launches() -> list[dict]:
     4096), V = 310 / 390 (the event vocabularies), and R = 8192, V = 5000 (a row wider than one
     tile: the chunked paths); for bf16 also the embedding variants (4096 rows, E = 500) and top-k /
     top-p sampling (64 rows); the noise kernel at each shape, the bits-to-noise map on 4096 words."""
-    from tgan.kernels import gumbel_softmax as kern
-    from tgan.ops import gumbel_softmax as ops
+    from tgan.ops.gumbel_softmax import kernel as kern
+    from tgan.ops.gumbel_softmax import triton as ops
 
     config, word_config, interpreted = ops._config, ops._word_config, ops._interpreted
     ops._config = lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)
@@ -228,8 +228,8 @@ def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
 
-    from tgan.kernels import rel_attention as kern
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import kernel as kern
+    from tgan.ops.rel_attention import triton as impl
 
     backend = make_backend(GPUTarget("cuda", arch, 32))
     os.environ["TGAN_TRITON_CONFIG"] = "default"
@@ -416,7 +416,7 @@ def estimate(launch: dict, m: dict) -> dict:
 
 def _use(kernel: str, cfg: str, launch: dict) -> str:
     """How the launcher uses this config: "default" (pinned), "autotune" (may pick it), "no"."""
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import triton as impl
 
     if kernel not in impl._DEFAULT_CONFIGS:
         return "default"  # the Gumbel launchers and the mask kernel: one config per shape
@@ -430,7 +430,7 @@ def _use(kernel: str, cfg: str, launch: dict) -> str:
 
 
 def run(arch: int, default_only: bool) -> list[dict]:
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import triton as impl
 
     if default_only:
         configs = ["default"]

@@ -27,7 +27,6 @@ mkdir -p "$LOGS"
 START=$SECONDS
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
 export TGAN_TRITON_CONFIG=${TGAN_TRITON_CONFIG:-default}
-[ -e tgan/kernels ] || ln -s ../kernels tgan/kernels
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tgan.ops import naive
+from tgan.ops.rel_attention import naive
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rel_attention.py"
 

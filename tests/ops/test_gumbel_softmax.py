@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from tgan.ops import gumbel_noise, gumbel_softmax_st, naive, sample_logits
-from tgan.ops import gumbel_softmax as gs
+from tgan.ops import gumbel_noise, gumbel_softmax_st, sample_logits
+from tgan.ops.rel_attention import naive
+from tgan.ops.gumbel_softmax import triton as gs
 
 
 def assert_close(actual, expected, atol, rtol, name="tensor"):

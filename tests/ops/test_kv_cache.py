@@ -3,7 +3,8 @@ gradient, sliding windows, growth, reuse across resets), their errors, and opche
 import pytest
 import torch
 
-from tgan.ops import kv_cache, naive
+from tgan.ops import kv_cache
+from tgan.ops.rel_attention import naive
 from tgan.ops.kv_cache import KVCache, cpp_available
 
 NEEDS_EXT = pytest.mark.skipif(not cpp_available(), reason="the C++ extension tgan._C is not built")

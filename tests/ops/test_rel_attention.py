@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tgan.ops import naive, rel_attention
+from tgan.ops import rel_attention
+from tgan.ops.rel_attention import naive
 from tgan.ops._backend import interpret_mode
 
 NAMES = ("q", "k", "v", "r", "u", "vb")
@@ -55,7 +56,7 @@ def as_float64(inputs):
 def triton_backend(monkeypatch):
     pytest.importorskip("triton")
     monkeypatch.setenv("TGAN_BACKEND", "triton")
-    from tgan.ops import _rel_attention_triton as impl
+    from tgan.ops.rel_attention import triton as impl
 
     return impl
 
@@ -117,7 +118,7 @@ def test_kernel_other_tiles(triton_backend, monkeypatch, bm, bn):
 
 def test_pinned_config_sets_the_tiles_of_every_kernel(triton_backend, monkeypatch):
     # TGAN_TRITON_CONFIG=BMxBNxW is honoured by the interpreter too: record each launch's tiles
-    from tgan.kernels import rel_attention as kern
+    from tgan.ops.rel_attention import kernel as kern
 
     seen = {}
 

@@ -147,7 +147,7 @@ def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
     outputs are plain stores, and the buffers named in ``reset`` (written by fewer programs with
     larger tiles) are zeroed before each timed config.
     """
-    from tgan.kernels import rel_attention as kern
+    from tgan.ops.rel_attention import kernel as kern
 
     fn = getattr(kern, name)
     if interpret_mode():
@@ -234,7 +234,7 @@ def _check_offsets(**tensors) -> None:
 
 def _draw_seed() -> int:
     """A 63-bit Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
-    from tgan.ops.naive import draw_seed
+    from tgan.ops.rel_attention.naive import draw_seed
 
     return draw_seed()
 
@@ -242,7 +242,7 @@ def _draw_seed() -> int:
 def _rng_args(seed: int, dropout_p: float) -> list[int]:
     """The kernels' (seed_lo, seed_hi, drop_thr): the 64-bit seed's halves and the keep threshold
     floor(p * 2^32) on the 32 random bits, each as an int32 bit pattern (triton types them i32)."""
-    from tgan.ops.naive import dropout_threshold
+    from tgan.ops.rel_attention.naive import dropout_threshold
 
     return [*split64(seed), split64(dropout_threshold(dropout_p))[0]]
 
@@ -406,7 +406,7 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
 def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
                                device) -> torch.Tensor:
     """The keep mask the kernels draw for (seed, dropout_p), bool [B, H, T, L], for tests."""
-    from tgan.kernels.rel_attention import rel_attention_dropout_mask_kernel
+    from tgan.ops.rel_attention.kernel import rel_attention_dropout_mask_kernel
 
     bm = bn = 16 if interpret_mode() else 64
     if max(_cdiv(T, bm), _cdiv(L, bn)) > _MAX_GRID_YZ:

@@ -62,7 +62,7 @@ instead of a variant per divisibility of L and M (`tests/test_compile_report.py`
 import triton
 import triton.language as tl
 
-from tgan.kernels.philox import interleave4, philox4x32
+from tgan.ops.philox.kernel import interleave4, philox4x32
 
 # scalars that change from call to call: never specialised on (== 1, divisible by 16)
 _VARYING = ["T", "L", "M", "NR", "seed_lo", "seed_hi", "drop_thr", "T_BUCKET", "L_BUCKET"]

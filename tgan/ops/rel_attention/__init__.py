@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tgan.ops import naive
+from tgan.ops.rel_attention import naive
 from tgan.ops._backend import use_triton
 
 
@@ -54,7 +54,7 @@ def rel_attention(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
     """
     _check(q, k, v, r, u, vb)
     if use_triton("rel_attention", q, k, v, r):
-        from tgan.ops import _rel_attention_triton as impl  # kernels are optional at import
+        from tgan.ops.rel_attention import triton as impl  # kernels are optional at import
 
         return impl.rel_attention(q, k, v, r, u, vb, scale=scale, dropout_p=dropout_p)
     return naive.rel_attention(q, k, v, r, u, vb, scale=scale, dropout_p=dropout_p)

@@ -19,7 +19,7 @@ import numbers
 
 import torch
 
-from tgan.ops import naive
+from tgan.ops.rel_attention import naive
 from tgan.ops._backend import split64, use_triton
 
 # Widest column tile of one program; longer rows loop over chunks of this width. Beyond it the
@@ -117,7 +117,7 @@ def _interpreted(t: torch.Tensor) -> bool:
 
 def gumbel_noise_fwd(R: int, V: int, seed: int, offset: int, device) -> torch.Tensor:
     """The kernels' Gumbel noise for (seed, offset) as an fp32 [R, V] tensor."""
-    from tgan.kernels.gumbel_softmax import gumbel_noise_kernel
+    from tgan.ops.gumbel_softmax.kernel import gumbel_noise_kernel
     import triton
 
     out = torch.empty(R, V, dtype=torch.float32, device=device)
@@ -133,7 +133,7 @@ def gumbel_noise_fwd(R: int, V: int, seed: int, offset: int, device) -> torch.Te
 def gumbel_from_bits(bits: torch.Tensor) -> torch.Tensor:
     """The kernels' map from 32 random bits to Gumbel noise, applied to ``bits`` (int32 [N],
     read as uint32) -> fp32 [N]: for checking the noise's accuracy at chosen inputs (the tails)."""
-    from tgan.kernels.gumbel_softmax import gumbel_from_bits_kernel
+    from tgan.ops.gumbel_softmax.kernel import gumbel_from_bits_kernel
     import triton
 
     out = torch.empty(bits.shape, dtype=torch.float32, device=bits.device)
@@ -151,7 +151,7 @@ def gumbel_softmax_fwd(logits, noise, seed, offset, embedding=None):
     Returns (y, index): y [R, V] one-hot in logits' dtype, or [R, E] = embedding[index]; index [R]
     int64.
     """
-    from tgan.kernels.gumbel_softmax import gumbel_st_fwd_kernel
+    from tgan.ops.gumbel_softmax.kernel import gumbel_st_fwd_kernel
     import triton
 
     R, V = logits.shape
@@ -187,7 +187,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
     gin = grad_y or grad_y @ embedding^T, and grad_embedding = one_hot(index)^T @ grad_y, the
     gradient autograd gives through the straight-through surrogate, whose value is the one-hot.
     """
-    from tgan.kernels.gumbel_softmax import gumbel_st_bwd_kernel
+    from tgan.ops.gumbel_softmax.kernel import gumbel_st_bwd_kernel
     import triton
 
     R, V = logits.shape
@@ -239,7 +239,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
 
 def sample_logits_fwd(logits, noise, seed, offset, temperature, top_k, top_p):
     """Sampled token per row of logits [R, V] -> int64 [R] (see ``sample_logits``)."""
-    from tgan.kernels.gumbel_softmax import sample_kernel
+    from tgan.ops.gumbel_softmax.kernel import sample_kernel
     import triton
 
     R, V = logits.shape

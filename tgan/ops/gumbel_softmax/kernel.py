@@ -55,7 +55,7 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
 import triton
 import triton.language as tl
 
-from tgan.kernels.philox import interleave4, philox4x32
+from tgan.ops.philox.kernel import interleave4, philox4x32
 
 _LOG2E = tl.constexpr(1.4426950408889634)
 
