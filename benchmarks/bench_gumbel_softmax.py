@@ -3,7 +3,7 @@
 Providers:
   torch_gumbel  torch.nn.functional.gumbel_softmax(hard=True, tau=1/beta): torch's own noise, soft
                 sample saved for backward
-  reference     ``tgan.ops.naive.gumbel_softmax_st`` (its Philox noise is computed in PyTorch)
+  reference     ``tgan.ops.gumbel_softmax.naive.gumbel_softmax_st`` (its Philox noise is computed in PyTorch)
   triton        the public op on the Triton kernels, CUDA only (the interpreter is not a benchmark)
 Modes: fwd (with autograd recording, as in a rollout), bwd (gradient of the logits; the forward
 runs outside the timed function), fwd+bwd. Every call draws a fresh seed, as a rollout step does.
@@ -12,7 +12,7 @@ Shapes: R = B*T rows in {64, 4096, 131072} x V in {310, 390}; fp32 and bf16 on C
 fp32, R in {64, 4096}, torch providers only, so that `pytest benchmarks/bench_gumbel_softmax.py
 --benchmark-only` stays within a couple of minutes.
 
-`min_bytes` in extra_info is the traffic floor of the op (see kernels/gumbel_softmax.py):
+`min_bytes` in extra_info is the traffic floor of the op (see tgan/ops/gumbel_softmax/kernel.py):
 forward R*V*b logits read + R*V*b one-hot written + 8R index bytes; backward R*V*b logits +
 R*V*b incoming gradient read + R*V*b gradient written (b = element size). For R = 131072,
 V = 390, bf16 that is 205.5 MB forward and 306.7 MB backward (arithmetic, not a measurement).

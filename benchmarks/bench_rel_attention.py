@@ -5,7 +5,7 @@ Providers:
   reference  the gather reference (``naive.rel_attention``)
   sdpa       F.scaled_dot_product_attention, causal (bottom-right aligned, as query i sees keys
              j <= M+i) over the same shapes WITHOUT the relative term: a floor, not the same op
-  triton     the fused kernels (``tgan.ops._rel_attention_triton``), CUDA only
+  triton     the fused kernels (``tgan.ops.rel_attention.triton``), CUDA only
   flex       what a user would write with FlexAttention (CUDA only): torch.compile(flex_attention)
              on (q+u)·k with a ``score_mod`` that adds a precomputed relative term
              bd = (q+vb)·r^T [B, H, T, M+T] indexed by distance, and a causal block mask

@@ -3,9 +3,8 @@
 #
 #   OUT=DIR BUDGET=400 bash benchmarks/gpu_session.sh [STAGE ...]   (default: all, in this order)
 #
-# Builds nothing with pip: `tgan.kernels` is linked into the source tree and PYTHONPATH points at
-# it, while the C++ extension builds in the background (`setup.py build_ext --inplace`). Then, each
-# stage capped by what is left of BUDGET seconds (a stage that would not fit is skipped, and a
+# Builds nothing with pip: PYTHONPATH points at the source tree, while the C++ extension builds in
+# the background (`setup.py build_ext --inplace`). Then, each stage capped by what is left of BUDGET seconds (a stage that would not fit is skipped, and a
 # stage past its cap is stopped, so the run always reaches the end and packs its logs):
 #   tests       `pytest -m gpu` with TGAN_TRITON_CONFIG=default (one compile per kernel and
 #               specialization, no autotuning), in three parallel processes; the KV-cache GPU tests

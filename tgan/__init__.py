@@ -10,7 +10,7 @@ Python API (imported on first use):
   - ``tgan.evaluate(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that
     ``python -m tgan.evaluate`` writes (``tgan.evaluate.evaluate_samples``).
 
-Layers, imported one way only: ``tgan.kernels`` (Triton) -> ``tgan.ops`` -> ``tgan.model`` ->
+Layers, imported one way only: ``tgan.ops`` (kernels, references) -> ``tgan.model`` ->
 ``tgan.gan`` -> the command lines ``tgan.train``, ``tgan.generate``, ``tgan.evaluate``.
 ``tgan.data`` and ``tgan.metrics`` never import the model.
 """

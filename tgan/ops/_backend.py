@@ -5,7 +5,7 @@
   - triton: always the kernels; tensors on the CPU run under the Triton interpreter, which is only
             possible when ``TRITON_INTERPRET=1`` was set before triton was imported (tests do that);
             anywhere else a clear RuntimeError is raised, never a silent fallback;
-  - torch:  always the references in ``tgan.ops.naive``.
+  - torch:  always the references in ``naive.py`` of each op.
 """
 from __future__ import annotations
 

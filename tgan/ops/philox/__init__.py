@@ -1,1 +1,21 @@
-"""Philox4x32-10, the counter-based generator behind every kernel's randomness."""
+"""Philox4x32-10 (Salmon et al., SC'11): the counter-based generator behind every kernel's randomness.
+
+One call maps a 128-bit counter (four uint32 words) under a 64-bit key (the seed) to four
+independent uint32 words. The constants below are the only copy: ``kernel.py`` (Triton, for the
+kernels) and ``naive.py`` (PyTorch, for references and tests) both read them, so the two give the
+same bits for the same counter and key.
+
+  - ``philox4x32(c0, c1, c2, c3, k0, k1)``: the torch twin, int64 tensors of uint32 words.
+  - ``philox_bits(rows, V, seed, offset)``: the 32 random bits the kernels give element (r, c) of a
+    [rows, V] problem: counter (r, c // 4, offset_lo, offset_hi), word c % 4.
+  - ``draw_seed(generator)``: a seed drawn on the host (no device sync).
+"""
+# round multipliers and Weyl key increments
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+MASK32 = 0xFFFFFFFF
+
+from tgan.ops.philox.naive import draw_seed, philox4x32, philox_bits  # noqa: E402  (needs the constants)
+
+__all__ = ["PHILOX_M0", "PHILOX_M1", "PHILOX_W0", "PHILOX_W1", "MASK32", "draw_seed", "philox4x32",
+           "philox_bits"]

@@ -1,18 +1,18 @@
-"""Philox4x32-10 (Salmon et al., SC'11): the counter-based generator behind every kernel's randomness.
+"""Philox4x32-10 in Triton, for the kernels (constants in ``tgan.ops.philox``, torch twin in ``naive.py``).
 
-One call maps a 128-bit counter (four uint32 words) under a 64-bit key (the seed) to four
-independent uint32 words, so a kernel that needs four random values per call (four vocabulary
-columns of Gumbel noise, four keys of an attention dropout mask) pays one call for them. The torch
-twin, for references and tests, is ``tgan.ops.naive.philox4x32``.
+A kernel that needs four random values per call (four vocabulary columns of Gumbel noise, four
+keys of an attention dropout mask) pays one call for them.
 """
 import triton
 import triton.language as tl
 
-# round multipliers and Weyl key increments
-PHILOX_M0 = tl.constexpr(0xD2511F53)
-PHILOX_M1 = tl.constexpr(0xCD9E8D57)
-PHILOX_W0 = tl.constexpr(0x9E3779B9)
-PHILOX_W1 = tl.constexpr(0xBB67AE85)
+from tgan.ops import philox
+
+# Globals a @triton.jit function reads must be constexpr.
+PHILOX_M0 = tl.constexpr(philox.PHILOX_M0)
+PHILOX_M1 = tl.constexpr(philox.PHILOX_M1)
+PHILOX_W0 = tl.constexpr(philox.PHILOX_W0)
+PHILOX_W1 = tl.constexpr(philox.PHILOX_W1)
 
 
 @triton.jit

@@ -1,4 +1,9 @@
-"""Segment-recurrent relative (Transformer-XL) attention: the public op and its dispatch."""
+"""Segment-recurrent relative (Transformer-XL) attention: checks, dispatch and the public op.
+
+``rel_attention(q [B, T, H, D], k, v [B, M+T, H, D], r [R >= M+T, H, D], u, vb [H, D])
+-> [B, T, H, D]``: T queries over M memory + T current keys, causal. The Triton path is
+``triton.py`` (launchers, custom ops, autograd) over ``kernel.py``; the reference is ``naive.py``.
+"""
 from __future__ import annotations
 
 import torch

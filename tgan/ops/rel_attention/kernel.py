@@ -53,7 +53,7 @@ floor(p * 2^32). One Philox call serves four keys in the passes whose tiles are 
 (forward, dk/dv, dq, the mask kernel: `_keep_tile`); the dr pass, whose tiles hold skewed keys,
 draws per element and picks the word (`_keep_at`), the same bits. Every backward pass recomputes
 the forward's mask; probabilities are normalised before dropout, as `F.dropout(softmax(s))` does.
-`tgan.ops.naive.rel_attention_dropout_keep` is the same mask in torch.
+`naive.rel_attention_dropout_keep` is the same mask in torch.
 
 Specialisation: lengths (T, L, M, NR), seeds, buckets and batch offsets are `do_not_specialize`, so
 a rollout whose context grows by one token per step reuses one compiled kernel per tile config

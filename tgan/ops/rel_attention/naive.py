@@ -1,13 +1,14 @@
-"""Pure-PyTorch references for every op, with the same signatures as the public ops.
+"""Relative attention in plain PyTorch: the reference, with the public op's signature.
 
-They are the ground truth in tests and the path taken on the CPU under ``TGAN_BACKEND=auto``.
-Written for clarity, not speed: they materialise the full [.., T, M+T] or [.., V] tensors the
-kernels avoid.
+The ground truth in tests and the path taken on the CPU under ``TGAN_BACKEND=auto``. Written for
+clarity, not speed: it materialises the full [B, H, T, M+T] scores the kernels avoid.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from tgan.ops.philox import MASK32, philox4x32
 
 
 def _softmax_pv(scores, visible, scale, dropout_p, v):
@@ -65,51 +66,6 @@ def rel_attention_relshift(q, k, v, r, u, vb, scale=None, dropout_p=0.0):
     return _softmax_pv(ac + bd, visible, scale, dropout_p, v)
 
 
-# ---- Gumbel-softmax straight-through sampling, top-k / top-p sampling (tgan.ops.gumbel_softmax) ----
-# The noise is the kernels' own: Philox4x32-10, key = seed, counter (row, col // 4, offset_lo,
-# offset_hi), word col % 4, then the same uniform -> Gumbel map (see kernels/gumbel_softmax.py), so
-# the same seed gives the same samples on either backend.
-
-_PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
-_PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
-_MASK32 = 0xFFFFFFFF
-
-
-def draw_seed(generator=None) -> int:
-    """A seed in [0, 2^63) from a CPU generator (torch's default one when None): no device sync."""
-    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64).item())
-
-
-def _mulhilo32(a: int, b: torch.Tensor):
-    """(high, low) 32-bit words of a * b for a uint32 constant and int64 tensor b in [0, 2^32).
-
-    Split b in 16-bit halves so that no product leaves int64.
-    """
-    p_hi, p_lo = a * (b >> 16), a * (b & 0xFFFF)  # each < 2^48
-    return (p_hi + (p_lo >> 16)) >> 16, (((p_hi & 0xFFFF) << 16) + p_lo) & _MASK32
-
-
-def philox4x32(c0, c1, c2, c3, k0: int, k1: int):
-    """Philox4x32-10 of counter words c0..c3 (int64 tensors in [0, 2^32)) under key (k0, k1)."""
-    for _ in range(10):
-        hi0, lo0 = _mulhilo32(_PHILOX_M0, c0)
-        hi1, lo1 = _mulhilo32(_PHILOX_M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0, k1 = (k0 + _PHILOX_W0) & _MASK32, (k1 + _PHILOX_W1) & _MASK32
-    return c0, c1, c2, c3
-
-
-def philox_bits(rows: int, V: int, seed: int, offset: int, device=None) -> torch.Tensor:
-    """The kernels' 32 random bits of every element of a [rows, V] problem, int64 in [0, 2^32)."""
-    G = (V + 3) // 4
-    c0 = torch.arange(rows, dtype=torch.int64, device=device)[:, None].expand(rows, G)
-    c1 = torch.arange(G, dtype=torch.int64, device=device)[None, :].expand(rows, G)
-    c2 = torch.full((rows, G), offset & _MASK32, dtype=torch.int64, device=device)
-    c3 = torch.full((rows, G), (offset >> 32) & _MASK32, dtype=torch.int64, device=device)
-    words = philox4x32(c0, c1, c2, c3, seed & _MASK32, (seed >> 32) & _MASK32)
-    return torch.stack(words, dim=-1).reshape(rows, 4 * G)[:, :V]
-
-
 def dropout_threshold(dropout_p: float) -> int:
     """floor(p * 2^32): the Triton attention kernels drop a key when its 32 random bits are below it."""
     return min(int(dropout_p * 2**32), 2**32 - 1)
@@ -120,7 +76,7 @@ def rel_attention_dropout_keep(B: int, H: int, T: int, L: int, seed: int, dropou
     """The Triton attention kernels' dropout keep mask for (seed, dropout_p), bool [B, H, T, L].
 
     Philox4x32-10 keyed by the 64-bit seed, counter (b*H + h, i, j // 4, 0), word j % 4; key j of
-    query i is kept when that word is >= ``dropout_threshold(dropout_p)`` (kernels/rel_attention.py).
+    query i is kept when that word is >= ``dropout_threshold(dropout_p)`` (``kernel.py``).
     """
     G = (L + 3) // 4
     shape = (B * H, T, G)
@@ -129,73 +85,6 @@ def rel_attention_dropout_keep(B: int, H: int, T: int, L: int, seed: int, dropou
     c1 = ar(T)[None, :, None].expand(shape)
     c2 = ar(G)[None, None, :].expand(shape)
     zero = torch.zeros(shape, dtype=torch.int64, device=device)
-    words = philox4x32(c0, c1, c2, zero, seed & _MASK32, (seed >> 32) & _MASK32)
+    words = philox4x32(c0, c1, c2, zero, seed & MASK32, (seed >> 32) & MASK32)
     bits = torch.stack(words, dim=-1).reshape(B * H, T, 4 * G)[..., :L]
     return (bits >= dropout_threshold(dropout_p)).reshape(B, H, T, L)
-
-
-def gumbel_noise(shape, seed, offset=0, device=None):
-    """The kernels' Gumbel noise for (seed, offset) as float32 [*shape] (reference)."""
-    shape = tuple(shape)
-    V = shape[-1]
-    rows = 1
-    for s in shape[:-1]:
-        rows *= s
-    bits = philox_bits(rows, V, seed, offset, device)
-    u = (bits.to(torch.float32) + 0.5) * 2.0**-32
-    u = u.clamp(max=1.0 - 2.0**-24)
-    w = 1.0 - u
-    e = torch.where(w == 1.0, u, -torch.log(w) * (u / (1.0 - w)))  # -log1p(-u)
-    return (-torch.log(e)).reshape(shape)
-
-
-def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=None, generator=None):
-    """Straight-through Gumbel-softmax (reference; see ``tgan.ops.gumbel_softmax_st``).
-
-    logits [..., V]; noise [..., V] or None (then Philox noise of seed, drawn from generator if
-    None); embedding [V, E] or None. Returns (y_st [..., V] or [..., E], index [...] int64).
-    """
-    V = logits.shape[-1]
-    if noise is None:
-        seed = draw_seed(generator) if seed is None else seed
-        noise = gumbel_noise(logits.shape, seed, offset, device=logits.device)
-    z = logits.float() + noise.float()
-    index = z.argmax(dim=-1)
-    y_soft = torch.softmax(beta * z, dim=-1)
-    # The value is exactly the one-hot (s - s == 0); the gradient is the softmax's.
-    y_st = F.one_hot(index, V).float() + (y_soft - y_soft.detach())
-    if embedding is None:
-        return y_st.to(logits.dtype), index
-    return (y_st @ embedding.float()).to(embedding.dtype), index
-
-
-@torch.no_grad()
-def sample_logits(logits, temperature=1.0, top_k=0, top_p=1.0, noise=None, seed=None, offset=0,
-                  generator=None):
-    """Temperature / top-k / top-p sampling by Gumbel-max (reference; see ``tgan.ops.sample_logits``).
-
-    logits [..., V] -> int64 [...]. Top-k keeps logits >= the k-th largest; top-p keeps the
-    tokens whose probability e satisfies e >= tau, tau the largest e with sum(e' >= e) >= top_p.
-    """
-    x = logits.float()
-    V = x.shape[-1]
-    if temperature == 0.0:
-        return x.argmax(dim=-1)
-    keep = torch.ones_like(x, dtype=torch.bool)
-    if 0 < top_k < V:
-        keep = x >= x.topk(top_k, dim=-1).values[..., -1:]
-    xs = x * (1.0 / temperature)
-    if top_p < 1.0:
-        m = xs.masked_fill(~keep, float("-inf")).amax(dim=-1, keepdim=True)
-        e = torch.exp(xs - m).masked_fill(~keep, 0.0)
-        asc = e.sort(dim=-1).values
-        above = asc.flip(-1).cumsum(-1).flip(-1)  # above[j] = sum of asc[j:]
-        mass = above.gather(-1, torch.searchsorted(asc, e))  # sum of e' >= e
-        ok = mass >= top_p * e.sum(dim=-1, keepdim=True)
-        tau = e.masked_fill(~ok, -1.0).amax(dim=-1, keepdim=True)
-        keep &= e >= tau
-    if noise is None:
-        seed = draw_seed(generator) if seed is None else seed
-        noise = gumbel_noise(x.shape, seed, offset, device=x.device)
-    z = (xs + noise.float()).masked_fill(~keep, float("-inf"))
-    return z.argmax(dim=-1)

@@ -1,6 +1,6 @@
 """Triton path of ``rel_attention``: launchers, custom ops and the autograd Function.
 
-Layers (as every op here): kernels in ``tgan.kernels.rel_attention`` -> custom ops
+Layers (as every op here): kernels in ``kernel.py`` -> custom ops
 ``tgan::rel_attention_fwd`` / ``tgan::rel_attention_bwd`` (opaque to torch.compile, with fake
 implementations for tracing) -> ``RelAttentionFunction`` -> ``rel_attention`` below, called by the
 public ``tgan.ops.rel_attention`` once the inputs are checked and the backend chose Triton.
@@ -306,7 +306,7 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
     the backward's work, is skipped). Three passes: dk/dv (+ du's partial sums, for query tiles of
     32+ rows) per key tile, dq (+ partial sums of dq, or of du and dvb for 16-row tiles) per query
-    tile, dr per distance tile (see ``tgan.kernels.rel_attention``).
+    tile, dr per distance tile (see ``kernel.py``).
 
     The passes read q + u and q + vb, formed once here in q's dtype (the rounding the forward's
     tiles use), instead of forming both in every iteration of the loops over query tiles.

@@ -1,0 +1,41 @@
+"""Philox4x32-10 in PyTorch: the kernels' random bits, for references and tests (int64 tensors)."""
+from __future__ import annotations
+
+import torch
+
+from tgan.ops.philox import MASK32, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1
+
+
+def draw_seed(generator=None) -> int:
+    """A seed in [0, 2^63) from a CPU generator (torch's default one when None): no device sync."""
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64).item())
+
+
+def _mulhilo32(a: int, b: torch.Tensor):
+    """(high, low) 32-bit words of a * b for a uint32 constant and int64 tensor b in [0, 2^32).
+
+    Split b in 16-bit halves so that no product leaves int64.
+    """
+    p_hi, p_lo = a * (b >> 16), a * (b & 0xFFFF)  # each < 2^48
+    return (p_hi + (p_lo >> 16)) >> 16, (((p_hi & 0xFFFF) << 16) + p_lo) & MASK32
+
+
+def philox4x32(c0, c1, c2, c3, k0: int, k1: int):
+    """Philox4x32-10 of counter words c0..c3 (int64 tensors in [0, 2^32)) under key (k0, k1)."""
+    for _ in range(10):
+        hi0, lo0 = _mulhilo32(PHILOX_M0, c0)
+        hi1, lo1 = _mulhilo32(PHILOX_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + PHILOX_W0) & MASK32, (k1 + PHILOX_W1) & MASK32
+    return c0, c1, c2, c3
+
+
+def philox_bits(rows: int, V: int, seed: int, offset: int, device=None) -> torch.Tensor:
+    """The kernels' 32 random bits of every element of a [rows, V] problem, int64 in [0, 2^32)."""
+    G = (V + 3) // 4
+    c0 = torch.arange(rows, dtype=torch.int64, device=device)[:, None].expand(rows, G)
+    c1 = torch.arange(G, dtype=torch.int64, device=device)[None, :].expand(rows, G)
+    c2 = torch.full((rows, G), offset & MASK32, dtype=torch.int64, device=device)
+    c3 = torch.full((rows, G), (offset >> 32) & MASK32, dtype=torch.int64, device=device)
+    words = philox4x32(c0, c1, c2, c3, seed & MASK32, (seed >> 32) & MASK32)
+    return torch.stack(words, dim=-1).reshape(rows, 4 * G)[:, :V]
