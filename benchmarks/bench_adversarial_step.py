@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tgan.gan.losses import RSGAN
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 from tgan.gan.rollout import generator_adversarial_step
 from tgan.model import BertDiscriminator, TransformerXL, preset
 

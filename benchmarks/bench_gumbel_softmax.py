@@ -26,7 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 from tgan.ops import gumbel_softmax_st
 
 CUDA = torch.cuda.is_available()

@@ -29,7 +29,7 @@ import platform
 import pytest
 import torch
 
-from tgan.gan.memory import SavedTensorBytes as SavedBytes  # noqa: F401  (bench_rollout imports it)
+from saved_memory import SavedTensorBytes as SavedBytes  # noqa: F401  (bench_rollout imports it)
 import torch.nn.functional as F
 
 from tgan.model import GeneratorConfig, TransformerXL

@@ -49,7 +49,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 from tgan.ops.rel_attention import naive
 
 CUDA = torch.cuda.is_available()

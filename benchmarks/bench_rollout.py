@@ -40,7 +40,7 @@ from bench_kv_cache import (CUDA, DEVICE, SavedBytes, _skip_missing, _sync, env_
                             run_info, small_generator)
 
 from tgan.gan.rollout import rollout_segments  # noqa: E402
-from tgan.gan.sampling import generate_tokens  # noqa: E402
+from tgan.sampling import generate_tokens  # noqa: E402
 from tgan.ops import sample_logits  # noqa: E402
 
 PROVIDERS = ("cpp", "torch", "cat")

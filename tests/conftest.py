@@ -14,12 +14,15 @@ INTERPRET = os.environ["TRITON_INTERPRET"] == "1"
 
 import pathlib  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The measuring tool the tests share with the benchmarks (benchmarks/saved_memory.py).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 MAESTRO_MINI = SHARED_DATA / "maestro-mini"
 
 

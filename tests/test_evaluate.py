@@ -9,7 +9,7 @@ import torch
 from tgan.data import CACHE_ENV, Note, Vocab, prepare, resolve_source, write_midi
 from tgan.data.sources import hash_split
 from tgan.evaluate import default_out, main
-from tgan.gan.scorer import ScorerConfig, load_scorer, train_scorer
+from tgan.scorer.train import ScorerConfig, load_scorer, train_scorer
 from tgan.metrics.evaluation import piece_tokens, read_data_split, read_sample_folder, score_pll
 from tgan.metrics.notes_stats import STATISTICS
 from tgan.model import (BertConfig, BertDiscriminator, CNNConfig, CNNDiscriminator, GeneratorConfig,

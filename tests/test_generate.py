@@ -4,7 +4,7 @@ import torch
 from tgan.data.midi import read_midi, write_midi
 from tgan.data.notes import Note
 from tgan.data.vocab import Vocab
-from tgan.gan.sampling import generate_tokens
+from tgan.sampling import generate_tokens
 from tgan.generate import main
 from tgan.model import GeneratorConfig, TransformerXL
 from tgan.model.checkpoint import save_checkpoint

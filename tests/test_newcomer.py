@@ -142,7 +142,7 @@ def test_generate_cli_prints_real_lengths_and_its_bar_ends_at_its_total(run, tmp
 
 def test_the_progress_of_sampling_and_of_nll_ends_at_its_total(run):
     from tgan.gan.mle import evaluate_nll
-    from tgan.gan.sampling import generate_tokens
+    from tgan.sampling import generate_tokens
 
     class Count:
         n = 0

@@ -178,7 +178,7 @@ class Generator:
         """
         import time
 
-        from tgan.gan.sampling import generate_tokens
+        from tgan.sampling import generate_tokens
 
         _positive_int("num", num)
         _seed_value(seed)

@@ -148,7 +148,7 @@ def generator_nll(gen, ck, data, vocab, max_chunks: int, batch_size: int, device
 def _load(args, device) -> tuple:
     """(generators with their checkpoints, vocab, scorer bert, scorer info, notes)."""
     from tgan.data.vocab import Vocab
-    from tgan.gan.scorer import checkpoint_scorer, scorer_for
+    from tgan.scorer.train import checkpoint_scorer, scorer_for
     from tgan.model.checkpoint import CheckpointError
 
     gens, notes, vocab = [], [], None

@@ -227,7 +227,7 @@ def refuse_scorer_as_critic(critic_meta: dict, scorer_folder, critic_folder="the
     """ValueError when a critic started from the scorer's weights: the critic that selects must not
     be the scorer that measures the selection (its CA would reward its own choice)."""
     from tgan.critic.model import state_fingerprint
-    from tgan.gan.scorer import load_scorer
+    from tgan.scorer.train import load_scorer
 
     scorer, _ = load_scorer(scorer_folder)
     if critic_meta["init"]["fingerprint"] == state_fingerprint(scorer.state_dict()):
@@ -332,7 +332,7 @@ class Experiment:
                                                    "--sample-count", "1", "--seed", "0"])
 
     def scorer(self) -> dict:
-        from tgan.gan.scorer import SCORER_META, ScorerConfig, train_scorer
+        from tgan.scorer.train import SCORER_META, ScorerConfig, train_scorer
         from tgan.model.checkpoint import latest_checkpoint
 
         a, out = self.args, self.out / "scorer"

@@ -15,7 +15,7 @@ from tgan.critic.model import load_critic, piece_windows
 from tgan.data.vocab import Vocab
 from tgan.export import export
 from tgan.generate import main as generate_main
-from tgan.gan.sampling import generate_tokens
+from tgan.sampling import generate_tokens
 from tgan.model import BertConfig, BertDiscriminator
 
 from .conftest import kill_when_written
@@ -180,7 +180,7 @@ def test_the_experiment_refuses_a_critic_started_from_the_scorer_s_weights(tmp_p
 
     from tgan.critic.model import state_fingerprint
     from tgan.experiment import refuse_scorer_as_critic
-    from tgan.gan.scorer import ScorerConfig, load_scorer, train_scorer
+    from tgan.scorer.train import ScorerConfig, load_scorer, train_scorer
 
     train_scorer(ScorerConfig(data=str(midi_folder), steps=1, max_len=32, val_chunks=2, device="cpu"),
                  tmp_path / "scorer", progress=False)

@@ -6,7 +6,7 @@ import torch
 from tgan.gan.data_feed import DataFeed
 from tgan.gan.mle import PieceStream
 from tgan.gan.rollout import sample_fakes
-from tgan.gan.sampling import generate_tokens
+from tgan.sampling import generate_tokens
 from tgan.model import GeneratorConfig, TransformerXL
 
 

@@ -1,7 +1,7 @@
 """SavedTensorBytes: distinct storages saved for backward, optionally not counting inputs."""
 import torch
 
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 
 
 def test_counts_distinct_storages_and_ignores_inputs():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tgan.gan.losses import RSGAN
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 from tgan.gan.rollout import generator_adversarial_step, rollout_segments, sample_fakes
 from tgan.model import BertConfig, BertDiscriminator, GeneratorConfig, TransformerXL
 

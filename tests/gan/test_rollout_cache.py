@@ -4,10 +4,10 @@ far below the cat cache's."""
 import pytest
 import torch
 
-from tgan.gan.memory import SavedTensorBytes
+from saved_memory import SavedTensorBytes
 
 from tgan.gan.rollout import rollout_segments
-from tgan.gan.sampling import generate_tokens
+from tgan.sampling import generate_tokens
 from tgan.model import GeneratorConfig, TransformerXL
 from tgan.ops.kv_cache import cpp_available
 

@@ -9,10 +9,10 @@ import torch
 from tgan.data import CACHE_ENV, Vocab, encode
 from tgan.data.midi import write_midi
 from tgan.data.notes import Note, Performance
-from tgan.gan.scorer import SCORER_META, ScorerConfig, load_scorer, train_scorer
+from tgan.scorer.train import SCORER_META, ScorerConfig, load_scorer, train_scorer
 from tgan.metrics.ca import ca_by_piece
 from tgan.model.checkpoint import CheckpointError
-from tgan.scorer import main
+from tgan.scorer.__main__ import main
 
 SCALE = [0, 2, 4, 5, 7, 9, 11]
 

@@ -195,7 +195,7 @@ def test_config_modes_and_bad_values(triton_backend, monkeypatch):
 
 def test_kernel_saves_only_output_and_logsumexp(triton_backend):
     """Activation memory: beyond its inputs the kernel keeps O and the log-sum-exp, no [T, L]."""
-    from tgan.gan.memory import SavedTensorBytes
+    from saved_memory import SavedTensorBytes
 
     B, T, M, H, D = 2, 24, 16, 2, 16
     inputs = make_inputs(B, T, M, H, D)

@@ -72,7 +72,7 @@ def generate_selected(gen, critic, num: int, length: int, candidates: int, selec
     ``select_every``, "generated_tokens", "kept_tokens", "tokens_per_kept", "refed_tokens",
     "seconds", "critic_seconds"}.
     """
-    from tgan.gan.sampling import generate_tokens
+    from tgan.sampling import generate_tokens
 
     t0 = time.perf_counter()
     n = candidates

@@ -132,7 +132,7 @@ def _preset(gen) -> str:
 
 def _initial_bert(cfg: CriticConfig, gen, vocab, out: Path, feed_data: str, device):
     """(BertDiscriminator, {"kind", "path", "fingerprint"}) to start from (see the module docstring)."""
-    from tgan.gan.scorer import SCORER_STEPS, ScorerConfig, is_scorer, load_scorer, train_scorer
+    from tgan.scorer.train import SCORER_STEPS, ScorerConfig, is_scorer, load_scorer, train_scorer
     from tgan.gan.trainer import finished_stages
     from tgan.model import BertConfig, BertDiscriminator
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
@@ -186,7 +186,7 @@ class _Pool:
     """Generated samples cut at their first EOS, drawn for one (seed, index)."""
 
     def __init__(self, gen, feed, cfg: CriticConfig, n: int, seed: int, split: str, device):
-        from tgan.gan.sampling import generate_tokens
+        from tgan.sampling import generate_tokens
 
         vocab = feed.vocab
         n_primed = n // 2
@@ -247,7 +247,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
     from tgan.gan.disc_eval import roc_auc
     from tgan.gan.data_feed import DataFeed
     from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler, restore_step
-    from tgan.gan.scorer import _param_groups
+    from tgan.scorer.train import _param_groups
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 
     cfg.validate()

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from tgan.gan.sampling import generate_tokens
+from tgan.sampling import generate_tokens
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from tgan.gan.losses import gradient_penalty
-from tgan.gan.sampling import never_sample
+from tgan.sampling import never_sample
 from tgan.ops import gumbel_softmax_st
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 
 from tgan.gan.config import add_dataclass_flags, config_from_flags
-from tgan.gan.scorer import ScorerConfig
+from tgan.scorer.train import ScorerConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_from_flags(parser, args, ScorerConfig)
     from tgan.data.errors import DataError
-    from tgan.gan.scorer import train_scorer
+    from tgan.scorer.train import train_scorer
 
     t0 = time.perf_counter()
     try:
