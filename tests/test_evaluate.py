@@ -332,15 +332,15 @@ def test_python_api_gives_the_command_s_table(folders, capsys, tmp_path, scorer_
                          "--device", "cpu", "--pll-pieces", 1, "--ca-folds", 3)
     assert code == 0, err
     cli = json.loads(default_out(samples).read_text())
-    r = tgan.evaluate(samples, data=str(data), scorer=scorer_dir, device="cpu", pll_pieces=1,
+    r = tgan.evaluate_samples(samples, data=str(data), scorer=scorer_dir, device="cpu", pll_pieces=1,
                       ca_folds=3, out=tmp_path / "api.json")
     assert r["markdown"] in out  # the same table the command printed
     assert r["samples"][0]["CA"] == cli["samples"][0]["CA"] and r["data"]["PLL"] == cli["data"]["PLL"]
     assert json.loads((tmp_path / "api.json").read_text())["samples"][0]["CA"] == r["samples"][0]["CA"]
     with pytest.raises(ValueError, match="unknown option 'folds'"):
-        tgan.evaluate(samples, data=str(data), folds=3)
+        tgan.evaluate_samples(samples, data=str(data), folds=3)
     with pytest.raises(ValueError, match="--ca-folds must be >= 2, got 1"):
-        tgan.evaluate(samples, data=str(data), ca_folds=1, nll_only=True)
+        tgan.evaluate_samples(samples, data=str(data), ca_folds=1, nll_only=True)
 
 
 def test_piano_rolls_mark_where_the_primer_ends(folders, capsys, tmp_path, scorer_dir, monkeypatch):
@@ -369,7 +369,7 @@ def test_the_data_pll_is_computed_once_per_scorer_and_data(folders, tmp_path, sc
     # an experiment evaluates every run against the same data with the same scorer: the data's PLL
     # is kept in the process, keyed on the scorer's weights, the tokens and the options
     import tgan
-    import tgan.evaluate as ev
+    import tgan.table1 as ev
 
     monkeypatch.setattr(ev, "_DATA_PLL", {})
     calls = []
@@ -377,11 +377,11 @@ def test_the_data_pll_is_computed_once_per_scorer_and_data(folders, tmp_path, sc
     monkeypatch.setattr(ev, "score_pll", lambda *a, **kw: calls.append(kw["desc"]) or real_score(*a, **kw))
     data, samples = folders
     opts = dict(data=str(data), scorer=scorer_dir, device="cpu", pll_pieces=2, ca_folds=2)
-    first = tgan.evaluate(samples, out=tmp_path / "a.json", **opts)
-    second = tgan.evaluate(samples, out=tmp_path / "b.json", **opts)
+    first = tgan.evaluate_samples(samples, out=tmp_path / "a.json", **opts)
+    second = tgan.evaluate_samples(samples, out=tmp_path / "b.json", **opts)
     assert calls.count("PLL: data") == 1 and len(calls) == 3  # the samples' PLL each time
     assert first["data"]["PLL"] == second["data"]["PLL"] and not math.isnan(first["data"]["PLL"]["value"])
-    tgan.evaluate(samples, out=tmp_path / "c.json", **{**opts, "pll_pieces": 1})  # other options
+    tgan.evaluate_samples(samples, out=tmp_path / "c.json", **{**opts, "pll_pieces": 1})  # other options
     assert calls.count("PLL: data") == 2
     bert, _ = load_scorer(scorer_dir)
     o = dict(block_len=32, max_pieces=1, device="cpu", batch_size=8, progress=False)

@@ -7,8 +7,8 @@ Python API (imported on first use):
     (``tgan.critic``).
   - ``tgan.read_midi(path)``, ``tgan.encode(notes, vocab)``, ``tgan.decode(tokens, vocab)``,
     ``tgan.Vocab``: the event representation (``tgan.data``).
-  - ``tgan.evaluate(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that
-    ``python -m tgan.evaluate`` writes (``tgan.evaluate.evaluate_samples``).
+  - ``tgan.evaluate_samples(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that
+    ``python -m tgan.evaluate`` writes (``tgan.table1``).
 
 Layers, imported one way only: ``tgan.ops`` (kernels, references) -> ``tgan.model`` ->
 ``tgan.gan`` -> the command lines ``tgan.train``, ``tgan.generate``, ``tgan.evaluate``.
@@ -30,7 +30,7 @@ _API = {
     "encode": ("tgan.data.events", "encode"),
     "decode": ("tgan.data.events", "decode"),
     "Vocab": ("tgan.data.vocab", "Vocab"),
-    "evaluate": ("tgan", "evaluate"),  # the module tgan.evaluate, callable (Table 1 as a dict)
+    "evaluate_samples": ("tgan.table1", "evaluate_samples"),
 }
 __all__ = ["__version__", *_API]
 
@@ -41,8 +41,6 @@ def __dir__():
 
 
 def __getattr__(name):
-    if name == "evaluate":  # importing the submodule binds tgan.evaluate to it, callable
-        return importlib.import_module("tgan.evaluate")
     if name in _API:
         module, attr = _API[name]
         value = getattr(importlib.import_module(module), attr)

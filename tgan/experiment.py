@@ -19,7 +19,7 @@ its newest checkpoint):
      spent on their warm-up and stage (trained after them);
   3. samples of every run with the same seeds and primers: ``--num-samples`` unconditional ones and
      as many continuing the first ``--primer-tokens`` tokens of held-out (test split) pieces;
-  4. Table 1 of every run by the same scorer (``tgan.evaluate``), then ``OUT/report.md``,
+  4. Table 1 of every run by the same scorer (``tgan.table1.evaluate_samples``), then ``OUT/report.md``,
      ``OUT/report.json`` and the figures in ``OUT/plots`` (mean ± standard deviation over seeds),
      with D's held-out AUC along each adversarial arm's stage beside its CA.
 
@@ -350,7 +350,7 @@ class Experiment:
         from tgan.gan.data_feed import DataFeed
 
         feed = DataFeed(self.args.data or None, self.args.vocab, progress=False)
-        split = feed._split("test")
+        split = feed.resolve_split("test")
         if split != "test":
             logger.warning("the data set has no test pieces: the primers come from the %s split", split)
         n = feed.num_pieces(split)
@@ -415,7 +415,7 @@ class Experiment:
     def evaluate(self, run_dir: Path, out_dir: Path | None = None) -> dict:
         """Table 1 of the two sample folders in ``out_dir`` (default ``run_dir``) by the shared scorer
         ({out_dir}/evaluation.json); NLL is the trained run's, ``run_dir``."""
-        from tgan.evaluate import evaluate_samples
+        from tgan.table1 import evaluate_samples
 
         a = self.args
         where = out_dir or run_dir

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _check_args(parser, args)
     from tgan.api import Generator, load, resolve_device
-    from tgan.ops._backend import backend_name
+    from tgan.ops import backend_name
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"error: --out {args.out} is a file; give a folder for the samples", file=sys.stderr)

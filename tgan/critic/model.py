@@ -70,7 +70,7 @@ def critic_logits(bert: BertDiscriminator, x: torch.Tensor) -> torch.Tensor:
     """One logit per row of ids ``x`` [B, T], PAD (right padding of short windows) masked out of
     attention; the pooler reads position 0, which is never PAD."""
     e = bert.embed_words(x)
-    h = bert.encode_embedded(e, bert._padding(x))
+    h = bert.encode_embedded(e, bert.padding_mask(x))
     return bert.head(torch.tanh(bert.pooler(h[:, 0]))).squeeze(-1)
 
 

@@ -247,7 +247,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
     from tgan.gan.disc_eval import roc_auc
     from tgan.gan.data_feed import DataFeed
     from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler, restore_step
-    from tgan.scorer.train import _param_groups
+    from tgan.scorer.train import param_groups
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 
     cfg.validate()
@@ -271,7 +271,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
     if window > bert.cfg.max_len:
         raise ValueError(f"--window {window} exceeds the BERT's max_len {bert.cfg.max_len}")
     steps = cfg.steps or CRITIC_STEPS[cfg.preset or _preset(gen)]
-    opt = torch.optim.AdamW(_param_groups(bert, cfg.weight_decay), lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups(bert, cfg.weight_decay), lr=cfg.lr)
     sched = inverse_sqrt_scheduler(opt, cfg.warmup)
     step, history, seconds = 0, [], 0.0
     generator = {"source": str(gen.source), "fingerprint": fingerprint}
@@ -289,7 +289,7 @@ def train_critic(cfg: CriticConfig, out, resume: bool = False, progress: bool = 
         step, history, seconds = restore_step(ck, bert, opt, sched)
         init = ck.extra["init"]
         logger.info("resumed the critic at step %d of %d from %s", step, steps, ck.path)
-    split = feed._split("validation")
+    split = feed.resolve_split("validation")
     pieces = [np.concatenate([feed.piece(split, i), [vocab.eos_id]]) for i in range(feed.num_pieces(split))]
     eval_real = [w for p in pieces for w in piece_windows(p, window, vocab.eos_id)]  # as pieces are scored
     eval_real = [eval_real[int(i)] for i in np.random.default_rng([cfg.seed, 6]).permutation(len(eval_real))

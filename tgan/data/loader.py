@@ -30,7 +30,8 @@ def _check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
 
 
-def _as_numpy_rng(generator) -> np.random.Generator | None:
+def as_numpy_rng(generator) -> np.random.Generator | None:
+    """A numpy Generator from a torch Generator (one draw from it), an int seed or a numpy Generator."""
     if generator is None or isinstance(generator, np.random.Generator):
         return generator
     if isinstance(generator, torch.Generator):
@@ -106,7 +107,7 @@ class TokenCrops(torch.utils.data.IterableDataset):
         int seed) overrides this object's own random stream."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        rng = _as_numpy_rng(generator) or self._rng
+        rng = as_numpy_rng(generator) or self._rng
         return torch.from_numpy(np.stack([self.crop(rng) for _ in range(batch_size)]))
 
     def __iter__(self):

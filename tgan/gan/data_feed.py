@@ -22,7 +22,7 @@ import torch
 from tgan.data.augment import STRETCHES, stretch_tokens, stretched_length_bound, transpose_tokens, valid_shifts
 from tgan.data.datasets import prepare
 from tgan.data.errors import DataError
-from tgan.data.loader import _as_numpy_rng, chunks
+from tgan.data.loader import as_numpy_rng, chunks
 
 START_SHARE = 0.125  # rows of a batch that begin a piece (EOS + its first tokens)
 _FALLBACK = {"validation": ("validation", "test", "train"), "test": ("test", "validation", "train"),
@@ -52,7 +52,8 @@ class DataFeed:
         self.train_tokens = int(sizes.sum())
         self.longest_piece = int(sizes.max())
 
-    def _split(self, split: str) -> str:
+    def resolve_split(self, split: str) -> str:
+        """The split that serves ``split``: itself when it has files, else its fallback (DataError if none)."""
         for s in _FALLBACK[split]:
             if self.prepared.files[s]:
                 return s
@@ -109,7 +110,7 @@ class DataFeed:
         if batch_size < 1 or length < 1:
             raise ValueError(f"sample: batch_size and length must be >= 1, got {batch_size}, {length}")
         starts = (torch.rand(batch_size) < START_SHARE).tolist()
-        rng = _as_numpy_rng(torch.default_generator)
+        rng = as_numpy_rng(torch.default_generator)
         return torch.stack([self._row(length, rng, s) for s in starts]).long()
 
     # -- evaluation ---------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ class DataFeed:
         stream untouched."""
         if batch_size < 1 or length < 1:
             raise ValueError(f"held_out_crops: batch_size and length must be >= 1, got {batch_size}, {length}")
-        s = self._split(split)
+        s = self.resolve_split(split)
         sizes = np.array([f.n_tokens for f in self.prepared.files[s]], dtype=np.float64)
         if not sizes.sum():
             raise DataError(f"data set {self.prepared.index['source']} has no tokens in split {s!r}")
@@ -135,7 +136,7 @@ class DataFeed:
         piece ends with EOS, so a window that reaches its end holds it, and a piece shorter than
         ``length`` is one shorter window (itself and EOS). Training pieces are augmented (with
         ``augment``) as training crops are. Drawn from ``rng``, the caller's (int64 arrays)."""
-        s = self._split(split)
+        s = self.resolve_split(split)
         files = self.prepared.files[s]
         sizes = np.array([f.n_tokens + 1 for f in files], dtype=np.float64)
         out = []
@@ -155,7 +156,7 @@ class DataFeed:
         """Up to ``limit`` (0 = all) non-overlapping chunks [length] of a split (falls back to
         test, then train, where the split is empty); a file shorter than ``length`` gives one
         padded chunk (PAD targets are not scored)."""
-        s = self._split(split)
+        s = self.resolve_split(split)
         n = 0
         for c in chunks(self.prepared, s, length, pad_last=True):
             if int((c != self.vocab.pad_id).sum()) < 2:
@@ -167,11 +168,11 @@ class DataFeed:
 
     def piece(self, split: str, i: int) -> np.ndarray:
         """The tokens of piece ``i`` of a split (int64)."""
-        s = self._split(split)
+        s = self.resolve_split(split)
         n = len(self.prepared.files[s])
         if not 0 <= i < n:
             raise ValueError(f"piece index must be in 0..{n - 1} for split {s!r}, got {i}")
         return np.asarray(self.prepared.file_tokens(s, i), dtype=np.int64)
 
     def num_pieces(self, split: str) -> int:
-        return len(self.prepared.files[self._split(split)])
+        return len(self.prepared.files[self.resolve_split(split)])

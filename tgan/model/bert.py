@@ -105,14 +105,15 @@ class BertDiscriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder output [B, T, d]."""
-        return self.encode_embedded(self.embed_words(x), self._padding(x))
+        return self.encode_embedded(self.embed_words(x), self.padding_mask(x))
 
     def mlm_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Masked-LM logits [B, T, V] (decoder tied to the word embeddings)."""
-        h = self.encode_embedded(self.embed_words(x), self._padding(x))
+        h = self.encode_embedded(self.embed_words(x), self.padding_mask(x))
         return F.linear(self.mlm_transform(h), self.word.weight, self.mlm_bias)
 
-    def _padding(self, x):
+    def padding_mask(self, x):
+        """Bool [B, L], True at PAD tokens (None when there are none, or for embedded inputs)."""
         if x.is_floating_point():
             return None
         pad = x == self.cfg.pad_id

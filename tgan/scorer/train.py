@@ -88,7 +88,8 @@ def bert_config(cfg: ScorerConfig, vocab) -> BertConfig:
     return b.replace(max_len=cfg.max_len) if cfg.max_len else b
 
 
-def _param_groups(bert, weight_decay: float) -> list[dict]:
+def param_groups(bert, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups of a BERT: weight decay on the matrices only."""
     # No decay on embeddings, biases and norms: decay would move the rows of positions that get no
     # gradient, and the test that every position is trained must see gradients, not decay.
     decay = [p for n, p in bert.named_parameters() if p.dim() == 2 and not n.startswith(("word.", "position."))]
@@ -148,7 +149,7 @@ def train_scorer(cfg: ScorerConfig, out, resume: bool = False, progress: bool = 
     identity = data_identity(cfg.data or None, cfg.vocab)
     bcfg = bert_config(cfg, v)
     bert = BertDiscriminator(bcfg).to(device)
-    opt = torch.optim.AdamW(_param_groups(bert, cfg.weight_decay), lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups(bert, cfg.weight_decay), lr=cfg.lr)
     sched = inverse_sqrt_scheduler(opt, cfg.warmup)
     step, history, seconds = 0, [], 0.0
     configs = {"scorer": asdict(cfg), "bert": bcfg.to_dict(), "vocab": v.preset}
