@@ -33,11 +33,8 @@ def main(argv=None) -> int:
     on_gpu = torch.cuda.is_available() and not (args.device or "").startswith("cpu")
     from tgan.data.errors import DataError
     from tgan.data.sources import resolve_source
-    from tgan.gan.config import check_against_preset
-
     try:
         cfg = config_from_args(args, on_gpu)
-        check_against_preset(cfg)
     except ValueError as e:
         parser.error(str(e))
     try:  # the data path is checked (not read) before anything is printed or trained
@@ -45,7 +42,7 @@ def main(argv=None) -> int:
     except DataError as e:
         parser.error(f"--data {cfg.data!r}: {e}")
     device = cfg.device or ("cuda" if on_gpu else "cpu")
-    from tgan.gan.trainer import inherited_stages
+    from tgan.gan.run_state import inherited_stages
 
     skipped = inherited_stages(cfg)
     if not cfg.run_dir:

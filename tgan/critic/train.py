@@ -133,7 +133,7 @@ def _preset(gen) -> str:
 def _initial_bert(cfg: CriticConfig, gen, vocab, out: Path, feed_data: str, device):
     """(BertDiscriminator, {"kind", "path", "fingerprint"}) to start from (see the module docstring)."""
     from tgan.scorer.train import SCORER_STEPS, ScorerConfig, is_scorer, load_scorer, train_scorer
-    from tgan.gan.trainer import finished_stages
+    from tgan.gan.run_state import finished_stages
     from tgan.model import BertConfig, BertDiscriminator
     from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 

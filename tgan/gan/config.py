@@ -127,6 +127,15 @@ class TrainConfig:
             bad("mle_seconds", "is for the MLE baseline only (--loss mle with --init-from)")
         if self.init_from and not Path(self.init_from).is_dir():
             bad("init_from", "must be a run directory or a checkpoint directory")
+        if self.preset:  # what the preset's models can take, checked before any data is read
+            from tgan.model import preset
+
+            b = preset(self.preset).bert
+            max_len = max(b.max_len, self.segment_len + (self.prefix_len if self.disc_prefix else 0))
+            if self.disc == "bert" and self.freeze_layers > b.n_layer:
+                bad("freeze_layers", f"must be <= D's {b.n_layer} layers at --preset {self.preset}")
+            if (self.disc_len or max_len) > max_len:
+                bad("disc_len", f"must be <= D's positions ({max_len})")
 
 
 # Per-preset overrides of the defaults above (paper values stay for small/paper).
@@ -244,20 +253,6 @@ def config_from_args(args: argparse.Namespace, on_gpu: bool) -> TrainConfig:
     cfg.preset = preset
     cfg.validate()
     return cfg
-
-
-def check_against_preset(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the flag of a value the preset's models cannot take (checked
-    before any data is read): --freeze-layers beyond D's layers, --disc-len beyond its positions."""
-    from tgan.model import preset
-
-    b = preset(cfg.preset).bert
-    max_len = max(b.max_len, cfg.segment_len + (cfg.prefix_len if cfg.disc_prefix else 0))
-    if cfg.disc == "bert" and cfg.freeze_layers > b.n_layer:
-        raise ValueError(f"--freeze-layers: must be <= D's {b.n_layer} layers at --preset {cfg.preset}, "
-                         f"got {cfg.freeze_layers}")
-    if (cfg.disc_len or max_len) > max_len:
-        raise ValueError(f"--disc-len: must be <= D's positions ({max_len}), got {cfg.disc_len}")
 
 
 def add_dataclass_flags(parser, cls, required=()) -> None:

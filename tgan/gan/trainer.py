@@ -1,13 +1,17 @@
 """The stage runner behind ``python -m tgan.train``.
 
 Stages, in order, each skipped when the run directory's checkpoint says it is done:
-  1. ``mle``:  MLE pre-training of G (segment recurrence, Adam + inverse-sqrt warm-up);
-  2. ``disc``: masked-LM pre-training of the BERT D on the same data (span masking by default);
-  3. ``gan``:  adversarial training: an MLE step every iteration, and from ``gan_start`` one D step
-               and one G adversarial step every ``gan_every`` iterations. With ``--loss mle`` and
-               ``--init-from`` it is the MLE baseline at equal compute: the same ``gan_steps``
-               iterations, each its MLE step and nothing else.
-Then samples (unconditional and primed) are written as MIDI and a metrics summary as JSON.
+  1. ``mle``:   MLE pre-training of G (segment recurrence, Adam + inverse-sqrt warm-up);
+  2. ``disc``:  masked-LM pre-training of the BERT D on the same data (span masking by default);
+  3. ``dwarm``: the D warm-up: D (and D') trained against the frozen G's samples until the
+                held-out AUC reaches ``d_warmup_auc``;
+  4. ``gan``:   the adversarial stage: an MLE step every iteration, and from ``gan_start``, every
+                ``gan_every`` iterations, ``Trainer.adversarial_iteration`` instead (Equation 1:
+                D's steps, L_mle, the rollout and L_gen, one update of G). With ``--loss mle`` and
+                ``--init-from`` it is the MLE baseline at equal compute: the same ``gan_steps``
+                iterations (or ``--mle-seconds`` of wall-clock), each its MLE step and nothing else.
+Then samples (unconditional and primed) are written as MIDI and a metrics summary as JSON. Which
+stages run, checkpoints, ``--resume`` and ``--init-from`` are ``tgan.gan.run_state``'s.
 
 Checkpoints hold every model, optimizer, scheduler and RNG state plus the stage and step, so a
 killed run resumed with ``--resume`` ends with the same weights as an uninterrupted one (CPU,
@@ -27,120 +31,24 @@ import torch
 from tgan.progress import progress
 
 from tgan.gan import distributed as D
-from tgan.gan.config import TrainConfig, check_against_preset
+from tgan.gan.config import TrainConfig
 from tgan.gan.data_feed import DataFeed
 from tgan.gan.disc_eval import AUC_INFORMATIVE, HeldOutProbe
 from tgan.gan.losses import make_loss
 from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
+from tgan.gan.run_state import STAGES, global_step, init_from_run, plan, resume_run, save_run
 from tgan.gan.rollout import disc_inputs, discriminator_step, generator_adversarial_step, sample_fakes
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
 from tgan.model import BertDiscriminator, CNNDiscriminator, TransformerXL, preset
-from tgan.model.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                   read_meta, save_checkpoint)
+from tgan.model.checkpoint import latest_checkpoint
 
 logger = logging.getLogger(__name__)
-
-STAGES = ("mle", "disc", "dwarm", "gan", "done")
-
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses."""
 
-
-def stage_names(loss: str, disc: str, init_from: str = "", warmup: bool = False) -> list[str]:
-    """The stages a run with this loss and discriminator goes through, in order.
-
-    An MLE run started from another run (``init_from``) continues MLE through the adversarial
-    stage's iterations, so it matches an adversarial run from the same pre-training step for step.
-    ``warmup``: the D warm-up (``dwarm``: D trained against the frozen G) precedes the adversarial stage.
-    """
-    names = ["mle"]
-    if loss != "mle":
-        if disc == "bert":
-            names.append("disc")
-        if warmup:
-            names.append("dwarm")
-        names.append("gan")
-    elif init_from:
-        names.append("gan")
-    return names
-
-
-def has_warmup(train: dict) -> bool:
-    """Whether a run with this training configuration (a TrainConfig's fields, as a dict) warms D up."""
-    return (train.get("loss", "mle") != "mle" and train.get("d_warmup_steps", 0) > 0
-            and train.get("gan_steps", 1) > 0)
-
-
-def finished_stages(meta: dict) -> list[str]:
-    """Stages a run checkpoint says are complete (it is saved at a stage boundary or mid-stage)."""
-    train, extra = meta.get("configs", {}).get("train", {}), meta.get("extra", {})
-    names = stage_names(train.get("loss", "mle"), train.get("disc", "bert"), train.get("init_from") or "",
-                        has_warmup(train))
-    stage = extra.get("stage", "mle")
-    if stage == "done":
-        return names
-    return names[: names.index(stage)] if stage in names else []
-
-
-def warmup_matches(meta: dict, loss: str | None, disc: str | None) -> bool:
-    """Whether a checkpoint's finished D warm-up can stand for this run's: D (and D') were warmed
-    up with the same loss and discriminator kind (G is frozen in the warm-up, so G is the same)."""
-    train = meta.get("configs", {}).get("train", {})
-    return loss is None or (train.get("loss") == loss and train.get("disc") == disc)
-
-
-def pretrained_checkpoint(path, loss: str | None = None, disc: str | None = None) -> Path:
-    """The checkpoint ``--init-from path`` starts from.
-
-    ``path`` is a checkpoint directory saved at the end of a stage, or a run directory: then its
-    newest checkpoint that ends pre-training (MLE, or MLE and D pre-training, or those and the D
-    warm-up), which runs pin. A run with ``--gan-steps 0`` (pre-training only) ends with a "done"
-    checkpoint that is its end of D pre-training: that one is taken, not the end of MLE before it.
-    A checkpoint that ends a D warm-up is taken only for a run of the same ``loss`` and ``disc``
-    (given; None = any): another loss starts from the end of D pre-training, whose G is the same.
-    """
-    p = Path(path)
-    if (p / "meta.json").is_file():
-        meta = read_meta(p)
-        if meta.get("extra", {}).get("stage_step", 0) != 0 or not finished_stages(meta):
-            raise CheckpointError(f"--init-from {p}: this checkpoint is in the middle of stage "
-                                  f"{meta.get('extra', {}).get('stage')!r}; pass one saved at the end of a "
-                                  "stage, or the run directory")
-        return p
-    for ck in reversed(list_checkpoints(p)):
-        meta = read_meta(ck)
-        finished = finished_stages(meta)
-        no_gan = meta.get("configs", {}).get("train", {}).get("gan_steps") == 0
-        if "dwarm" in finished and not warmup_matches(meta, loss, disc):
-            continue
-        if meta.get("extra", {}).get("stage_step", 0) == 0 and finished and ("gan" not in finished or no_gan):
-            return ck
-    raise CheckpointError(f"--init-from {p}: no checkpoint of this run ends a pre-training stage (MLE or "
-                          "D pre-training); it has not finished MLE, or its stage-end checkpoints were "
-                          "pruned (pass a checkpoint directory instead)")
-
-
-def inherited_stages(cfg) -> list[str]:
-    """Pre-training stages ``cfg`` takes from its ``--init-from`` run and so skips: MLE, and D
-    pre-training when both runs train a BERT discriminator. Empty without --init-from, or when
-    that run cannot be read (the trainer then says why)."""
-    if not cfg.init_from:
-        return []
-    try:
-        finished = finished_stages(read_meta(pretrained_checkpoint(cfg.init_from, cfg.loss, cfg.disc)))
-    except (CheckpointError, OSError):
-        return []
-    ours = stage_names(cfg.loss, cfg.disc, cfg.init_from, has_warmup(cfg.__dict__))
-    return [s for s in finished if s in ("mle", "disc", "dwarm") and s in ours]
-
-
-def _config_mismatch(what: str, theirs: dict, ours: dict) -> str | None:
-    diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(theirs) | set(ours))
-            if theirs.get(k) != ours.get(k)]
-    return f"its {what} differs from this run's ({'; '.join(diff[:4])})" if diff else None
 
 
 class Trainer:
@@ -152,7 +60,7 @@ class Trainer:
         if self.device.type == "cuda" and self.info.enabled:
             self.device = torch.device("cuda", self.info.local_rank)
         self.run_dir = Path(cfg.run_dir)
-        self._seed(cfg.seed)
+        self.seed_rngs(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         self.data = DataFeed(cfg.data or None, cfg.vocab, self.info, progress=self.info.is_main)
@@ -164,7 +72,6 @@ class Trainer:
         # D pre-training crops cover every position D can be given (adversarial segments with the
         # prefix, the run's BERT in evaluation), not just the adversarial segment length.
         self.disc_len = cfg.disc_len or self.bcfg.max_len
-        check_against_preset(cfg)  # --freeze-layers, --disc-len
         self.gen = TransformerXL(self.gcfg).to(self.device)
         self.disc = self._make_disc().to(self.device)
         self.ppo = None
@@ -173,7 +80,7 @@ class Trainer:
             self.ppo = make_loss("ppo_gp", classifier, lr=cfg.ppo_lr, clip=cfg.ppo_clip,
                                  snapshot_every=cfg.ppo_snapshot_every)
         self.loss = self.ppo if self.ppo is not None else (make_loss(cfg.loss) if cfg.loss != "mle" else None)
-        for m in self._models().values():
+        for m in self.models().values():
             D.broadcast_params(m, self.info)
         self.opt = {
             "g_mle": torch.optim.Adam(self.gen.parameters(), lr=cfg.lr),
@@ -185,7 +92,7 @@ class Trainer:
         self.stage, self.stage_step, self.bad_steps = "mle", 0, 0
         # wall-clock the current stage had spent when this run resumed it, and the time its clock
         # started in this process (a stage's time is carried across resumes: --mle-seconds)
-        self.stage_seconds, self._stage_started = 0.0, time.time()
+        self.stage_seconds, self.stage_started = 0.0, time.time()
         self._probe = None  # the held-out AUC measurement, built when first used
         self._warned_at = None  # where the current stretch of uninformative-D points began
         self.history: dict = {"val_nll": []}
@@ -199,12 +106,13 @@ class Trainer:
         self.log = None
         self.initialized_from = None
         if resume and (cfg.init_from == "" or latest_checkpoint(self.run_dir) is not None):
-            self._resume()
+            resume_run(self)
         elif cfg.init_from:
-            self._init_from(cfg.init_from)
+            init_from_run(self, cfg.init_from)
 
     # -- construction helpers -------------------------------------------------------------------
-    def _seed(self, seed: int):
+    def seed_rngs(self, seed: int):
+        """Seed Python's, numpy's and torch's RNGs for this rank."""
         seed = seed + self.info.rank * 1000003  # different crops per rank, same init via broadcast
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -213,13 +121,13 @@ class Trainer:
     def _make_disc(self):
         return BertDiscriminator(self.bcfg) if self.cfg.disc == "bert" else CNNDiscriminator(self.ccfg)
 
-    def _models(self) -> dict:
+    def models(self) -> dict:
         m = {"gen": self.gen, "disc": self.disc}
         if self.ppo is not None:
             m["ppo_classifier"] = self.ppo.classifier
         return m
 
-    def _adv_optimizers(self):
+    def adv_optimizers(self):
         """D's adversarial optimizer, built once the frozen layers are known (stage 3)."""
         if "d_adv" not in self.opt:
             if isinstance(self.disc, BertDiscriminator):
@@ -230,126 +138,23 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, pin: bool = False):
-        self.stream.reset()  # rows and memory restart at checkpoints in every run: resumes match
-        if not self.info.is_main:
-            return
-        optims = dict(self.opt)
-        models = self._models()
-        if self.ppo is not None:
-            optims["ppo"] = self.ppo.opt
-            models["ppo_snapshot"] = self.ppo.snapshot
-        extra = {"stage": self.stage, "stage_step": self.stage_step, "bad_steps": self.bad_steps,
-                 "stage_seconds": time.time() - self._stage_started if self.stage_step else 0.0,
-                 "history": self.history, "ppo_steps": self.ppo.steps if self.ppo else 0,
-                 "mle_stream": self.stream.state_dict()}
-        configs = {"generator": self.gcfg.to_dict(), "bert": self.bcfg.to_dict(), "cnn": self.ccfg.to_dict(),
-                   "train": self.cfg.__dict__, "vocab": self.data.vocab.preset}
-        save_checkpoint(self.run_dir, self.global_step, "run", models, optims, self.sched, configs, extra,
-                        pin=pin)
+        save_run(self, pin)
 
     def plan(self) -> list[tuple[str, int]]:
         """The stages this run goes through, with their step counts."""
-        steps = {"mle": self.cfg.mle_steps, "disc": self.cfg.disc_steps, "dwarm": self.cfg.d_warmup_steps,
-                 "gan": self.cfg.gan_steps}
-        names = stage_names(self.cfg.loss, self.cfg.disc, self.cfg.init_from, has_warmup(self.cfg.__dict__))
-        return [(name, steps[name]) for name in names]
+        return plan(self.cfg)
 
     @property
     def global_step(self) -> int:
         """Steps over every planned stage so far (the checkpoint's step number)."""
-        base = 0
-        for name, steps in self.plan():
-            if name == self.stage:
-                return base + self.stage_step
-            base += steps
-        return base
-
-    def _resume(self):
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            raise FileNotFoundError(f"--resume: {self.run_dir} holds no complete checkpoint")
-        ck = load_checkpoint(path, kind="run", map_location=self.device)
-        ex = ck.extra
-        self.stage, self.stage_step, self.bad_steps = ex["stage"], ex["stage_step"], ex["bad_steps"]
-        self.stage_seconds = ex.get("stage_seconds", 0.0)
-        self.history = ex["history"]
-        if "mle_stream" in ex:
-            self.stream.load_state_dict(ex["mle_stream"])
-        if self.stage in ("dwarm", "gan", "done"):
-            self._adv_optimizers()
-        for name, m in self._models().items():
-            m.load_state_dict(ck.models[name])
-        if self.ppo is not None:
-            self.ppo.snapshot.load_state_dict(ck.models["ppo_snapshot"])
-            self.ppo.steps = ex["ppo_steps"]
-            self.ppo.opt.load_state_dict(ck.optimizers["ppo"])
-        for name, opt in self.opt.items():
-            if name in ck.optimizers:
-                opt.load_state_dict(ck.optimizers[name])
-        for name, s in self.sched.items():
-            s.load_state_dict(ck.meta["schedulers"][name])
-        ck.restore_rng()
-        if self.info.enabled:  # restored RNG is rank 0's; keep ranks drawing different crops
-            self._seed(self.cfg.seed + self.global_step)
-        logger.info("resumed %s at stage %s step %d", path, self.stage, self.stage_step)
-
-    def _init_from(self, path):
-        """Take the pre-trained models of another run; skip the pre-training stages it finished."""
-        ck = load_checkpoint(pretrained_checkpoint(path, self.cfg.loss, self.cfg.disc), kind="run",
-                             map_location=self.device)
-        theirs = ck.configs
-        finished = [s for s in finished_stages(ck.meta) if s in ("mle", "disc", "dwarm")]
-        problems = []
-        if theirs.get("vocab") != self.data.vocab.preset:
-            problems.append(f"its vocabulary is {theirs.get('vocab')!r}, this run's {self.data.vocab.preset!r} "
-                            "(--vocab)")
-        problems.append(_config_mismatch("generator", theirs.get("generator", {}), self.gcfg.to_dict()))
-        take_disc = "disc" in finished and self.cfg.disc == "bert" and "disc" in ck.models
-        if take_disc:
-            problems.append(_config_mismatch("BERT discriminator", theirs.get("bert", {}), self.bcfg.to_dict()))
-        problems = [p for p in problems if p]
-        if problems:
-            raise CheckpointError(f"--init-from {ck.path}: {'; '.join(problems)}. Use the same --preset, "
-                                  "--vocab and --segment-len as that run")
-        self.gen.load_state_dict(ck.models["gen"])
-        if "g_mle" in ck.optimizers:
-            self.opt["g_mle"].load_state_dict(ck.optimizers["g_mle"])
-            self.sched["g_mle"].load_state_dict(ck.meta["schedulers"]["g_mle"])
-        if take_disc:
-            self.disc.load_state_dict(ck.models["disc"])
-        else:
-            finished = [s for s in finished if s != "disc"]
-        # A finished D warm-up of the same loss and D (pretrained_checkpoint checked): D, D' and
-        # their optimizers as the warm-up left them; G is the same, the warm-up froze it.
-        take_warmup = "dwarm" in finished and "dwarm" in dict(self.plan()) and \
-            (take_disc or self.cfg.disc != "bert") and "disc" in ck.models
-        if take_warmup:
-            if self.cfg.disc != "bert":
-                self.disc.load_state_dict(ck.models["disc"])
-            d_opt = self._adv_optimizers()
-            if "d_adv" in ck.optimizers:
-                d_opt.load_state_dict(ck.optimizers["d_adv"])
-            if self.ppo is not None and "ppo_classifier" in ck.models:
-                self.ppo.classifier.load_state_dict(ck.models["ppo_classifier"])
-                self.ppo.snapshot.load_state_dict(ck.models["ppo_snapshot"])
-                self.ppo.steps = ck.extra.get("ppo_steps", 0)
-                if "ppo" in ck.optimizers:
-                    self.ppo.opt.load_state_dict(ck.optimizers["ppo"])
-        else:
-            finished = [s for s in finished if s != "dwarm"]
-        self.history = {"val_nll": [list(x) for x in ck.extra.get("history", {}).get("val_nll", [])]}
-        if take_warmup:  # the warm-up's AUC curve comes along (its end is this run's warmup_end)
-            self.history["disc_auc"] = [dict(x) for x in ck.extra.get("history", {}).get("disc_auc", [])]
-        todo = [name for name, _ in self.plan() if name not in finished]
-        self.stage, self.stage_step = (todo[0] if todo else "done"), 0
-        self.initialized_from = str(ck.path)
-        logger.info("initialized from %s (finished there: %s); starting at stage %s", ck.path,
-                    ", ".join(finished), self.stage)
+        return global_step(self.cfg, self.stage, self.stage_step)
 
     # -- one guarded update -------------------------------------------------------------------------
-    def _apply(self, loss_value: float, model, opt, sched=None) -> bool:
-        """Sync gradients, check finiteness everywhere, clip and step; skip on NaN/inf."""
-        ok = D.all_true(math.isfinite(loss_value), self.info, self.device)
+    def _apply(self, losses: float | tuple, model, opt, sched=None) -> bool:
+        """Sync gradients, check finiteness everywhere (``losses``: the value or values whose
+        gradients ``model`` holds, and the gradients), clip and step; skip on NaN/inf."""
+        values = losses if isinstance(losses, tuple) else (losses,)
+        ok = D.all_true(all(math.isfinite(v) for v in values), self.info, self.device)
         if ok:
             D.sync_grads(model, self.info)
             gn = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], self.cfg.clip)
@@ -389,7 +194,7 @@ class Trainer:
                 continue
             self.stage = name
             t0 = time.time()
-            self._stage_started = t0 - self.stage_seconds
+            self.stage_started = t0 - self.stage_seconds
             run_stage[name](steps)
             times[name] = time.time() - t0
             self.stage_seconds = 0.0
@@ -417,10 +222,7 @@ class Trainer:
         bar = self._bar(steps, self._label("mle", "MLE"))
         t0, toks = time.time(), 0
         while self.stage_step < steps:
-            loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
-            loss.backward()
-            lv = loss.item()  # the one host sync of the step
-            self._apply(lv, self.gen, self.opt["g_mle"], self.sched["g_mle"])
+            lv, n = self.mle_iteration()
             self.stage_step += 1
             toks += n * self.info.world_size
             bar.update(1)
@@ -518,7 +320,7 @@ class Trainer:
         every critic reaches ``d_warmup_auc`` or ``steps`` steps have run. G does not change, so a
         generator update never follows a discriminator that has not yet learned to tell."""
         cfg = self.cfg
-        d_opt = self._adv_optimizers()
+        d_opt = self.adv_optimizers()
         beta = gumbel_beta(0, cfg.gan_steps, cfg.beta_max)  # the first adversarial iteration's
         self.gen.train()  # the rollouts' own setting: D learns the samples the stage will show it
         self.disc.train()
@@ -547,8 +349,7 @@ class Trainer:
     def _gan_stage(self, steps: int):
         cfg = self.cfg
         mle_only = self.loss is None  # the MLE baseline: the adversarial stage's iterations, MLE steps only
-        d_opt = None if mle_only else self._adv_optimizers()
-        joint = cfg.gen_update == "joint"
+        d_opt = None if mle_only else self.adv_optimizers()
         if not mle_only and cfg.prefix_len + cfg.rollout_len > self.data.longest_piece:
             logger.info("adversarial crops (%d tokens) are longer than every training piece (at most %d): "
                         "they join pieces behind EOS, never padded", cfg.prefix_len + cfg.rollout_len,
@@ -563,7 +364,7 @@ class Trainer:
         # the equal-time MLE baseline runs for a wall-clock budget (the time a resumed run had
         # already spent is carried in the checkpoint) instead of a count of iterations
         budget = cfg.mle_seconds if mle_only else 0.0
-        spent = lambda: time.time() - self._stage_started  # noqa: E731
+        spent = lambda: time.time() - self.stage_started  # noqa: E731
         if budget:
             logger.info("MLE continues for %.0f s of wall-clock (--mle-seconds), %.0f s done", budget,
                         self.stage_seconds)
@@ -572,21 +373,12 @@ class Trainer:
         while (spent() < budget) if budget else (self.stage_step < steps):
             it = self.stage_step
             adv = not mle_only and it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
-            loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
-            loss.backward()
-            stats = {"mle_loss": loss.item()}
-            if not (adv and joint):
-                self._apply(stats["mle_loss"], self.gen, self.opt["g_mle"], self.sched["g_mle"])
             if adv:
-                beta = gumbel_beta(it, steps, cfg.beta_max)
-                stats.update(self._adversarial_step(d_opt, beta))
-                if joint:  # Equation 1: one update on L_mle + lambda·L_gen, so lambda trades the terms
-                    self._apply(stats["mle_loss"] + cfg.gen_weight * stats["g_adv"], self.gen,
-                                self.opt["g_mle"], self.sched["g_mle"])
-                else:  # the released code: L_gen stepped alone by its own Adam (lambda has no effect)
-                    self._apply(cfg.gen_weight * stats["g_adv"], self.gen, self.opt["g_adv"], self.sched["g_adv"])
+                stats = self.adversarial_iteration(d_opt, gumbel_beta(it, steps, cfg.beta_max))
                 toks += cfg.batch_size * cfg.rollout_len * self.info.world_size
                 last_adv = stats
+            else:
+                stats = {"mle_loss": self.mle_iteration()[0]}
             self.stage_step += 1
             bar.update(1)
             if not mle_only and (self.stage_step % eval_every == 0 or self.stage_step == steps):
@@ -626,20 +418,52 @@ class Trainer:
                            "--d-lr or --d-steps, or warm D up longer (--d-warmup-steps, --d-warmup-auc)",
                            AUC_INFORMATIVE, run[-1]["it"], run[0]["it"] - run[-1]["it"], steps, run[0]["d_auc"])
 
-    def _adversarial_step(self, d_opt, beta: float) -> dict:
-        """``d_steps`` D steps (and PPO's classifier D' steps), each on a rollout without gradient,
-        then the generator's adversarial gradient lambda·L_gen accumulated into G's .grad; the
-        caller steps G."""
+    def mle_iteration(self) -> tuple[float, int]:
+        """One MLE step of G on the next real batch: (L_mle, tokens scored)."""
+        loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
+        loss.backward()
+        mle_loss = loss.item()  # the one host sync of the step
+        self._apply(mle_loss, self.gen, self.opt["g_mle"], self.sched["g_mle"])
+        return mle_loss, n
+
+    def adversarial_iteration(self, d_opt, beta: float) -> dict:
+        """One generator update of the adversarial stage: Equation 1, min_G L_mle + λ·L_gen.
+
+        1. D's step(s): ``--d-steps`` updates of D (and of PPO-GP's classifier D') on real crops
+           against rollouts of the current G drawn without gradient.
+        2. L_mle: G's MLE loss on a real batch (segment recurrence); its gradient goes into .grad.
+        3. The rollout and L_gen: G continues real priming prefixes with straight-through
+           Gumbel-softmax samples at inverse temperature ``beta``; D scores each segment, and the
+           gradient of λ·L_gen / n_segments is back-propagated segment by segment (TBPTT) into the
+           same .grad. λ (``--gen-weight``) scales the gradient there and nowhere else.
+        4. One update of G on that sum, ∇L_mle + λ·∇L_gen (``--gen-update joint``). With
+           ``--gen-update separate`` (the released code) L_mle is stepped at 2. by its own Adam and
+           λ·L_gen at 4. by another.
+        Returns the iteration's statistics (losses, D's outputs, beta).
+        """
         cfg = self.cfg
+        joint = cfg.gen_update == "joint"
+        # 1. D's step(s), against the G that 3. will roll out
         stats, real = self._critic_updates(d_opt, beta, cfg.d_steps)
-        stats["beta"] = beta
-        stats["g_adv"] = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len,
-                                                    cfg.rollout_len, cfg.segment_len, beta, weight=cfg.gen_weight,
-                                                    disc_prefix=cfg.disc_prefix, grad_segments=cfg.mem_grad_segments)
-        self.disc.zero_grad(set_to_none=True)
+        # 2. L_mle
+        loss, _ = mle_step(self.gen, self.stream, self.gcfg.pad_id)
+        loss.backward()
+        mle_loss = loss.item()
+        if not joint:
+            self._apply(mle_loss, self.gen, self.opt["g_mle"], self.sched["g_mle"])
+        # 3. the rollout, and λ·∇L_gen accumulated segment by segment
+        gen_loss = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len, cfg.rollout_len,
+                                              cfg.segment_len, beta, weight=cfg.gen_weight,
+                                              disc_prefix=cfg.disc_prefix, grad_segments=cfg.mem_grad_segments)
+        self.disc.zero_grad(set_to_none=True)  # D took gradients in 3. too; D is not updated there
         if self.ppo is not None:
             self.ppo.classifier.zero_grad(set_to_none=True)
-        return stats
+        # 4. one update of G
+        if joint:
+            self._apply((mle_loss, gen_loss), self.gen, self.opt["g_mle"], self.sched["g_mle"])
+        else:
+            self._apply(gen_loss, self.gen, self.opt["g_adv"], self.sched["g_adv"])
+        return {**stats, "mle_loss": mle_loss, "g_adv": gen_loss, "beta": beta}
 
     def _log(self, values: dict, prefix: str):
         if self.log is not None:

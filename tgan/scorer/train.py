@@ -253,7 +253,7 @@ def checkpoint_scorer(ck, vocab, device="cpu"):
     be longer. Raises CheckpointError naming the checkpoint when its BERT never finished masked-LM
     pre-training (an MLE-only run, a run stopped before) or was adversarially trained since.
     """
-    from tgan.gan.trainer import finished_stages
+    from tgan.gan.run_state import finished_stages
 
     train = ck.configs.get("train", {})
     disc = train.get("disc", "bert" if "bert" in ck.configs else None)
