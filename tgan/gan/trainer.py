@@ -55,6 +55,7 @@ class Trainer:
     """Owns the models, optimizers and loop state of one run. ``run()`` does everything."""
 
     def __init__(self, cfg: TrainConfig, info: D.DistInfo | None = None, resume: bool = False):
+        cfg.validate()  # every check of the configuration (ValueError naming the flag)
         self.cfg, self.info = cfg, info or D.DistInfo()
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and self.info.enabled:
