@@ -313,17 +313,25 @@ class Experiment:
 
     # -- steps ----------------------------------------------------------------------------------
     def _train(self, run_dir: Path, flags: list[str]) -> dict:
-        from tgan.model.checkpoint import latest_checkpoint
-        from tgan.train import main as train_main
+        """Train one run in ``run_dir`` (continued when it holds a checkpoint): the experiment's
+        training flags, then the step's own ``flags``, resolved as ``python -m tgan.train`` does."""
+        import torch
 
-        argv = self.train_flags + _common(self.args) + flags + ["--run-dir", str(run_dir)]
-        if latest_checkpoint(run_dir) is not None:
-            argv.append("--resume")  # a run cut in the middle continues from its newest checkpoint
-        rc = train_main(argv)
-        if rc != 0:
-            raise RuntimeError(f"training in {run_dir} failed (exit status {rc}); see the log above")
+        from tgan.gan.config import build_parser as train_parser, config_from_args, describe
+        from tgan.gan.run_state import inherited_stages
+        from tgan.gan.trainer import train
+        from tgan.model.checkpoint import latest_checkpoint
+
+        device = self.args.device or ""
+        on_gpu = torch.cuda.is_available() and not device.startswith("cpu")
+        flags = self.train_flags + _common(self.args) + flags + ["--run-dir", str(run_dir)]
+        cfg = config_from_args(train_parser().parse_args(flags), on_gpu)
+        resume = latest_checkpoint(run_dir) is not None  # a run cut in the middle continues
+        logger.info("training %s:\n%s", run_dir, describe(cfg, device or ("cuda" if on_gpu else "cpu"),
+                                                           inherited_stages(cfg)))
+        train(cfg, resume=resume)
         summary = json.loads((run_dir / "summary.json").read_text())
-        return {"run_dir": str(run_dir), "resumed": "--resume" in argv,
+        return {"run_dir": str(run_dir), "resumed": resume,
                 "val_nll_last": summary.get("val_nll_last"), "stage_seconds": summary.get("stage_seconds"),
                 **{k: summary[k] for k in ("disc_auc", "ppo_auc", "disc_auc_points") if k in summary}}
 

@@ -64,12 +64,11 @@ def main(argv=None) -> int:
     if not args.resume and latest_checkpoint(cfg.run_dir) is not None:
         parser.error(f"--run-dir {cfg.run_dir} already holds checkpoints: pass --resume to continue that run, "
                      "or choose another --run-dir")
-    from tgan.gan.trainer import Trainer, TrainingDiverged
+    from tgan.gan.trainer import TrainingDiverged, train
     from tgan.model.checkpoint import CheckpointError
 
     try:
-        trainer = Trainer(cfg, info, resume=args.resume)
-        summary = trainer.run()
+        summary = train(cfg, resume=args.resume, info=info)
     except (TrainingDiverged, DataError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

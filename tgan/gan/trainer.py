@@ -477,3 +477,11 @@ class Trainer:
         if not self.info.is_main:
             return {}
         return write_samples_and_summary(self, times)
+
+
+def train(cfg: TrainConfig, resume: bool = False, info: D.DistInfo | None = None) -> dict:
+    """Run the training ``cfg`` describes to its end (every remaining stage, the samples, the
+    summary) in ``cfg.run_dir``; ``resume`` continues from its newest checkpoint. Returns the
+    summary (``summary.json``). Raises ValueError for a bad configuration, DataError for bad data,
+    CheckpointError or FileNotFoundError for a bad --init-from / --resume, TrainingDiverged."""
+    return Trainer(cfg, info, resume=resume).run()
