@@ -10,9 +10,18 @@ Python API (imported on first use):
   - ``tgan.evaluate_samples(samples, data="bach", scorer=..., ...)``: Table 1 as the dict that
     ``python -m tgan.evaluate`` writes (``tgan.table1``).
 
-Layers, imported one way only: ``tgan.ops`` (kernels, references) -> ``tgan.model`` ->
-``tgan.gan`` -> the command lines ``tgan.train``, ``tgan.generate``, ``tgan.evaluate``.
-``tgan.data`` and ``tgan.metrics`` never import the model.
+Layers, lowest first. A module imports from its own layer and lower ones only, and a private
+name (``_x``) only from inside its own package (tests/test_layers.py reads these lines):
+  1. tgan.progress, tgan.data, tgan.ops, tgan._C (the C++ extension)
+  2. tgan.metrics
+  3. tgan.model
+  4. tgan.sampling, tgan.hub
+  5. tgan.gan, tgan.critic.model, tgan.critic.select
+  6. tgan.api, tgan.scorer, tgan.scorer.train, tgan.critic
+  7. tgan.critic.train, tgan.table1
+  8. tgan.train, tgan.generate, tgan.evaluate, tgan.export, tgan.experiment, tgan.experiment_report,
+     tgan.scorer.__main__, tgan.critic.__main__, tgan.data.__main__
+The package itself (``import tgan``: the API above, loaded on first use) counts as layer 6.
 """
 import importlib
 import logging
