@@ -7,8 +7,8 @@
 // Gradients of the views are summed into one preallocated accumulator per buffer; the write of a
 // position hands its accumulated gradient to the K/V projection that produced it.
 //
-// Measured on a CPU (benchmarks/bench_rollout.py: 2 layers, H 2, D 32, memory 256, eager attention):
-// a 1024-token segment holds 36 MB for backward with this cache, 580 MB with torch.cat.
+// benchmarks/bench_rollout.py measures the bytes a segment holds for backward with this cache and
+// with torch.cat (benchmarks/RESULTS.md).
 //
 // Three layers, as the other ops:
 //   1. ops `tgan::kv_write` and `tgan::kv_grad_take` (dispatcher-registered for CPU and CUDA,

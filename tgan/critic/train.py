@@ -3,10 +3,8 @@ own samples (noise-contrastive estimation; ``python -m tgan.critic``).
 
 - Real: windows of ``window`` tokens of training pieces, each inside one piece (the piece closed
   by EOS, as a generated piece is), at a uniform start (``DataFeed.piece_windows``), not
-  augmented unless ``augment`` (measured on the bundled corpus:
-  a critic trained on augmented windows scores augmented real windows well above the data as it
-  is, AUC 0.87 against 0.71, so it learns the augmentation rather than the data that the scorer
-  compares with). Training crops would not do: they run on across EOS into the
+  augmented unless ``augment``: a critic trained on augmented windows learns the augmentation
+  rather than the data that the scorer compares with (docs/generation.md). Training crops would not do: they run on across EOS into the
   next piece, which generated windows never do, and a critic learns that tell first.
 - Generated: windows at random offsets in a pool of the generator's samples (half unconditional,
   half continuing the openings of training pieces), drawn with the sampling settings the critic

@@ -178,13 +178,11 @@ def build_parser(prog: str = "python -m tgan.train") -> argparse.ArgumentParser:
     return p
 
 
-# Rates for the duration estimate, from the main job's measured times (tiny preset, bundled corpus,
-# 2-core CPU, batch 8, 256-token rollouts): MLE 3000 steps in 75 s and D pre-training 600 steps in
-# 47 s (2026-11-29); on 2026-12-05 a warm-up of 125 steps with 6 AUC measurements in 105 s and an
-# adversarial stage of 300 iterations (58 updates, 2 D steps each, 21 measurements) in 192 s. The
-# split into a D step (0.77 s), a generator adversarial step (1.04 s) and a measurement of 32
-# sequences (1.5 s) is derived from those two totals, not timed on its own. Other presets and
-# devices: not measured.
+# Rates for the duration estimate, from the main job's stage times (tiny preset, bundled corpus,
+# 2-core CPU, batch 8, 256-token rollouts; benchmarks/RESULTS.md, "The main job"): MLE 3000 steps
+# in 75 s, D pre-training 600 steps in 47 s. The split of the D warm-up and adversarial stage into
+# a D step, a generator adversarial step and a measurement of 32 sequences is derived from those
+# two stages' totals, not timed on its own. Other presets and devices: not measured.
 MEASURED = {("cpu", "tiny"): dict(mle=75 / 3000, disc=47 / 600, d_step=0.77, g_adv=1.04, probe=1.5 / 32,
                                   batch=8, rollout=256)}
 

@@ -44,9 +44,8 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
   1 exp2 + ~7 flops and two row reductions.
   The fused embedding backward adds 2*V*E FLOPs per row (grad_e @ E^T), which dominates: 51.1
   GFLOP for the example with E = 500.
-  Measured on an H200 (benchmarks/RESULTS.md), before the word tiles, the one-hot passes were
-  NOT memory-bound: the forward took the same 395 us for V = 310 and 390 and for bf16 and fp32,
-  6.3x the 62 us that its bytes take at copy bandwidth; the per-element arithmetic set the time.
+  The one-hot passes are not memory-bound: the per-element arithmetic above sets their time
+  (the timings against the byte floor are in benchmarks/RESULTS.md).
   The compile report's issue model puts the word-tile forward at 1.6x its floor for V = 390, bf16
   (3.2x before), the backward at 1.5x (2.4x) (estimates; not timed on a GPU yet). Loads are in
   word order (a warp reads 2 bytes every 8; the other words of a sector hit L1); stores are in

@@ -34,14 +34,9 @@ How in-place appends stay differentiable (both buffered implementations):
 
 One append per layer and step: layer l's keys come from layer l-1's output, so the layers of one
 step cannot be appended in one call. The C++ append is one Python -> C++ call that builds its
-autograd node in C++. On the benchmark CPU (one thread, B = 1, H = 2, D = 32) an append alone under
-autograd took 15 us (C++), 53 us (Python Function), 26 us (torch.cat, short windows); with its
-backward and a small loss (benchmarks/bench_kv_cache.py::test_append) 166 / 263 / 167 us.
-
-Measured memory (benchmarks/bench_rollout.py, CPU, 2-layer model, H = 2, D = 32, memory 256, B = 1,
-eager attention): peak bytes held for backward by a 1024-token segment 36 MB with either buffered
-cache against 580 MB with torch.cat; with 256-token segments 8.2 MB for a 512-token rollout and
-8.4 MB for 4096 tokens. What still grows with the square of the segment length on the CPU is the
+autograd node in C++. The cost of an append (benchmarks/bench_kv_cache.py) and the bytes held for
+backward by a segment (benchmarks/bench_rollout.py), for each implementation, are in
+benchmarks/RESULTS.md. What still grows with the square of the segment length on the CPU is the
 eager attention's own O(B·H·L) per step (probabilities), D times less than the cat cache's copies.
 
 Limits: ``torch.autograd.grad(..., inputs=...)`` that stops inside a segment can leave entries in
@@ -84,8 +79,7 @@ def _warn_no_extension() -> None:
         _WARNED_NO_EXT = True
         warnings.warn(
             f"KVCache: the C++ extension tgan._C did not import ({_C_ERROR}); impl='auto' uses the "
-            "Python implementation (impl='torch'), slower per append (53 us against 15 us on one CPU "
-            "thread). Build it with "
+            "Python implementation (impl='torch'), slower per append. Build it with "
             "`pip install --no-build-isolation -e .` (without TGAN_SKIP_EXT=1), or pass "
             "impl='torch' to choose it explicitly", RuntimeWarning, stacklevel=3)
 

