@@ -18,7 +18,7 @@ R*V*b incoming gradient read + R*V*b gradient written (b = element size). For R 
 V = 390, bf16 that is 205.5 MB forward and 306.7 MB backward (arithmetic, not a measurement).
 `test_copy_bandwidth` times `copy_` of an [R, V] tensor (2*R*V*b bytes moved), the yardstick the
 forward's achieved bandwidth is compared with. `saved_bytes`: the peak bytes autograd holds for
-the backward of one forward, the logits not counted (tgan.gan.memory.SavedTensorBytes).
+the backward of one forward, the logits not counted (benchmarks/saved_memory.py: SavedTensorBytes).
 """
 import platform
 

@@ -28,7 +28,7 @@ query i sees M+i+1 keys; with M = T that is 3/4 of the T x L pairs). One "produc
     products; backward: dk/dv pass 4 + RW, dq pass 3 + 2·RW, dr pass 2 + 2·RW, 19 in all.
   - `sdpa_tflops` (sdpa): its own 2 forward / 5 backward products.
 Diagonal tiles computed in full and masked are not counted.
-Activation memory (any device, tgan.gan.memory.SavedTensorBytes): `saved_bytes` = the bytes of the
+Activation memory (any device, benchmarks/saved_memory.py: SavedTensorBytes): `saved_bytes` = the bytes of the
 distinct storages autograd holds for the backward of one forward, the inputs' own storages not
 counted; `saved_beyond_output_bytes` = the same without the output's storage, which the next layer
 (the output projection) saves in a model anyway: what attention adds to a model's activation
