@@ -98,5 +98,6 @@ def test_imports_go_down_and_private_names_stay_home(path):
             owner = mod.rpartition(".")[0] if private_names and not private else \
                 ".".join(pieces[: pieces.index(private[0])])
             if not (home == owner or home.startswith(owner + ".")):
-                bad.append(f"line {line}: {me} imports private {mod}{' ' + str(private_names) if private_names else ''}")
+                what = f"{mod} {private_names}" if private_names else mod
+                bad.append(f"line {line}: {me} imports private {what}")
     assert not bad, "\n".join(bad)

@@ -52,7 +52,7 @@ def scorer(tmp_path_factory):
         mp.setenv(CACHE_ENV, str(root / "cache"))
         torch.manual_seed(0)
         cfg = ScorerConfig(data=str(data), seed=0, **SMALL)
-        from tgan.gan import scorer as mod
+        from tgan.scorer import train as mod
 
         first = {}
         orig = mod.BertDiscriminator

@@ -25,14 +25,14 @@ def test_torch_twin_known_answers(counter, key, expected):
     assert tuple(int(w) for w in out) == expected
 
 
-def test_triton_function_matches_torch_twin(triton_backend):
-    triton = pytest.importorskip("triton")
+try:  # the Triton function, called from a kernel the interpreter runs on CPU tensors
+    import triton
     import triton.language as tl
 
     from tgan.ops.philox.kernel import philox4x32 as philox_tl
 
     @triton.jit
-    def kernel(c_ptr, out_ptr, k0, k1, N: tl.constexpr):
+    def _philox_kernel(c_ptr, out_ptr, k0, k1, N: tl.constexpr):
         i = tl.arange(0, N)
         c0 = tl.load(c_ptr + 4 * i).to(tl.uint32)
         c1 = tl.load(c_ptr + 4 * i + 1).to(tl.uint32)
@@ -43,14 +43,21 @@ def test_triton_function_matches_torch_twin(triton_backend):
         tl.store(out_ptr + 4 * i + 1, r1.to(tl.int64))
         tl.store(out_ptr + 4 * i + 2, r2.to(tl.int64))
         tl.store(out_ptr + 4 * i + 3, r3.to(tl.int64))
+except ImportError:  # pragma: no cover - triton is a dependency
+    _philox_kernel = None
 
+
+def test_triton_function_matches_torch_twin(triton_backend):
+    if _philox_kernel is None:
+        pytest.skip("triton is not installed")
     g = torch.Generator().manual_seed(5)
     counters = torch.randint(0, 2**32, (8, 4), generator=g, dtype=torch.int64)
     counters[0] = torch.tensor(KNOWN[1][0])
     for k0, k1 in (KNOWN[1][1], (7, 2**32 - 1)):
         out = torch.zeros_like(counters)
-        kernel[(1,)](counters, out, k0, k1, N=8)
+        _philox_kernel[(1,)](counters, out, k0, k1, N=8)
         ref = torch.stack(philox4x32(*counters.unbind(1), k0, k1), dim=1)
         assert torch.equal(out, ref), (k0, k1)
-    assert tuple(int(w) for w in out[0]) != KNOWN[1][2]  # the second key gives other words
+        if (k0, k1) == KNOWN[1][1]:
+            assert tuple(int(w) for w in out[0]) == KNOWN[1][2]
     assert philox.PHILOX_M0 == 0xD2511F53

@@ -66,7 +66,7 @@ def generate_selected(gen, critic, num: int, length: int, candidates: int, selec
     """``num`` samples of ``length`` tokens (primer included), each kept out of ``candidates``.
 
     ``gen``: a TransformerXL; ``critic``: a ``tgan.critic.Critic`` (checked by the caller);
-    ``sampling``: temperature, top_k, top_p of ``tgan.gan.sampling.generate_tokens``.
+    ``sampling``: temperature, top_k, top_p of ``tgan.sampling.generate_tokens``.
     Returns (tokens [num, length'] with length' <= length where ``max_seconds`` stopped it, info):
     info = {"scores": each kept sample's critic score, "block_scores": per block with
     ``select_every``, "generated_tokens", "kept_tokens", "tokens_per_kept", "refed_tokens",

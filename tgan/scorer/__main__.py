@@ -6,7 +6,7 @@
     python -m tgan.evaluate --scorer scorers/bach --samples RUN/samples --checkpoint RUN
 
 Train it once per data set and vocabulary, then pass it to every evaluation (see
-``tgan.gan.scorer``). Every ScorerConfig field is a flag (``--help`` lists them).
+``tgan.scorer.train``). Every ScorerConfig field is a flag (``--help`` lists them).
 """
 from __future__ import annotations
 

@@ -232,7 +232,7 @@ def _check_offsets(**tensors) -> None:
 
 def _draw_seed() -> int:
     """A 63-bit Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
-    from tgan.ops.rel_attention.naive import draw_seed
+    from tgan.ops.philox import draw_seed
 
     return draw_seed()
 
