@@ -419,12 +419,14 @@ class Trainer:
                            "--d-lr or --d-steps, or warm D up longer (--d-warmup-steps, --d-warmup-auc)",
                            AUC_INFORMATIVE, run[-1]["it"], run[0]["it"] - run[-1]["it"], steps, run[0]["d_auc"])
 
-    def mle_iteration(self) -> tuple[float, int]:
-        """One MLE step of G on the next real batch: (L_mle, tokens scored)."""
+    def mle_iteration(self, step: bool = True) -> tuple[float, int]:
+        """L_mle of G on the next real batch, its gradient into .grad, and with ``step`` G's MLE
+        update on it: (L_mle, tokens scored)."""
         loss, n = mle_step(self.gen, self.stream, self.gcfg.pad_id)
         loss.backward()
         mle_loss = loss.item()  # the one host sync of the step
-        self._apply(mle_loss, self.gen, self.opt["g_mle"], self.sched["g_mle"])
+        if step:
+            self._apply(mle_loss, self.gen, self.opt["g_mle"], self.sched["g_mle"])
         return mle_loss, n
 
     def adversarial_iteration(self, d_opt, beta: float) -> dict:
@@ -446,12 +448,8 @@ class Trainer:
         joint = cfg.gen_update == "joint"
         # 1. D's step(s), against the G that 3. will roll out
         stats, real = self._critic_updates(d_opt, beta, cfg.d_steps)
-        # 2. L_mle
-        loss, _ = mle_step(self.gen, self.stream, self.gcfg.pad_id)
-        loss.backward()
-        mle_loss = loss.item()
-        if not joint:
-            self._apply(mle_loss, self.gen, self.opt["g_mle"], self.sched["g_mle"])
+        # 2. L_mle (stepped here only with --gen-update separate)
+        mle_loss, _ = self.mle_iteration(step=not joint)
         # 3. the rollout, and λ·∇L_gen accumulated segment by segment
         gen_loss = generator_adversarial_step(self.gen, self.disc, self.loss, real, cfg.prefix_len, cfg.rollout_len,
                                               cfg.segment_len, beta, weight=cfg.gen_weight,
