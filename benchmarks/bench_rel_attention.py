@@ -5,7 +5,9 @@ Providers:
   reference  the gather reference (``naive.rel_attention``)
   sdpa       F.scaled_dot_product_attention, causal (bottom-right aligned, as query i sees keys
              j <= M+i) over the same shapes WITHOUT the relative term: a floor, not the same op
-  triton     the fused kernels (``tgan.ops.rel_attention.triton``), CUDA only
+  triton     the fused kernels (``tgan.ops.rel_attention.triton``), CUDA only; the backward in
+             three passes (TGAN_ATTN_BWD=split, the default)
+  triton_fused  the same forward, the backward in one pass with atomics (TGAN_ATTN_BWD=fused)
   flex       what a user would write with FlexAttention (CUDA only): torch.compile(flex_attention)
              on (q+u)·k with a ``score_mod`` that adds a precomputed relative term
              bd = (q+vb)·r^T [B, H, T, M+T] indexed by distance, and a causal block mask
@@ -25,7 +27,9 @@ query i sees M+i+1 keys; with M = T that is 3/4 of the T x L pairs). One "produc
     (recomputed QK^T and relative term, dO·V^T, dV, dK, dq through k, dq through r, dr).
   - `kernel_tflops` (triton): what the kernels execute. The relative product of a tile pair
     covers a window of 2·BN distances for BN keys (factor RW = 2), so forward 2 + RW = 4
-    products; backward: dk/dv pass 4 + RW, dq pass 3 + 2·RW, dr pass 2 + 2·RW, 19 in all.
+    products; backward: dk/dv pass 4 + RW, dq pass 3 + 2·RW, dr pass 2 + 2·RW, 19 in all;
+    triton_fused's backward 5 + 3·RW = 11 (scores, dO·V^T, dV, dK, dS·K, and the windowed
+    dS·R and dr once each).
   - `sdpa_tflops` (sdpa): its own 2 forward / 5 backward products.
 Diagonal tiles computed in full and masked are not counted.
 Activation memory (any device, benchmarks/saved_memory.py: SavedTensorBytes): `saved_bytes` = the bytes of the
@@ -57,8 +61,8 @@ DEVICE = "cuda" if CUDA else "cpu"
 H, D = 8, 64
 TOKENS = 16384 if CUDA else 1024
 T_VALUES = (128, 512, 2048) if CUDA else (32, 128)
-PROVIDERS = ("eager", "reference", "sdpa", "triton", "flex", "compiled")
-GPU_ONLY = ("triton", "flex", "compiled")
+PROVIDERS = ("eager", "reference", "sdpa", "triton", "triton_fused", "flex", "compiled")
+GPU_ONLY = ("triton", "triton_fused", "flex", "compiled")
 MODES = ("fwd", "bwd", "fwd+bwd")
 RW = 2  # relative window factor of the kernels' tiles (2·BN rows of r per BN keys)
 
@@ -124,10 +128,8 @@ def _provider_fn(provider, T, M):
         return lambda *xs: flex_rel_attention(*xs, flex=_COMPILED["flex"])
     if provider == "reference":
         return naive.rel_attention
-    if provider == "triton":
-        from tgan.ops.rel_attention import triton as impl
-
-        return lambda *xs: impl.rel_attention(*xs)
+    if provider in ("triton", "triton_fused"):
+        return _triton_fn("fused" if provider == "triton_fused" else "split")
     from torch.nn.attention.bias import causal_lower_right
 
     mask = causal_lower_right(T, M + T)  # is_causal=True would align top-left when M > 0
@@ -136,6 +138,19 @@ def _provider_fn(provider, T, M):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     return sdpa
+
+
+def _triton_fn(backward: str, **kw):
+    """The kernels with TGAN_ATTN_BWD=``backward``, set at every call: the backward that follows
+    a forward reads it, and the providers of one process take turns."""
+    import os
+
+    from tgan.ops.rel_attention import triton as impl
+
+    def fn(*xs):
+        os.environ["TGAN_ATTN_BWD"] = backward
+        return impl.rel_attention(*xs, **kw)
+    return fn
 
 
 def _relative_error(out, ref):
@@ -149,6 +164,8 @@ def _flop_info(B, T, M, mode, provider):
     info = {"flops": product * (3 * fwd + 8 * bwd)}
     if provider == "triton":
         info["kernel_flops"] = product * ((2 + RW) * fwd + (9 + 5 * RW) * bwd)
+    if provider == "triton_fused":  # scores 1 + RW, dO·V^T, dV, dK, dS·K, dS·R RW, dr RW
+        info["kernel_flops"] = product * ((2 + RW) * fwd + (5 + 3 * RW) * bwd)
     if provider == "sdpa":
         info["sdpa_flops"] = product * (2 * fwd + 5 * bwd)
     return info
@@ -224,7 +241,7 @@ def test_rel_attention(benchmark, provider, T, mode):
             "torch": torch.__version__, "B": B, "T": T, "M": M, "H": H, "D": D,
             "min_bytes": _min_bytes(B, T, M, mode, xs[0].element_size()),
             "saved_bytes": saved_bytes, "saved_beyond_output_bytes": beyond_output}
-    if provider == "triton":
+    if provider in ("triton", "triton_fused"):
         import triton
 
         from tgan.ops.rel_attention.triton import config_mode
@@ -295,3 +312,54 @@ def test_backward_head_padding(benchmark, path):
         "M": M, "H": Hp, "D": Dp, "dropout": p})
     if CUDA:
         benchmark.extra_info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+
+
+PAPER_SHAPE = (4, 128, 1024, 10, 50)  # B, T, M, H, D: the paper preset's segment and memory
+PAPER_PROVIDERS = ("triton", "triton_fused", "compiled", "sdpa")
+
+
+@pytest.mark.parametrize("provider", PAPER_PROVIDERS)
+def test_rel_attention_paper_shape(benchmark, provider):
+    """fwd+bwd at the paper's shape (a 128-token segment over 1024 of memory, H = 10, D = 50,
+    bf16) with dropout 0.1, as MLE training runs it: both Triton backwards, torch.compile of the
+    eager formulation, and SDPA without the relative term (with the same dropout)."""
+    if not CUDA:
+        pytest.skip("the paper-shape comparison needs a CUDA device")
+    (B, T, M, Hp, Dp), p = PAPER_SHAPE, 0.1
+    L = M + T
+    dt = torch.bfloat16
+    shapes = [(B, T, Hp, Dp), (B, L, Hp, Dp), (B, L, Hp, Dp), (L, Hp, Dp), (Hp, Dp), (Hp, Dp)]
+    xs = [torch.randn(s, device=DEVICE, dtype=dt).requires_grad_() for s in shapes]
+    if provider == "sdpa":
+        from torch.nn.attention.bias import causal_lower_right
+
+        mask = causal_lower_right(T, L)
+        xs = [x.detach().transpose(1, 2).contiguous().requires_grad_() for x in xs[:3]]
+        fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask,  # noqa: E731
+                                                            dropout_p=p)
+    elif provider == "compiled":
+        torch._functorch.config.donated_buffer = False
+        compiled = torch.compile(naive.rel_attention_relshift, dynamic=False)
+        fn = lambda *a: compiled(*a, dropout_p=p)  # noqa: E731
+    else:
+        fn = _triton_fn("fused" if provider == "triton_fused" else "split", dropout_p=p)
+    grad = torch.randn_like(xs[0])
+
+    def run():
+        torch.autograd.grad(fn(*xs), xs, grad)
+        _sync()
+
+    run()  # compiles and tunes outside the timings
+    with SavedTensorBytes(ignore=xs) as saved:
+        probe = fn(*xs)
+    saved_bytes = saved.live
+    del probe
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    benchmark(run)
+    info = {"device": _device_name(), "torch": torch.__version__, "B": B, "T": T, "M": M, "H": Hp,
+            "D": Dp, "dropout": p, "mode": "fwd+bwd", "saved_bytes": saved_bytes,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated()}
+    pairs = B * Hp * (T * M + T * (T + 1) // 2)
+    info["flops"] = 11 * 2 * pairs * Dp  # forward 3 + backward 8 products, the op's own work
+    benchmark.extra_info.update(info)

@@ -1,6 +1,7 @@
 """Offline compile report: the Triton kernels compiled for a GPU target on any machine, no GPU.
 
     python benchmarks/compile_report.py [--arch sm_90] [--json F] [--default-only] [--markdown F]
+                                        [--only NAME]
     python benchmarks/compile_report.py --rollout-variants [--json F]
 
 Every kernel x config at the benchmark shapes (and the paper preset's D = 50) is compiled the
@@ -24,6 +25,18 @@ alignment specializations are those of a real launch; each recorded launch is th
                                      (_LOOP_PRODUCTS): 1.0 = every warp does its own share;
                                      2.0 = two warpgroups compute the same tile, or a wgmma
                                      pads 16 rows to 64 (4.0)
+  needed_flops, needed_bytes         attention kernels: the work the pass must do at the row's
+                                     case (`needed_work`: its products over the visible pairs at
+                                     the true head size, each tensor it needs moved once); the
+                                     one-hot Gumbel passes: their bytes (the floor's)
+  executed_flops, executed_bytes     attention kernels, ESTIMATES: the binary's MMA FLOPs and
+                                     the bytes its global loads, stores and atomics ask for (all
+                                     lanes active, cache hits included), outside the loop once
+                                     and the innermost loop's body per modelled trip, over the
+                                     grid; executed_over_needed_* their ratios
+
+Below the table, per case, the backward's passes together against the work the whole backward
+needs (`backward_summary`): what recomputing the scores in every pass costs.
 
 ``--rollout-variants`` compiles nothing: it counts, per attention kernel, the distinct variants
 that triton's JIT cache would compile for a rollout whose context grows by one token per step
@@ -127,9 +140,11 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
 
             def run():
                 o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, D ** -0.5, p, 1234)
-                if bwd:
+                for mode in (("split", "fused") if bwd else ()):  # TGAN_ATTN_BWD: both backwards
+                    os.environ["TGAN_ATTN_BWD"] = mode
                     impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse,
                                            D ** -0.5, p, 1234)
+                os.environ.pop("TGAN_ATTN_BWD", None)
                 if p:  # the keep mask the tests compare the kernels' dropout with
                     impl.rel_attention_dropout_mask(B, H, T, L, 1234, p, q.device)
             for launch in _record(kern, run, name):
@@ -321,11 +336,12 @@ def measure(kernel, arch: int) -> dict:
         if m and int(m.group(1), 16) < addr:
             loops.append((int(m.group(1), 16), addr))
     inner = [lp for lp in loops if not any(o != lp and lp[0] <= o[0] and o[1] <= lp[1] for o in loops)]
-    loop_n, loop_mma = 0, 0
+    loop_n, loop_mma, loop_bytes = 0, 0, 0
     for s, e in inner:
         body = [t for a, t in instrs if s <= a <= e]
         if len(body) > loop_n:
             loop_n, loop_mma = len(body), sum(_mma_flops_per_warp(t) for t in body)
+            loop_bytes = sum(_global_bytes_per_warp(t) for t in body)
     return {
         "registers": int(regs.group(1)) if regs else None,
         "stack_bytes": int(stack.group(1)) if stack else None,
@@ -338,7 +354,29 @@ def measure(kernel, arch: int) -> dict:
         "wgmma": sum(1 for _, t in instrs if "HGMMA" in t),
         "mma": sum(1 for _, t in instrs if re.search(r"\bHMMA\b", t)),
         "loop_mma_flops_per_warp": loop_mma,
+        "mma_flops_per_warp": sum(_mma_flops_per_warp(t) for _, t in instrs),
+        "global_bytes_per_warp": sum(_global_bytes_per_warp(t) for _, t in instrs),
+        "loop_global_bytes_per_warp": loop_bytes,
     }
+
+
+# global-memory instructions: plain and asynchronous (cp.async: LDGSTS) loads, stores, atomics
+_GLOBAL_OP = re.compile(r"^(?:@!?U?P\w+\s+)?(LDGSTS|LDG|STG|REDG?|ATOMG?)\.(\S*)")
+_WIDTH = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
+
+
+def _global_bytes_per_warp(text: str) -> int:
+    """Bytes one warp's issue of this SASS instruction moves to or from global memory, every lane
+    active: 32 x its width (.U8/.S8 1, .U16/.S16 2, none 4, .64 8, .128 16 bytes). Predicated-off
+    lanes and cache hits are not known from the binary, so the sum is the traffic the instructions
+    ask for, an upper bound of what reaches L2."""
+    m = _GLOBAL_OP.match(text)
+    if not m:
+        return 0
+    width = 4
+    for part in m.group(2).split("."):
+        width = _WIDTH.get(part, width)
+    return 32 * width
 
 
 def _mma_flops_per_warp(text: str) -> int:
@@ -366,13 +404,46 @@ def _grid(launch) -> tuple[int, int, int]:
 # Products one iteration of each attention kernel's innermost loop needs, in units of a
 # [BLOCK_M, BLOCK_N] x BLOCK_D product: forward Q·K^T, the relative product over a 2·BLOCK_N window,
 # P·V; dk/dv the recomputed scores (3), dO·V^T, dV, dK; dq those four, dS·K and the windowed
-# dS·R (2); dr the windowed Q·K^T (2), Q·R^T, the windowed dO·V^T (2), dS^T·Q.
+# dS·R (2); dr the windowed Q·K^T (2), Q·R^T, the windowed dO·V^T (2), dS^T·Q; the fused backward
+# the scores (3), dO·V^T, dV, dK, dS·K, the windowed dS·R (2) and dr's window dS^T·Q (2).
 _LOOP_PRODUCTS = {"rel_attention_fwd_kernel": 4, "rel_attention_bwd_dkdv_kernel": 6,
-                  "rel_attention_bwd_dq_kernel": 7, "rel_attention_bwd_dr_kernel": 6}
+                  "rel_attention_bwd_dq_kernel": 7, "rel_attention_bwd_dr_kernel": 6,
+                  "rel_attention_bwd_fused_kernel": 11}
+
+
+# Products of the op's own work each attention kernel must do, in units of one [T, L] x D product
+# over the visible (query, key) pairs: the forward Q·K^T, Q·R^T and P·V; dk/dv the scores (2), dO·V^T,
+# dV and dK; dq the scores, dO·V^T, dS·K and dS·R; dr the scores, dO·V^T and dS^T·Q; the fused
+# backward the scores, dO·V^T and its five gradient products once. The backward as a whole needs 8.
+_NEEDED_PRODUCTS = {"rel_attention_fwd_kernel": 3, "rel_attention_bwd_dkdv_kernel": 5,
+                    "rel_attention_bwd_dq_kernel": 5, "rel_attention_bwd_dr_kernel": 4,
+                    "rel_attention_bwd_fused_kernel": 8}
+BACKWARD_PRODUCTS = 8
+
+
+def needed_work(name: str, shape: dict, elem: int = 2) -> tuple[int, int] | None:
+    """(FLOPs, bytes) attention kernel ``name`` must do at ``shape`` (B, T, M, H, D): its products
+    over the visible pairs only (no padding of D, no masked tile halves), and each tensor it needs
+    read or written once (q, k, v, r's M+T rows, and for the backward dO, the log-sum-exp and
+    delta; the outputs in the inputs' dtype of ``elem`` bytes). None for other kernels."""
+    if name not in _NEEDED_PRODUCTS:
+        return None
+    B, T, M, H, D = (shape[k] for k in ("B", "T", "M", "H", "D"))
+    L = M + T
+    pairs = B * H * (T * M + T * (T + 1) // 2)
+    flops = _NEEDED_PRODUCTS[name] * 2 * pairs * D
+    q, kv, r, rows = B * T * H * D * elem, B * L * H * D * elem, L * H * D * elem, B * H * T * 4
+    if name == "rel_attention_fwd_kernel":
+        return flops, q + 2 * kv + r + q + rows  # q, k, v, r in; o and the log-sum-exp out
+    reads = q + 2 * kv + r + q + 2 * rows  # q, k, v, r, dO, log-sum-exp, delta
+    writes = {"rel_attention_bwd_dkdv_kernel": 2 * kv, "rel_attention_bwd_dq_kernel": q,
+              "rel_attention_bwd_dr_kernel": r, "rel_attention_bwd_fused_kernel": q + 2 * kv + r}
+    return flops, reads + writes[name]
 
 
 def estimate(launch: dict, m: dict) -> dict:
-    """Issue-time model over the grid vs the byte floor (an ESTIMATE, see the module docstring)."""
+    """Issue-time model over the grid vs the byte floor, and executed against needed work (all
+    ESTIMATES, see the module docstring)."""
     name = launch["fn"].__name__
     warps = launch["kw"].get("num_warps", 4)
     programs = 1
@@ -380,20 +451,30 @@ def estimate(launch: dict, m: dict) -> dict:
         programs *= g
     per_warp = m["instructions"] + 7 * m["mufu"]  # MUFU: 8 issue cycles for a warp (16 lanes/clk/SM)
     est = {}
-    if name in _LOOP_PRODUCTS and m["loop_instructions"]:
+    needed = needed_work(name, launch["shape"]) if "T" in launch["shape"] else None
+    if needed and m["loop_instructions"]:
         s = launch["shape"]
         bm, bn = launch["kw"]["BLOCK_M"], launch["kw"]["BLOCK_N"]
         T, M = s["T"], s["M"]
-        if "dkdv" in name:  # per key tile, the query tiles that see it, on average
+        if "dkdv" in name or "fused" in name:  # per key tile, the query tiles that see it, on average
             tiles = (T * M + T * T / 2) / (M + T) / bm
         elif "dr" in name:  # per distance tile, every query tile of every batch entry of the split
             tiles = -(-T // bm) * launch["args"][-1]
         else:  # per query tile, the visible key tiles
             tiles = (M + T / 2) / bn
-        per_warp += m["loop_instructions"] * max(0.0, tiles - 1)
+        extra = max(0.0, tiles - 1)  # loop iterations beyond the one the static count holds
+        per_warp += m["loop_instructions"] * extra
         if m["loop_mma_flops_per_warp"]:
-            needed = _LOOP_PRODUCTS[name] * 2 * bm * bn * launch["kw"]["BLOCK_D"]
-            est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / needed, 2)
+            tile_work = _LOOP_PRODUCTS[name] * 2 * bm * bn * launch["kw"]["BLOCK_D"]
+            est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / tile_work, 2)
+        # executed: the binary's MMA FLOPs and global-memory bytes over the grid's loop trips
+        est["executed_flops"] = round((m["mma_flops_per_warp"] + m["loop_mma_flops_per_warp"] * extra)
+                                      * warps * programs)
+        est["executed_bytes"] = round((m["global_bytes_per_warp"]
+                                       + m["loop_global_bytes_per_warp"] * extra) * warps * programs)
+        est["needed_flops"], est["needed_bytes"] = needed
+        est["executed_over_needed_flops"] = round(est["executed_flops"] / needed[0], 2)
+        est["executed_over_needed_bytes"] = round(est["executed_bytes"] / needed[1], 2)
     elif m["loop_instructions"] and launch["kw"].get("NUM_CHUNKS", 1) > 1 and "gumbel_st" in name:
         per_warp += m["loop_instructions"] * m["loops"] * (launch["kw"]["NUM_CHUNKS"] - 1)
     cycles = per_warp * warps * programs / (H200_SMS * 4)
@@ -406,6 +487,7 @@ def estimate(launch: dict, m: dict) -> dict:
         nbytes = (2 * R * V * elem + 8 * R) if "fwd" in name else 3 * R * V * elem
         bw = COPY_BW.get((dtype, V), COPY_BW_OTHER) if R == 131072 else COPY_BW_OTHER
         floor_us = nbytes / bw * 1e6
+        est["needed_flops"], est["needed_bytes"] = 0, nbytes
         est["floor_us"] = round(floor_us, 1)
         est["est_over_floor"] = round(cycles / H200_CLOCK * 1e6 / floor_us, 2)
     return est
@@ -429,7 +511,8 @@ def _use(kernel: str, cfg: str, launch: dict) -> str:
     return "autotune" if tiles in allowed else "no"
 
 
-def run(arch: int, default_only: bool) -> list[dict]:
+def run(arch: int, default_only: bool, only: str | None = None) -> list[dict]:
+    """Compile and measure every launch (``only``: the kernels whose name contains it)."""
     from tgan.ops.rel_attention import triton as impl
 
     if default_only:
@@ -445,6 +528,8 @@ def run(arch: int, default_only: bool) -> list[dict]:
     for launch in launches:
         kw = launch["kw"]
         name = launch["fn"].__name__
+        if only and only not in name:
+            continue
         cfg = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw.get('num_warps', 4)}" if "BLOCK_M" in kw
                else launch["config"])
         # a launch that binds like an earlier one (the lengths, row counts and seeds are not
@@ -459,7 +544,7 @@ def run(arch: int, default_only: bool) -> list[dict]:
         print(f"compiling {name} [{cfg}] ({launch['case']})", file=sys.stderr, flush=True)
         m = measure(compile_launch(launch, arch), arch)
         binaries[key] = row = {"kernel": name, "config": cfg, "case": launch["case"],
-                               "same_binary": [], "arch": f"sm_{arch}",
+                               "shape": launch["shape"], "same_binary": [], "arch": f"sm_{arch}",
                                "use": _use(name, cfg, launch), **m, **estimate(launch, m)}
         rows.append(row)
     return rows
@@ -481,7 +566,8 @@ def markdown(rows: list[dict]) -> str:
 
     head = ["kernel", "config (tiles x warps)", "used as", "case", "registers", "spill bytes", "stack",
             "shared", "SASS", "innermost loop", "MUFU", "wgmma / mma.sync", "loop MMA work / tile's",
-            "estimate: issue time", "estimate: floor", "estimate / floor"]
+            "estimate: issue time", "estimate: floor", "estimate / floor",
+            "estimate: executed / needed FLOPs", "estimate: executed / needed bytes"]
     lines = [f"Compiled for {rows[0]['arch'] if rows else '-'} with triton {triton.__version__} "
              f"(`python benchmarks/compile_report.py`). Issue times and floors are ESTIMATES.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -494,8 +580,49 @@ def markdown(rows: list[dict]) -> str:
             f"{r['mma_work_over_tile']}x" if "mma_work_over_tile" in r else "-",
             f"{r.get('est_issue_us', '-')} us",
             f"{r['floor_us']} us" if "floor_us" in r else "-",
-            f"{r['est_over_floor']}x" if "est_over_floor" in r else "-")) + " |")
+            f"{r['est_over_floor']}x" if "est_over_floor" in r else "-",
+            _ratio_cell(r, "flops"), _ratio_cell(r, "bytes"))) + " |")
+    summary = backward_summary(rows)
+    if summary:
+        lines += ["", "The backward per case, its passes together against the op's own work "
+                  f"({BACKWARD_PRODUCTS} products over the visible pairs; ESTIMATES):", "",
+                  "| case | passes | executed FLOPs | needed FLOPs | executed / needed | "
+                  "executed bytes | needed bytes |", "|" + " --- |" * 7]
+        for c in summary:
+            lines.append(f"| {c['case']} | {c['passes']} | {c['executed_flops']:.3g} | "
+                         f"{c['needed_flops']:.3g} | {c['executed_over_needed_flops']}x | "
+                         f"{c['executed_bytes']:.3g} | {c['needed_bytes']:.3g} |")
     return "\n".join(lines) + "\n"
+
+
+def _ratio_cell(r: dict, what: str) -> str:
+    if f"executed_{what}" not in r:
+        return "-"
+    return f"{r[f'executed_{what}']:.3g} / {r[f'needed_{what}']:.3g} = {r[f'executed_over_needed_{what}']}x"
+
+
+def backward_summary(rows: list[dict]) -> list[dict]:
+    """Per case of the report, the backward passes' executed work at their default tiles summed
+    against what the whole backward needs (`BACKWARD_PRODUCTS` products; bytes: each input read and
+    each gradient written once): what the split into passes, and the tiles, cost."""
+    groups: dict = {}
+    for r in rows:
+        if r["kernel"].startswith("rel_attention_bwd") and "executed_flops" in r \
+                and r["use"] == "default":
+            backward = "fused" if "fused" in r["kernel"] else "split"  # TGAN_ATTN_BWD
+            groups.setdefault((r["case"], backward), []).append(r)
+    out = []
+    for (case, _), rs in groups.items():
+        shape = rs[0]["shape"]
+        flops, nbytes = needed_work("rel_attention_bwd_fused_kernel", shape)
+        ex_f = sum(r["executed_flops"] for r in rs)
+        out.append({"case": case,
+                    "passes": " + ".join(sorted(r["kernel"].split("_bwd_")[1].replace("_kernel", "")
+                                                for r in rs)),
+                    "executed_flops": ex_f, "needed_flops": flops,
+                    "executed_over_needed_flops": round(ex_f / flops, 2),
+                    "executed_bytes": sum(r["executed_bytes"] for r in rs), "needed_bytes": nbytes})
+    return out
 
 
 def main(argv=None) -> int:
@@ -506,6 +633,8 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", default=None, metavar="F", help="write the table here")
     p.add_argument("--default-only", action="store_true",
                    help="only the configs TGAN_TRITON_CONFIG=default runs (one per kernel)")
+    p.add_argument("--only", default=None, metavar="NAME",
+                   help="compile only the kernels whose name contains NAME (e.g. bwd_fused)")
     p.add_argument("--rollout-variants", action="store_true",
                    help="count the variants a growing context compiles per kernel, compile nothing")
     args = p.parse_args(argv)
@@ -518,7 +647,7 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(counts, indent=1))
         return 0
-    rows = run(int(m.group(1)), args.default_only)
+    rows = run(int(m.group(1)), args.default_only, args.only)
     text = markdown(rows)
     print(text)
     if args.markdown:

@@ -15,6 +15,11 @@
 #   autotune    the triton provider at T = 512 with the autotuner (records its pick) -> autotune.json
 #   kv_cache    bench_kv_cache: appends, and decode steps at S = 256 -> kv_cache.json
 #   adversarial bench_adversarial_step at rollouts of 256 and 2048 tokens -> adversarial.json
+#   fusion      the fused-backward targets in one process, under 5 minutes: bench_rel_attention
+#               at T = 512 and 2048 (triton with both backwards, compiled eager, flex, sdpa; fwd,
+#               bwd, fwd+bwd) and at the paper's shape with dropout, then bench_gumbel_softmax at
+#               R = 131072 -> fusion-attention.json, fusion-gumbel.json (not in the default list:
+#               `bash benchmarks/gpu_session.sh fusion`)
 #   report      benchmarks/report.py over the JSON files -> report.md
 # Everything lands in $OUT/session.tgz (plus env.txt, report.md and summary.txt beside it).
 set -uo pipefail
@@ -99,6 +104,10 @@ for name in "$@"; do
         kv_cache) bench kv_cache 50 0.2 benchmarks/bench_kv_cache.py -k "append or 256" ;;
         adversarial)
             bench adversarial 70 0.2 benchmarks/bench_adversarial_step.py -k "256 or 2048" ;;
+        fusion)
+            bench fusion-attention 210 0.2 benchmarks/bench_rel_attention.py -k \
+                "paper_shape or (test_rel_attention and (512 or 2048) and not eager and not reference)"
+            bench fusion-gumbel 75 0.1 benchmarks/bench_gumbel_softmax.py -k "131072" ;;
         *) note "unknown stage '$name'"; exit 2 ;;
     esac
 done

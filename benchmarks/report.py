@@ -32,6 +32,7 @@ from pathlib import Path
 GUMBEL_SPEEDUP_ROWS, GUMBEL_MIN_SPEEDUP, GUMBEL_MIN_COPY_FRACTION = 131072, 4.0, 0.70
 ATTN_MIN_SPEEDUP = {"fwd": 5.0, "bwd": 4.0}
 ATTN_MAX_OVER_SDPA, ATTN_MAX_SAVED_FRACTION = 2.0, 0.05
+ATTN_MIN_OVER_COMPILED = 1.3  # fwd+bwd against torch.compile of the eager formulation
 
 
 class Bench:
@@ -174,7 +175,7 @@ def gumbel_section(benches: list[Bench], targets: Targets) -> str:
     return text
 
 
-_ATTN_PROVIDERS = ("eager", "reference", "sdpa", "triton", "flex", "compiled")
+_ATTN_PROVIDERS = ("eager", "reference", "sdpa", "triton", "triton_fused", "flex", "compiled")
 
 
 def attention_section(benches: list[Bench], targets: Targets) -> str:
@@ -198,6 +199,7 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
                      fmt_ratio(speedup), fmt_ratio(over_sdpa),
                      fmt_ratio(ratio(t["flex"], t["triton"])),
                      fmt_ratio(ratio(t["compiled"], t["triton"])),
+                     fmt_ratio(ratio(t["compiled"], t["triton_fused"])),
                      "-" if not kernel else f"{kernel.get('tflops', 0):.1f} / {kernel.get('kernel_tflops', 0):.1f}",
                      " / ".join(fmt_bytes(p[n].get("saved_bytes")) if n in p else "-"
                                 for n in ("eager", "triton")),
@@ -209,6 +211,13 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
                         speedup, lambda x, need=need: x >= need, fmt_ratio)
         targets.add(f"rel_attention {mode}, T={T}: time over SDPA's", f"<= {ATTN_MAX_OVER_SDPA:g}x",
                     over_sdpa, lambda x: x <= ATTN_MAX_OVER_SDPA, fmt_ratio)
+        if mode == "fwd+bwd":
+            for name in ("triton", "triton_fused"):
+                if name in p:
+                    targets.add(f"rel_attention fwd+bwd, T={T}: {name} speed-up over compiled "
+                                "eager", f">= {ATTN_MIN_OVER_COMPILED:g}x",
+                                ratio(t["compiled"], t[name]),
+                                lambda x: x >= ATTN_MIN_OVER_COMPILED, fmt_ratio)
         if mode == "fwd":
             for what, frac in (("saved for backward", saved_frac),
                                ("added to a model (saved, output not counted)", added_frac)):
@@ -218,8 +227,8 @@ def attention_section(benches: list[Bench], targets: Targets) -> str:
     if not rows:
         return ""
     head = ["T (= M)", "B", "mode", "dtype", "eager", "reference", "sdpa (no rel. term)", "triton",
-            "flex", "compiled eager", "speed-up vs eager", "triton / sdpa", "speed-up vs flex",
-            "speed-up vs compiled", "triton TFLOP/s op / executed",
+            "triton, fused bwd", "flex", "compiled eager", "speed-up vs eager", "triton / sdpa", "speed-up vs flex",
+            "speed-up vs compiled", "fused bwd: speed-up vs compiled", "triton TFLOP/s op / executed",
             "saved for bwd eager / triton", "triton / eager saved",
             "triton / eager saved, output not counted"]
     return "### Relative attention (benchmarks/bench_rel_attention.py)\n\n" + table(head, rows)

@@ -69,6 +69,8 @@ def test_attention_ratios_and_missing_providers(report, tmp_path):
                kernel_tflops=133.3),
         _bench(a, "test_rel_attention", {"provider": "flex", "T": 512, "mode": "fwd"}, 6e-3, B=32),
         _bench(a, "test_rel_attention", {"provider": "eager", "T": 512, "mode": "bwd"}, 20e-3, B=32),
+        *(_bench(a, "test_rel_attention", {"provider": n, "T": 512, "mode": "fwd+bwd"}, sec, B=32)
+          for n, sec in (("compiled", 4e-3), ("triton", 5e-3), ("triton_fused", 2e-3))),
         _bench("bench_kv_cache", "test_decode_step", {"provider": "cpp", "B": 1, "S": 256}, 0.8,
                ms_per_step=3.125, peak_bytes=2**20),
     ]
@@ -82,6 +84,10 @@ def test_attention_ratios_and_missing_providers(report, tmp_path):
     assert _row(text, "memory saved for backward").endswith("| 8.0% | NOT met |")
     assert _row(text, "output not counted), over").endswith("| 1.0% | met |")
     assert _row(text, "bwd, T=512: speed-up over eager").endswith("| - | not measured |")
+    # fwd+bwd against torch.compile of eager, both backwards: 4 / 5 ms and 4 / 2 ms
+    assert "| 0.80x | 2.00x |" in _row(text, "| 512 | 32 | fwd+bwd |")
+    assert _row(text, "T=512: triton speed-up over compiled").endswith("| 0.80x | NOT met |")
+    assert _row(text, "T=512: triton_fused speed-up over compiled").endswith("| 2.00x | met |")
     assert "### bench_kv_cache::test_decode_step" in text
     assert "3.125" in _row(text, "| cpp | 800.00 ms |") and "1.0 MiB" in _row(text, "| cpp |")
 

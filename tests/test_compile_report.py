@@ -13,7 +13,10 @@ import pytest
 
 REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_report.py"
 ATTENTION = {"rel_attention_fwd_kernel", "rel_attention_bwd_dkdv_kernel",
-             "rel_attention_bwd_dq_kernel", "rel_attention_bwd_dr_kernel"}
+             "rel_attention_bwd_dq_kernel", "rel_attention_bwd_dr_kernel",
+             "rel_attention_bwd_fused_kernel"}
+PASSES = ("rel_attention_bwd_dkdv_kernel", "rel_attention_bwd_dq_kernel",
+          "rel_attention_bwd_dr_kernel")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,10 @@ def test_default_configs_do_no_duplicate_mma_work_in_dkdv_and_dq(default_rows):
     # duplicate; benchmarks/RESULTS.md says why.
     rows = [r for r in default_rows if r["kernel"] in ATTENTION]
     assert all(r["mma_work_over_tile"] >= 1.0 for r in rows), rows
-    dup = {r["kernel"] for r in rows if r["mma_work_over_tile"] > 1.0}
+    dup = {r["kernel"] for r in rows if r["mma_work_over_tile"] > 1.0 and r["case"][0] != "r"}
+    # one-token steps: the fused backward's spill-free 16-row tiles (16 x 32 x 8) duplicate too
+    dup_rollout = {r["kernel"] for r in rows if r["mma_work_over_tile"] > 1.0 and r["case"][0] == "r"}
+    assert dup_rollout <= {"rel_attention_bwd_dr_kernel", "rel_attention_bwd_fused_kernel"}, dup_rollout
     assert dup <= {"rel_attention_fwd_kernel", "rel_attention_bwd_dr_kernel"}, [
         (r["kernel"], r["config"], r["case"], r["mma_work_over_tile"]) for r in rows
         if r["kernel"] in dup]
@@ -102,3 +108,67 @@ def test_gumbel_one_hot_passes_are_near_their_byte_floor(default_rows):
     slow = [f"{r['kernel']} [{r['config']}] {r['case']}: {r['est_over_floor']}x" for r in rows
             if r["est_over_floor"] > 1.75]
     assert not slow, "one-hot Gumbel passes far from their floor:\n" + "\n".join(slow)
+
+
+def test_needed_and_executed_work_per_pass(default_rows):
+    # every attention row carries the work its pass must do and what its binary executes over the
+    # grid (an estimate); executed MMA FLOPs cover at least the needed ones (tiles pad D = 50 to
+    # 64, compute masked halves of diagonal tiles and 2·BN-row relative windows)
+    rows = [r for r in default_rows if r["kernel"] in ATTENTION]
+    for r in rows:
+        assert r["needed_flops"] > 0 and r["needed_bytes"] > 0, r
+        assert r["executed_flops"] >= r["needed_flops"], r
+        assert r["executed_bytes"] > 0, r
+    # the fused backward executes less MMA work than the three passes together, case by case
+    by_case = {}
+    for r in rows:
+        by_case.setdefault(r["case"], {})[r["kernel"]] = r
+    fused_cases = [c for c, ks in by_case.items() if "rel_attention_bwd_fused_kernel" in ks]
+    assert fused_cases, by_case.keys()
+    for case in fused_cases:
+        ks = by_case[case]
+        split = sum(ks[k]["executed_flops"] for k in PASSES)
+        fused = ks["rel_attention_bwd_fused_kernel"]["executed_flops"]
+        # segments: each tile pair's scores once instead of three times (a one-token step has one
+        # query tile per pass, so little is recomputed there)
+        assert fused < (0.75 if ks[PASSES[0]]["shape"]["T"] > 16 else 1.0) * split, (case, fused, split)
+    # the one-hot Gumbel passes carry their byte floor as needed bytes
+    gumbel = [r for r in default_rows if "floor_us" in r]
+    assert gumbel and all(r["needed_bytes"] > 0 for r in gumbel)
+
+
+def test_needed_work_and_sass_byte_counts():
+    # the arithmetic of the report's needed and executed counts, without compiling anything
+    code = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import compile_report as c
+shape = dict(B=2, T=4, M=3, H=1, D=8)
+print(json.dumps({
+    "fwd": c.needed_work("rel_attention_fwd_kernel", shape),
+    "fused": c.needed_work("rel_attention_bwd_fused_kernel", shape),
+    "other": c.needed_work("gumbel_st_fwd_kernel", shape),
+    "ldg128": c._global_bytes_per_warp("LDG.E.128 R4, desc[UR4][R2.64]"),
+    "pred_u16": c._global_bytes_per_warp("@!P0 LDG.E.U16 R9, desc[UR6][R6.64]"),
+    "stg": c._global_bytes_per_warp("STG.E desc[UR4][R2.64], R5"),
+    "red": c._global_bytes_per_warp("@P1 REDG.E.ADD.F32.FTZ.RN.STRONG.GPU desc[UR4][R2.64], R7"),
+    "cp_async": c._global_bytes_per_warp("LDGSTS.E.BYPASS.LTC128B.128 [R3], desc[UR4][R4.64]"),
+    "lds": c._global_bytes_per_warp("LDS.128 R8, [R3]"),
+    "mma": c._mma_flops_per_warp("HGMMA.64x32x16.F32.BF16 R24, gdesc[UR4], RZ, !UPT"),
+}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", code, str(REPORT.parent)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    pairs = 2 * (4 * 3 + 4 * 5 // 2)  # B·H·(T·M + T(T+1)/2) = 44 visible pairs
+    q, kv, r = 2 * 4 * 8 * 2, 2 * 7 * 8 * 2, 7 * 8 * 2  # bf16 bytes of q, k (or v), r[:L]
+    assert got["fwd"] == [3 * 2 * pairs * 8, q + 2 * kv + r + q + 2 * 4 * 4]
+    assert got["fused"] == [8 * 2 * pairs * 8, (q + 2 * kv + r + q + 2 * 2 * 4 * 4)
+                            + (q + 2 * kv + r)]
+    assert got["other"] is None
+    assert (got["ldg128"], got["pred_u16"], got["stg"], got["red"], got["cp_async"]) == (
+        512, 64, 128, 128, 512)
+    assert got["lds"] == 0  # shared memory is not global traffic
+    assert got["mma"] == 2 * 64 * 32 * 16 // 4

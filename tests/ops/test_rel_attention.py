@@ -135,7 +135,9 @@ def test_pinned_config_sets_the_tiles_of_every_kernel(triton_backend, monkeypatc
     for name in triton_backend._DEFAULT_CONFIGS:
         monkeypatch.setattr(kern, name, Recorder(name, getattr(kern, name)))
     monkeypatch.setenv("TGAN_TRITON_CONFIG", "16x64x4")
-    check_kernel(make_inputs(2, 40, 19, 1, 50))
+    for mode in ("split", "fused"):  # the fused backward's kernel runs in its mode only
+        monkeypatch.setenv("TGAN_ATTN_BWD", mode)
+        check_kernel(make_inputs(2, 40, 19, 1, 50))
     assert seen == {name: (16, 64) for name in triton_backend._DEFAULT_CONFIGS}
 
 
@@ -331,6 +333,73 @@ def test_dropout_seed_repeats_and_varies(triton_backend):
     c = run()
     assert torch.equal(a, b), "the same torch seed must draw the same dropout mask"
     assert not torch.equal(a, c), "a new call must draw a new dropout mask"
+
+
+# ------------------------------------------------------------------- fused backward (one pass)
+
+
+@pytest.fixture
+def fused_backward(triton_backend, monkeypatch):
+    """TGAN_ATTN_BWD=fused, with every backward launch recorded: the fused kernel must run, and
+    none of the three passes'."""
+    monkeypatch.setenv("TGAN_ATTN_BWD", "fused")
+    seen = record_launch_head_sizes(triton_backend, monkeypatch)
+    yield triton_backend
+    names = {name for name, _ in seen if "_bwd_" in name}
+    assert names == {"rel_attention_bwd_fused_kernel"}, names
+
+
+@pytest.mark.parametrize("B,T,M,H,D", [(2, 63, 37, 3, 50), (2, 40, 0, 2, 64), (2, 1, 37, 3, 50),
+                                       (3, 16, 70, 2, 64)])
+def test_fused_backward_matches_reference(fused_backward, B, T, M, H, D):
+    # D = 50 (padded to 64 for segments) and 64; a segment with and without memory; one-token and
+    # 16-token steps (the decode tiles); rows of r past the largest distance get no gradient
+    grads = check_kernel(make_inputs(B, T, M, H, D, extra_r=3))
+    assert grads[3][M + T:].abs().max() == 0
+
+
+@pytest.mark.parametrize("bm,bn", [(16, 32), (32, 64)])
+def test_fused_backward_other_tiles(fused_backward, monkeypatch, bm, bn):
+    monkeypatch.setenv("TGAN_TRITON_CONFIG", f"{bm}x{bn}x4")
+    check_kernel(make_inputs(2, 40, 19, 2, 50))
+
+
+def test_fused_backward_with_dropout(fused_backward, monkeypatch):
+    B, T, M, H, D, p, seed = 2, 21, 14, 2, 50, 0.3, 1234
+    inputs = make_inputs(B, T, M, H, D)
+    keep = fused_backward.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
+    check_dropout_against_mask(fused_backward, monkeypatch, inputs, keep, p, seed)
+
+
+def test_fused_backward_r_without_grad_skips_dr(fused_backward, monkeypatch):
+    from tgan.ops.rel_attention import kernel as kern
+
+    flags = []
+    launch = kern.rel_attention_bwd_fused_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            def run(*args, **kw):
+                flags.append(kw["COMPUTE_DR"])
+                return launch[grid](*args, **kw)
+            return run
+
+    monkeypatch.setattr(kern, "rel_attention_bwd_fused_kernel", Spy())
+    q, k, v, r, u, vb = make_inputs(2, 9, 5, 2, 16)
+    out = rel_attention(q, k, v, r.detach(), u, vb)
+    grads = torch.autograd.grad(out.sum(), (q, k, v, u, vb))
+    ref_in = as_float64([q, k, v, r, u, vb])
+    ref_grads = torch.autograd.grad(naive.rel_attention(*ref_in).sum(),
+                                    [ref_in[i] for i in (0, 1, 2, 4, 5)])
+    for name, g, gr in zip(("q", "k", "v", "u", "vb"), grads, ref_grads):
+        assert_close(f"d{name}", g, gr, 1e-4, 1e-4)
+    assert flags == [False]
+
+
+def test_backward_mode_bad_value(triton_backend, monkeypatch):
+    monkeypatch.setenv("TGAN_ATTN_BWD", "atomic")
+    with pytest.raises(ValueError, match="TGAN_ATTN_BWD must be one of"):
+        triton_backend.backward_mode()
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -37,9 +37,12 @@ it is the content term and dO·V^T that are skewed. Each distance row is written
 program (per batch split), so dr needs no atomics and is deterministic; the price is a third
 recomputation of the scores (about 6 [BM, BN, D] products per tile against 6 and 7 for the dk/dv
 and dq passes, so the backward does about 19 such products per tile pair against 4 forward).
-The alternative, atomically adding each tile pair's [2BN, D] window of dr from the dk/dv pass,
-saves that recomputation but issues 2*BN*D fp32 atomics per tile pair (8192 at BN = D = 64),
-with every tile pair of one diagonal hitting the same rows; it was not taken (not measured).
+The alternative is `rel_attention_bwd_fused_kernel` (``TGAN_ATTN_BWD=fused``): one pass over key
+tiles computes each tile pair's scores once (11 products per tile pair against 19) and adds dq
+and each tile pair's [2BN, D] window of dr with fp32 atomics (BM*D + 2*BN*D per tile pair, every
+tile pair of one diagonal hitting the same rows of dr), at the price of sums whose order varies.
+Which is faster is a GPU measurement (`benchmarks/gpu_session.sh fusion`); the three passes stay
+the default until it is made.
 
 T_BUCKET and L_BUCKET (next powers of two of T and M+T) are unused by the code: they are the
 launchers' autotuning keys, which must be kernel arguments. bh0 is the (batch, head) index of the
@@ -152,7 +155,8 @@ def _load_query_tile(Q, U, VB, q_base, sqt, sqd, h, D, offs_m, offs_d, T):
 def _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d, qk_scale,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr):
     """`_tile_scores` transposed, [BN, BM] (keys by rows), computed as K·Q^T so that the dk/dv
-    pass feeds its products without transposing probabilities and dS in registers."""
+    pass feeds its products without transposing probabilities and dS in registers; and the r
+    window the scores used, [2BN, BD]."""
     dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
     r_win = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
     st = tl.dot(k, tl.trans(qu), input_precision=DOT_PREC)
@@ -160,7 +164,7 @@ def _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, off
     a = tl.arange(0, BLOCK_M)[None, :]
     b = tl.arange(0, BLOCK_N)[:, None]
     st += tl.gather(pw, a - b + (BLOCK_N - 1), axis=0)
-    return st * qk_scale
+    return st * qk_scale, r_win
 
 
 @triton.jit
@@ -320,8 +324,8 @@ def rel_attention_bwd_dkdv_kernel(
         delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
         if BLOCK_M >= 32:
             # transposed tiles [BN, BM], keys by rows: P^T and dS^T feed dv and dk untransposed
-            st = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                                qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+            st, _ = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                                   qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
             visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
                        & (offs_m[None, :] < T))
             v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
@@ -351,6 +355,91 @@ def rel_attention_bwd_dkdv_kernel(
         ds_sum = tl.sum(ds_acc, 1)
         part = ((b.to(tl.int64) * tl.num_programs(0) + pid_n) * H + h) * D + offs_d
         tl.store(DU_PART + part, tl.sum(ds_sum[:, None] * k.to(tl.float32), 0), mask=offs_d < D)
+
+
+@triton.jit(do_not_specialize=_VARYING + ["bh0"])
+def rel_attention_bwd_fused_kernel(
+    QU, QV, K, V, R, DO, LSE, DELTA, DQ, DK, DV, DR, DU_PART,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    srr, srh, srd, sdob, sdot, sdoh, sdod,
+    H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, COMPUTE_DR: tl.constexpr,
+):
+    """Grid (cdiv(L, BN), B*H): the whole backward in one pass over key tiles, each tile pair's
+    scores computed once (FlashAttention-2's backward, with the relative term).
+
+    One key tile per program, a loop over the query tiles that see it, in the transposed form of
+    the dk/dv pass ([BN, BM], keys by rows). dk and dv (and du's partial sums, DU_PART as in the
+    dk/dv pass) stay in registers and are stored once. dq and dr are sums over key tiles, which
+    other programs own: each tile pair adds its share with fp32 atomics, dq's [BM, BD] rows
+    (dS·K plus the window product dS_win·R_win) into DQ [B, T, H, D], and its r window's gradient
+    dS_win^T·(q+vb) [2BN, BD] into DR [L, H, D] (with COMPUTE_DR). DQ and DR are fp32, zeroed by
+    the launcher, unscaled (the launcher multiplies by ``scale``); the order of the atomic adds
+    varies from run to run, so dq and dr are not bit-for-bit repeatable.
+    Per tile pair: 11 [BM, BN, BD] products (scores 3, dO·V^T, dV, dK, dS·K, dS·R 2, dr 2)
+    against 19 in the three passes, plus BM·BD + 2·BN·BD atomic adds.
+    """
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    j0 = pid_n * BLOCK_N
+    offs_j = j0 + tl.arange(0, BLOCK_N)
+    offs_mm = tl.arange(0, BLOCK_M)
+    offs_w = tl.arange(0, 2 * BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    q_base = b.to(tl.int64) * sqb + h * sqh
+    do_base = b.to(tl.int64) * sdob + h * sdoh
+    k = _load_rows(K + b.to(tl.int64) * skb + h * skh, offs_j, skt, offs_j < L, offs_d, skd, D)
+    v = _load_rows(V + b.to(tl.int64) * svb + h * svh, offs_j, svt, offs_j < L, offs_d, svd, D)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    ds_acc = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+    dq_base = b.to(tl.int64) * T * H * D + h * D
+    i_start = (tl.maximum(j0 - M, 0) // BLOCK_M) * BLOCK_M
+    for i0 in range(i_start, T, BLOCK_M):
+        offs_m = i0 + offs_mm
+        qu = _load_rows(QU + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
+        qv = _load_rows(QV + q_base, offs_m, sqt, offs_m < T, offs_d, sqd, D)
+        do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
+        lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+        delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+        st, r_win = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w,
+                                   offs_d, qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+        visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
+                   & (offs_m[None, :] < T))
+        v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
+        keep = visible
+        if HAS_DROPOUT:
+            keep = tl.trans(_keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0,
+                                       BLOCK_M, BLOCK_N))
+        p_drop, ds = _probs_and_dscores(st, v_do, lse2[None, :], delta[None, :], visible, keep,
+                                        dropout_p, HAS_DROPOUT)
+        dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
+        dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
+        ds_acc += ds
+        # dq's share of this key tile: the content part dS·K and the relative part dS_win·R_win
+        ds_rows = tl.trans(ds.to(qu.dtype))  # [BM, BN]
+        ds_win = _skew_to_window(ds_rows, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row
+        dq = tl.dot(ds_rows, k, input_precision=DOT_PREC)
+        dq += tl.dot(ds_win, r_win, input_precision=DOT_PREC)
+        dq_ptr = DQ + dq_base + offs_m[:, None] * (H * D) + offs_d[None, :]
+        tl.atomic_add(dq_ptr, dq, mask=(offs_m[:, None] < T) & (offs_d[None, :] < D), sem="relaxed")
+        if COMPUTE_DR:
+            dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
+            dr = tl.dot(tl.trans(ds_win), qv, input_precision=DOT_PREC)  # [2BN, BD]
+            dr_ptr = DR + dist[:, None] * (H * D) + h * D + offs_d[None, :]
+            tl.atomic_add(dr_ptr, dr, mask=(dist[:, None] >= 0) & (dist[:, None] < L)
+                          & (offs_d[None, :] < D), sem="relaxed")
+
+    out = b.to(tl.int64) * L * H * D + offs_j[:, None] * (H * D) + h * D + offs_d[None, :]
+    mask = (offs_j[:, None] < L) & (offs_d[None, :] < D)
+    tl.store(DK + out, (dk * scale).to(DK.dtype.element_ty), mask=mask)
+    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=mask)
+    ds_sum = tl.sum(ds_acc, 1)  # keys beyond L have dS = 0
+    part = ((b.to(tl.int64) * tl.num_programs(0) + pid_n) * H + h) * D + offs_d
+    tl.store(DU_PART + part, tl.sum(ds_sum[:, None] * k.to(tl.float32), 0), mask=offs_d < D)
 
 
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])

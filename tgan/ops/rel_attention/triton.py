@@ -72,6 +72,7 @@ _KERNEL_CONFIGS = {
     "rel_attention_bwd_dkdv_kernel": ((32, 32, 4), (32, 32, 8)),
     "rel_attention_bwd_dq_kernel": ((32, 32, 4), (32, 32, 8)),
     "rel_attention_bwd_dr_kernel": ((32, 32, 8),),
+    "rel_attention_bwd_fused_kernel": ((32, 32, 4), (32, 32, 8)),
 }
 # T <= 16 (decoding, and the backward of a rollout's one-token steps): the dr pass spills at
 # 16 x 64 x 4, 16 x 32 x 4 and 16 x 64 x 8 under triton 3.6 (the last two not under 3.9);
@@ -82,8 +83,13 @@ _KERNEL_DECODE_CONFIGS = {
     "rel_attention_bwd_dkdv_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
     "rel_attention_bwd_dq_kernel": ((16, 64, 4), (16, 32, 4), (16, 64, 8)),
     "rel_attention_bwd_dr_kernel": ((16, 32, 8), (16, 16, 8)),
+    "rel_attention_bwd_fused_kernel": ((16, 32, 8), (16, 16, 8)),
 }
 
+# The fused backward (TGAN_ATTN_BWD=fused) compiled for sm_90 under triton 3.9: 64 x 64 and every
+# 32 x 64 config spill (0.3-2.5 KB), 32 x 32 x 4 and x 8 do not, and 32 x 32 x 4 issues no
+# duplicate MMA work; for one-token steps 16 x 32 x 4, 16 x 64 x 4 and x 8 spill, 16 x 32 x 8 and
+# 16 x 16 x 8 do not (`python benchmarks/compile_report.py --only bwd_fused`).
 # TGAN_TRITON_CONFIG=default: the tiles the autotuner picked at T = M = 512 (bf16, D = 64; the
 # autotune and attention stages of benchmarks/gpu_session.sh, timings in benchmarks/RESULTS.md):
 # 64 x 64 x 8 for the forward, 32 x 32 x 4 for the backward passes. dr takes 32 x 32 x 8 instead,
@@ -94,6 +100,7 @@ _DEFAULT_CONFIGS = {
     "rel_attention_bwd_dkdv_kernel": (32, 32, 4),
     "rel_attention_bwd_dq_kernel": (32, 32, 4),
     "rel_attention_bwd_dr_kernel": (32, 32, 8),
+    "rel_attention_bwd_fused_kernel": (32, 32, 4),
 }
 _DECODE_DEFAULTS = {name: cfgs[0] for name, cfgs in _KERNEL_DECODE_CONFIGS.items()}
 _POW2_TILES = (16, 32, 64)
@@ -345,10 +352,25 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     return dq, dk, dv, dr, du.to(u.dtype), dvb.to(vb.dtype)
 
 
+_BWD_MODES = ("split", "fused")
+
+
+def backward_mode() -> str:
+    """``TGAN_ATTN_BWD``: "split" (default; three passes, each owning its outputs, deterministic)
+    or "fused" (one pass over key tiles, dq and dr by fp32 atomics; see ``kernel.py``)."""
+    raw = os.environ.get("TGAN_ATTN_BWD", "split").strip().lower() or "split"
+    if raw not in _BWD_MODES:
+        raise ValueError(f"TGAN_ATTN_BWD must be one of {_BWD_MODES}, got {raw!r}")
+    return raw
+
+
 def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
          compute_dr: bool):
-    """The three passes at the inputs' own head size, from q + u and q + vb (contiguous) and
-    delta = rowsum(dO * O) [B, H, T]; du, dvb and dr's L rows ([L, H, D]) come back in fp32."""
+    """The backward at the inputs' own head size, from q + u and q + vb (contiguous) and
+    delta = rowsum(dO * O) [B, H, T]; du, dvb and dr's L rows ([L, H, D]) come back in fp32.
+    Three passes, or the fused one (``backward_mode``)."""
+    if backward_mode() == "fused":
+        return _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale, dropout_p, seed, compute_dr)
     B, T, H, D = qu.shape
     L = k.shape[1]
     _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
@@ -399,6 +421,38 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
                  *scalars, per], T, D, meta)
         dr = dr_part.sum(0)  # rows >= M+T are no distance of any pair
     return dq, dk, dv, dr, du, dvb
+
+
+def _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
+               compute_dr: bool):
+    """`_bwd` in one pass (`rel_attention_bwd_fused_kernel`): dk, dv in registers per key tile,
+    dq and dr accumulated in fp32 by atomics, du from per-key-tile partial sums."""
+    B, T, H, D = qu.shape
+    L = k.shape[1]
+    _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype),
+                COMPUTE_DR=bool(compute_dr))
+    scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
+               dropout_p, *_buckets(T, L)]
+    dk = torch.empty((B, L, H, D), device=qu.device, dtype=k.dtype)
+    dv = torch.empty((B, L, H, D), device=qu.device, dtype=v.dtype)
+    dq32 = torch.zeros((B, T, H, D), device=qu.device, dtype=torch.float32)
+    dr32 = torch.zeros((L, H, D) if compute_dr else (1, H, D), device=qu.device, dtype=torch.float32)
+    # per (batch, key tile) partial sums of du, sized for the smallest key tile
+    du_part = torch.zeros((B, _cdiv(L, 16), H, D), device=qu.device, dtype=torch.float32)
+    name = "rel_attention_bwd_fused_kernel"
+    for b0, b1 in _batch_chunks(B, H):
+        n, c = b1 - b0, slice(b0, b1)
+        _launch(name, lambda bm, bn: (_cdiv(L, bn), n * H),
+                [qu[c], qv[c], k[c], v[c], r, do[c], lse[c], delta[c], dq32[c], dk[c], dv[c], dr32,
+                 du_part[c], *_strides(qu[c], k[c], v[c], r, do[c]), *scalars, b0 * H],
+                T, D, meta, reset=("DQ", "DR", "DU_PART"))
+    dq32 *= scale
+    du = du_part.sum((0, 1)) * scale
+    # dq = scale·(dS·K + dS_window·R): summed over queries, its content part is du, the rest dvb
+    dvb = dq32.sum((0, 1)) - du
+    dr = dr32 * scale if compute_dr else None
+    return dq32.to(qu.dtype), dk, dv, dr, du, dvb
 
 
 def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
