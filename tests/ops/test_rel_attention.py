@@ -396,6 +396,11 @@ def test_fused_backward_r_without_grad_skips_dr(fused_backward, monkeypatch):
     assert flags == [False]
 
 
+def test_fused_backward_fp16_error_within_twice_torch(fused_backward):
+    # fp16 products, fp32 atomics: the fused backward's error stays within twice the reference's
+    check_half_precision(make_inputs(2, 20, 11, 2, 64, dtype=torch.float16))
+
+
 def test_backward_mode_bad_value(triton_backend, monkeypatch):
     monkeypatch.setenv("TGAN_ATTN_BWD", "atomic")
     with pytest.raises(ValueError, match="TGAN_ATTN_BWD must be one of"):
