@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgan.model import BertConfig, BertDiscriminator
+from tgan.model import BertDiscriminator
+from tgan.model.bert import load_bert_folder
 
 CRITIC_WEIGHTS = "critic.safetensors"
 CRITIC_META = "critic.json"
@@ -179,8 +180,6 @@ def is_critic(path) -> bool:
 def load_critic(path, device="cpu") -> Critic:
     """The critic of a finished critic folder (``python -m tgan.critic --out``) or of a model
     folder exported ``--with-critic``. Raises CriticError naming the path otherwise."""
-    from safetensors.torch import load_file
-
     p = Path(path)
     if not p.is_dir():
         raise CriticError(f"critic {p} does not exist (train one with python -m tgan.critic "
@@ -191,9 +190,7 @@ def load_critic(path, device="cpu") -> Critic:
                           + ("; its training has not finished: continue it with python -m tgan.critic "
                              "--resume)" if unfinished else ")"))
     try:
-        meta = json.loads((p / CRITIC_META).read_text(encoding="utf-8"))
-        bert = BertDiscriminator(BertConfig.from_dict(meta["bert"]))
-        bert.load_state_dict(load_file(str(p / CRITIC_WEIGHTS)))
+        bert, meta = load_bert_folder(p, CRITIC_META, CRITIC_WEIGHTS)
     except Exception as e:  # json, safetensors and load_state_dict raise their own types
         raise CriticError(f"critic {p} does not load ({type(e).__name__}: {e})") from None
     return Critic(bert.to(device), meta, p)

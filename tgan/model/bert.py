@@ -119,3 +119,20 @@ class BertDiscriminator(nn.Module):
         pad = x == self.cfg.pad_id
         pad &= ~pad.all(dim=-1, keepdim=True)  # an all-PAD row attends everywhere rather than to nothing
         return pad if pad.any() else None
+
+
+def load_bert_folder(folder, meta_name: str, weights_name: str) -> tuple[BertDiscriminator, dict]:
+    """(BERT in eval mode on the CPU, metadata) of a folder holding ``meta_name`` (JSON whose
+    ``"bert"`` entry is the BertConfig) and ``weights_name`` (safetensors): the scorer's and the
+    critic's folders. Raises what json, safetensors and ``load_state_dict`` raise; the callers
+    name the folder in their own error."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / meta_name).read_text(encoding="utf-8"))
+    bert = BertDiscriminator(BertConfig.from_dict(meta["bert"]))
+    bert.load_state_dict(load_file(str(folder / weights_name)))
+    return bert.eval(), meta

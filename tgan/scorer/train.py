@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tgan.gan.pretrain import mlm_step
 from tgan.gan.schedule import apply_step, inverse_sqrt_scheduler, restore_step
 from tgan.model import BertConfig, BertDiscriminator, preset
+from tgan.model.bert import load_bert_folder
 from tgan.model.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from tgan.model.masking import IGNORE, mask_batch
 
@@ -231,9 +232,7 @@ def load_scorer(path, device="cpu") -> tuple[BertDiscriminator, dict]:
                 if latest_checkpoint(p) is not None else " (train one with python -m tgan.scorer)")
         raise CheckpointError(f"{p} is not a scorer: it holds no {SCORER_META}{hint}")
     try:
-        meta = json.loads((p / SCORER_META).read_text(encoding="utf-8"))
-        bert = BertDiscriminator(BertConfig.from_dict(meta["bert"]))
-        bert.load_state_dict(load_file(str(p / SCORER_WEIGHTS)))
+        bert, meta = load_bert_folder(p, SCORER_META, SCORER_WEIGHTS)
     except Exception as e:  # json, safetensors and load_state_dict raise their own types
         raise CheckpointError(f"scorer {p} does not load ({type(e).__name__}: {e})") from None
     return bert.to(device).eval(), meta
