@@ -267,7 +267,7 @@ def test_rel_attention(benchmark, provider, T, mode):
     benchmark.extra_info.update(info)
 
 
-HEAD_PAD_SHAPE = (4, 128, 1024, 10, 50)  # B, T, M, H, D: the paper preset's segment and memory
+PAPER_SHAPE = (4, 128, 1024, 10, 50)  # B, T, M, H, D: the paper preset's segment and memory
 HEAD_PAD_DTYPE = torch.bfloat16
 
 
@@ -281,7 +281,7 @@ def test_backward_head_padding(benchmark, path):
         pytest.skip("the Triton kernels' backward needs a CUDA device")
     from tgan.ops.rel_attention import triton as impl
 
-    (B, T, M, Hp, Dp), p, seed = HEAD_PAD_SHAPE, 0.1, 1234
+    (B, T, M, Hp, Dp), p, seed = PAPER_SHAPE, 0.1, 1234
     L = M + T
     q = torch.randn(B, T, Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE)
     k, v = (torch.randn(B, L, Hp, Dp, device=DEVICE, dtype=HEAD_PAD_DTYPE) for _ in range(2))
@@ -314,7 +314,6 @@ def test_backward_head_padding(benchmark, path):
         benchmark.extra_info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
 
 
-PAPER_SHAPE = (4, 128, 1024, 10, 50)  # B, T, M, H, D: the paper preset's segment and memory
 PAPER_PROVIDERS = ("triton", "triton_fused", "compiled", "sdpa")
 
 

@@ -279,6 +279,27 @@ def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, off
     return p_drop, ds, r_win
 
 
+@triton.jit
+def _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, offs_m, offs_j, offs_w,
+              offs_d, qk_scale, lse2, delta, seed_lo, seed_hi, drop_thr, dropout_p, bh,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+              HAS_DROPOUT: tl.constexpr):
+    """`_row_tile` transposed ([BN, BM], keys by rows), for the passes over key tiles: P^T and
+    dS^T feed the dv and dk products untransposed. Returns (probabilities after dropout, dS, the
+    r window the scores used)."""
+    st, r_win = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                               qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+    visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
+               & (offs_m[None, :] < T))
+    v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
+    keep = visible
+    if HAS_DROPOUT:
+        keep = tl.trans(_keep_tile(seed_lo, seed_hi, drop_thr, bh, offs_m, j0, BLOCK_M, BLOCK_N))
+    p_drop, ds = _probs_and_dscores(st, v_do, lse2[None, :], delta[None, :], visible, keep,
+                                    dropout_p, HAS_DROPOUT)
+    return p_drop, ds, r_win
+
+
 @triton.jit(do_not_specialize=_VARYING + ["bh0"])
 def rel_attention_bwd_dkdv_kernel(
     QU, QV, K, V, R, DO, LSE, DELTA, DK, DV, DU_PART,
@@ -324,17 +345,10 @@ def rel_attention_bwd_dkdv_kernel(
         delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
         if BLOCK_M >= 32:
             # transposed tiles [BN, BM], keys by rows: P^T and dS^T feed dv and dk untransposed
-            st, _ = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                                   qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
-            visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
-                       & (offs_m[None, :] < T))
-            v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
-            keep = visible
-            if HAS_DROPOUT:
-                keep = tl.trans(_keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0,
-                                           BLOCK_M, BLOCK_N))
-            p_drop, ds = _probs_and_dscores(st, v_do, lse2[None, :], delta[None, :], visible, keep,
-                                            dropout_p, HAS_DROPOUT)
+            p_drop, ds, _ = _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
+                                      offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
+                                      seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N,
+                                      DOT_PREC, HAS_DROPOUT)
             dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
             dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
             ds_acc += ds  # summed over queries after the loop, not reduced across warps per tile
@@ -405,17 +419,10 @@ def rel_attention_bwd_fused_kernel(
         do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
         lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
-        st, r_win = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w,
-                                   offs_d, qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
-        visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
-                   & (offs_m[None, :] < T))
-        v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
-        keep = visible
-        if HAS_DROPOUT:
-            keep = tl.trans(_keep_tile(seed_lo, seed_hi, drop_thr, bh0 + bh, offs_m, j0,
-                                       BLOCK_M, BLOCK_N))
-        p_drop, ds = _probs_and_dscores(st, v_do, lse2[None, :], delta[None, :], visible, keep,
-                                        dropout_p, HAS_DROPOUT)
+        p_drop, ds, r_win = _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T,
+                                      L, offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta,
+                                      seed_lo, seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M,
+                                      BLOCK_N, DOT_PREC, HAS_DROPOUT)
         dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
         dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
         ds_acc += ds

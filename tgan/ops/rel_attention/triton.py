@@ -369,14 +369,14 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
     """The backward at the inputs' own head size, from q + u and q + vb (contiguous) and
     delta = rowsum(dO * O) [B, H, T]; du, dvb and dr's L rows ([L, H, D]) come back in fp32.
     Three passes, or the fused one (``backward_mode``)."""
-    if backward_mode() == "fused":
-        return _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale, dropout_p, seed, compute_dr)
     B, T, H, D = qu.shape
     L = k.shape[1]
     _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype))
     scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
                dropout_p, *_buckets(T, L)]
+    if backward_mode() == "fused":
+        return _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale, compute_dr, meta, scalars)
 
     dk = torch.empty((B, L, H, D), device=qu.device, dtype=k.dtype)
     dv = torch.empty((B, L, H, D), device=qu.device, dtype=v.dtype)
@@ -423,17 +423,14 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
     return dq, dk, dv, dr, du, dvb
 
 
-def _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
-               compute_dr: bool):
+def _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale: float, compute_dr: bool, meta: dict,
+               scalars: list):
     """`_bwd` in one pass (`rel_attention_bwd_fused_kernel`): dk, dv in registers per key tile,
-    dq and dr accumulated in fp32 by atomics, du from per-key-tile partial sums."""
+    dq and dr accumulated in fp32 by atomics, du from per-key-tile partial sums. ``meta`` and
+    ``scalars``: the kernels' constexprs and scalar arguments, as `_bwd` forms them."""
     B, T, H, D = qu.shape
     L = k.shape[1]
-    _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype),
-                COMPUTE_DR=bool(compute_dr))
-    scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
-               dropout_p, *_buckets(T, L)]
+    meta = dict(meta, COMPUTE_DR=bool(compute_dr))
     dk = torch.empty((B, L, H, D), device=qu.device, dtype=k.dtype)
     dv = torch.empty((B, L, H, D), device=qu.device, dtype=v.dtype)
     dq32 = torch.zeros((B, T, H, D), device=qu.device, dtype=torch.float32)
