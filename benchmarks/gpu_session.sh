@@ -20,6 +20,14 @@
 #               bwd, fwd+bwd) and at the paper's shape with dropout, then bench_gumbel_softmax at
 #               R = 131072 -> fusion-attention.json, fusion-gumbel.json (not in the default list:
 #               `bash benchmarks/gpu_session.sh fusion`)
+#   rollouts    issue-sized rollout figures in one process, under 8 minutes, on a cold Triton cache
+#               (an empty TRITON_CACHE_DIR): benchmarks/rollout_probe.py, small preset, decode
+#               tokens/s at batch 4, 16 and 64, then adversarial steps (differentiable rollout +
+#               D + backward) at rollouts of 256 and 2048 tokens per batch: the first step's time
+#               (cold: the compiles) and every step warm, tokens/s, peak memory, kernels compiled;
+#               at batch 4 also the per-token weight-gradient path beside the segment sums
+#               -> logs/rollouts.probe (JSON; not pytest-benchmark's, so report.py leaves it out)
+#               (not in the default list: `BUDGET=500 bash benchmarks/gpu_session.sh rollouts`)
 #   report      benchmarks/report.py over the JSON files -> report.md
 # Everything lands in $OUT/session.tgz (plus env.txt, report.md and summary.txt beside it).
 set -uo pipefail
@@ -108,6 +116,10 @@ for name in "$@"; do
             bench fusion-attention 210 0.2 benchmarks/bench_rel_attention.py -k \
                 "paper_shape or (test_rel_attention and (512 or 2048) and not eager and not reference)"
             bench fusion-gumbel 75 0.1 benchmarks/bench_gumbel_softmax.py -k "131072" ;;
+        rollouts)  # a cold cache of its own: the first adversarial step pays every compile
+            TRITON_CACHE_DIR="$(mktemp -d)" stage rollouts 480 python benchmarks/rollout_probe.py \
+                --preset small --batches 4,16,64 --rollouts 256,2048 --old-path-batches 4 \
+                --json "$LOGS/rollouts.probe" ;;
         *) note "unknown stage '$name'"; exit 2 ;;
     esac
 done

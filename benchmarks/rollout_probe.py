@@ -1,13 +1,18 @@
 """Where the time of a rollout goes on a new machine: per-step times from the first step on.
 
-    python benchmarks/rollout_probe.py [--preset small] [--batch 4] [--rollouts 256,2048]
+    python benchmarks/rollout_probe.py [--preset small] [--batches 4,16,64] [--rollouts 256,2048]
+                                       [--old-path-batches 4] [--json F]
 
 Prints, as it goes (so a run stopped at a time limit still says where it was):
   - decode: the first 16 steps of a no-grad decode one by one (Triton compiles its
     specializations there), then the mean of the next steps, and the Triton kernels compiled;
   - adversarial: ``generator_adversarial_step`` (rollout with gradient, TBPTT segments of 128,
-    scored by the BERT discriminator) at each rollout length, twice (the first pays the
-    compiles), with tokens/s and the peak device memory (CUDA).
+    scored by the BERT discriminator) at each batch and rollout length, with tokens/s, the peak
+    device memory (CUDA) and the kernels compiled. The first step of the run pays the compiles
+    (on a cold Triton cache: ``TRITON_CACHE_DIR`` pointing at an empty folder), so it runs once
+    more at once ("warm"). At the batches of ``--old-path-batches`` the same steps run again with
+    plain autograd's per-token weight gradients (``TransformerXL.segment_grads = False``, the path
+    before segment sums): the two paths side by side in one process.
 Not a benchmark file: a probe for the first minutes on a machine, before the benchmarks.
 """
 from __future__ import annotations
@@ -35,7 +40,9 @@ def _compiled_kernels() -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batches", default="4", help="batch sizes, comma separated (default 4)")
+    p.add_argument("--old-path-batches", default="",
+                   help="batch sizes at which the per-token weight-gradient path runs too")
     p.add_argument("--steps", type=int, default=128, help="decode steps (default 128)")
     p.add_argument("--rollouts", default="256,2048", help="rollout lengths, comma separated")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,8 +60,10 @@ def main(argv=None) -> int:
     gen = TransformerXL(pr.generator).to(device)
     disc = BertDiscriminator(pr.bert).to(device)
     out: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                 "preset": args.preset, "batch": args.batch, "decode_first_ms": [], "adversarial": []}
-    B = args.batch
+                 "preset": args.preset, "batches": args.batches, "decode_first_ms": [], "adversarial": []}
+    batches = [int(b) for b in args.batches.split(",")]
+    old_at = {int(b) for b in args.old_path_batches.split(",") if b}
+    B = batches[0]
 
     k0 = _compiled_kernels()
     with torch.no_grad():
@@ -75,29 +84,49 @@ def main(argv=None) -> int:
     out["decode_kernels_compiled"] = _compiled_kernels() - k0
     print(f"decode: {out['decode_ms_per_step_after_16']:.2f} ms/step after step 16; "
           f"{out['decode_kernels_compiled']} Triton kernels compiled", flush=True)
-
-    for R in (int(r) for r in args.rollouts.split(",")):
-        real = torch.randint(2, 300, (B, 5 + R), device=device)
-        for attempt in (1, 2):
-            k0 = _compiled_kernels()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            gen.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            generator_adversarial_step(gen, disc, RSGAN(), real, 5, R, 128, beta=2.0)
+    out["decode_tokens_per_s"] = {B: B * 1e3 / out["decode_ms_per_step_after_16"]}
+    for Bd in batches[1:]:  # the other batches, warm: tokens/s of the steps after the first 16
+        with torch.no_grad():
+            state = gen.init_state(None, batch_size=Bd, capacity=args.steps + 1)
+            x = torch.zeros(Bd, dtype=torch.long, device=device)
+            for t in range(args.steps):
+                if t == 16:
+                    _sync(device)
+                    t0 = time.perf_counter()
+                x = gen.step(x, state, max_context=args.steps + 1).argmax(-1)
             _sync(device)
-            sec = time.perf_counter() - t0
-            row = {"rollout_len": R, "attempt": attempt, "seconds": sec, "tokens_per_s": B * R / sec,
-                   "kernels_compiled": _compiled_kernels() - k0}
-            if device.type == "cuda":
-                row["max_memory_allocated"] = torch.cuda.max_memory_allocated()
-            out["adversarial"].append(row)
-            print(f"adversarial step R={R} #{attempt}: {sec:.2f} s, {row['tokens_per_s']:.0f} tokens/s, "
-                  f"{row['kernels_compiled']} kernels compiled"
-                  + (f", peak {row['max_memory_allocated'] / 2**20:.0f} MiB" if "max_memory_allocated" in row else ""),
-                  flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(out, indent=1))
+        out["decode_tokens_per_s"][Bd] = Bd * (args.steps - 16) / (time.perf_counter() - t0)
+        print(f"decode B={Bd}: {out['decode_tokens_per_s'][Bd]:.0f} tokens/s", flush=True)
+
+    first = True
+    for B in batches:
+        for R in (int(r) for r in args.rollouts.split(",")):
+            real = torch.randint(2, 300, (B, 5 + R), device=device)
+            paths = ["segment_sums"] + (["per_token_weight_grads"] if B in old_at else [])
+            for path in paths:
+                gen.segment_grads = path == "segment_sums"
+                for attempt in ((1, 2) if first else (2,)):
+                    first = False
+                    k0 = _compiled_kernels()
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    gen.zero_grad(set_to_none=True)
+                    t0 = time.perf_counter()
+                    generator_adversarial_step(gen, disc, RSGAN(), real, 5, R, 128, beta=2.0)
+                    _sync(device)
+                    sec = time.perf_counter() - t0
+                    row = {"batch": B, "rollout_len": R, "path": path,
+                           "cache": "cold" if attempt == 1 else "warm", "seconds": sec,
+                           "tokens_per_s": B * R / sec, "kernels_compiled": _compiled_kernels() - k0}
+                    if device.type == "cuda":
+                        row["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+                    out["adversarial"].append(row)
+                    print(f"adversarial B={B} R={R} {path} ({row['cache']}): {sec:.2f} s, "
+                          f"{row['tokens_per_s']:.0f} tokens/s, {row['kernels_compiled']} kernels compiled"
+                          + (f", peak {row['max_memory_allocated'] / 2**20:.0f} MiB"
+                             if "max_memory_allocated" in row else ""), flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from tgan.ops import sample_logits
+from tgan.ops.philox import seed_stream
 
 
 def never_sample(logits: torch.Tensor, pad_id: int | None) -> torch.Tensor:
@@ -21,9 +22,21 @@ def never_sample(logits: torch.Tensor, pad_id: int | None) -> torch.Tensor:
     """
     if pad_id is None or not 0 <= pad_id < logits.shape[-1]:
         return logits
-    banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-    banned[pad_id] = True
-    return logits.masked_fill(banned, float("-inf"))
+    return logits.masked_fill(_banned(logits.shape[-1], pad_id, logits.device), float("-inf"))
+
+
+_BANNED: dict = {}
+
+
+def _banned(V: int, pad_id: int, device) -> torch.Tensor:
+    """The bool [V] mask of PAD, built once per (V, PAD, device): one op per token, not three."""
+    key = (V, pad_id, torch.device(device))
+    mask = _BANNED.get(key)
+    if mask is None:
+        mask = torch.zeros(V, dtype=torch.bool, device=device)
+        mask[pad_id] = True
+        _BANNED[key] = mask
+    return mask
 
 
 @torch.no_grad()
@@ -84,23 +97,26 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         if progress is not None:
             progress.update(1)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    eos_fill = torch.full((batch_size,), eos_id if eos_id is not None else 0, device=device)
     if max_seconds is not None:
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)
-    while len(out) < length:
-        logits = never_sample(logits, gen.cfg.pad_id)
-        nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
-        if eos_id is not None:
-            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-            done |= nxt == eos_id
-        out.append(nxt)
-        if progress is not None:
-            progress.update(1)
-        if max_seconds is not None:
-            elapsed += token_seconds[nxt]
-            if len(out) % 32 == 0 and bool((elapsed >= max_seconds).all()):
-                break
-        if len(out) < length:
-            logits = gen.step(nxt, state, max_context=context)
+    # one host draw seeds every token's noise (a separate seed per token, no draw per token)
+    with seed_stream(g):
+        while len(out) < length:
+            logits = never_sample(logits, gen.cfg.pad_id)
+            nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
+            if eos_id is not None:
+                nxt = torch.where(done, eos_fill, nxt)
+                done |= nxt == eos_id
+            out.append(nxt)
+            if progress is not None:
+                progress.update(1)
+            if max_seconds is not None:
+                elapsed += token_seconds[nxt]
+                if len(out) % 32 == 0 and bool((elapsed >= max_seconds).all()):
+                    break
+            if len(out) < length:
+                logits = gen.step(nxt, state, max_context=context)
     gen.train(was)
     return torch.stack(out, dim=1)

@@ -124,3 +124,62 @@ def test_gradient_through_memory_spans_groups_of_segments_with_bounded_memory():
     assert carried2 == [False, True, False, True]  # graph kept into the group's second segment only
     # same samples, same losses: the difference is the gradient through the memory
     assert any(not torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g1, g2))
+
+
+@pytest.mark.parametrize("grad_segments", [1, 2])
+def test_weight_gradients_summed_once_per_segment_equal_per_token_autograd(grad_segments):
+    # SegmentLinears (one product per weight and segment) against plain autograd (one per token),
+    # with dropout on: the same samples, losses and every parameter's gradient
+    def run(segment_grads):
+        torch.manual_seed(3)
+        cfg = GeneratorConfig(vocab_size=V, n_layer=2, d_model=16, n_head=2, d_head=8, d_inner=32, tgt_len=8,
+                              mem_len=8, eval_mem_len=16, dropout=0.1, attn_dropout=0.1)
+        g, d = TransformerXL(cfg), _models()[1]
+        g.segment_grads = segment_grads
+        real = torch.randint(2, V, (3, 4 + 32))
+        loss = generator_adversarial_step(g, d, RSGAN(), real, 4, 32, 8, beta=2.0, grad_segments=grad_segments)
+        return loss, {n: p.grad.clone() for n, p in g.named_parameters() if p.grad is not None}
+
+    loss_seg, seg = run(True)
+    loss_ref, ref = run(False)
+    assert loss_seg == pytest.approx(loss_ref, rel=1e-6)
+    assert seg.keys() == ref.keys() and len(ref) == len(list(_models()[0].parameters()))
+    for name in ref:
+        torch.testing.assert_close(seg[name], ref[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(ref[n].abs().sum() > 0 for n in ("embed.weight", "ff.0.net.0.weight", "attn.1.q_net.weight"))
+
+
+def test_segment_linears_hold_one_product_per_weight_and_segment():
+    # the backward of a segment's token steps runs one mm per weight, not one per token
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountMM(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ == "mm":
+                CountMM.n += 1
+            return func(*args, **(kwargs or {}))
+
+    def mms(segment_grads, steps):
+        torch.manual_seed(0)
+        g = _models()[0]
+        g.segment_grads = segment_grads
+        state = g.init_state(None, batch_size=2, capacity=steps + 1)
+        x = torch.nn.functional.one_hot(torch.tensor([3, 4]), V).float()
+        out = 0
+        for _ in range(steps):
+            logits = g.step(x, state)
+            out = out + logits.sum()
+            x = torch.softmax(logits, -1)
+        CountMM.n = 0
+        with CountMM():
+            out.backward()
+        return CountMM.n
+
+    # plain autograd: per token, each linear's input and weight products (+ the tied embedding's)
+    assert mms(False, 8) - mms(False, 4) >= 4 * 2 * 11
+    # segment sums: only the inputs' products grow with the tokens
+    seg4, seg8 = mms(True, 4), mms(True, 8)
+    assert seg8 - seg4 <= 4 * 12
+    assert seg8 < mms(False, 8) * 0.65

@@ -61,3 +61,24 @@ def test_triton_function_matches_torch_twin(triton_backend):
         if (k0, k1) == KNOWN[1][1]:
             assert tuple(int(w) for w in out[0]) == KNOWN[1][2]
     assert philox.PHILOX_M0 == 0xD2511F53
+
+
+def test_seed_stream_draws_once_and_repeats_for_the_same_generator_state(monkeypatch):
+    from tgan.ops.philox import draw_seed, naive, seed_stream
+
+    draws = []
+    host_draw = naive._host_draw
+    monkeypatch.setattr(naive, "_host_draw", lambda g: draws.append(g) or host_draw(g))
+    g = torch.Generator().manual_seed(5)
+    with seed_stream(g):
+        a = [draw_seed(g) for _ in range(6)] + [draw_seed()]  # the stream's generator, or None
+    assert len(draws) == 1 and len(set(a)) == 7 and all(0 <= s < 2**63 for s in a)
+    g.manual_seed(5)
+    with seed_stream(g):
+        assert [draw_seed(g) for _ in range(7)] == a
+    # another generator inside the block draws from itself; outside the block every call draws
+    other = torch.Generator().manual_seed(1)
+    with seed_stream(g):
+        draw_seed(other)
+    draw_seed()
+    assert len(draws) == 5

@@ -14,6 +14,7 @@ import torch
 from tgan.gan.losses import gradient_penalty
 from tgan.sampling import never_sample
 from tgan.ops import gumbel_softmax_st
+from tgan.ops.philox import seed_stream
 
 
 def disc_inputs(real: torch.Tensor, fake_seg: torch.Tensor, s: int, prefix_len: int, segment_len: int,
@@ -74,11 +75,12 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
             state = gen.init_state(mems, batch_size=real.shape[0], cache=cache,  # memory K/V, grad to projections
                                    capacity=mem_len + segment_len)
             fakes = []
-            for _ in range(segment_len):
-                logits = never_sample(gen.step(x, state, max_context=mem_len + segment_len), gen.cfg.pad_id)
-                y, _ = gumbel_softmax_st(logits, beta)
-                fakes.append(y)
-                x = y
+            with seed_stream():  # one host draw per segment seeds its dropout and Gumbel noise
+                for _ in range(segment_len):
+                    logits = never_sample(gen.step(x, state, max_context=mem_len + segment_len), gen.cfg.pad_id)
+                    y, _ = gumbel_softmax_st(logits, beta)
+                    fakes.append(y)
+                    x = y
             fake = torch.stack(fakes, dim=1)  # [B, S, V]
             start = prefix_len + s * segment_len
             yield s, fake, real[:, start: start + segment_len]

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tgan.model.config import GeneratorConfig
+from tgan.model.segment_grad import SegmentLinears
 from tgan.ops import KVCache, rel_attention
 
 
@@ -48,23 +49,27 @@ class RelAttentionLayer(nn.Module):
         self.attn_dropout = cfg.attn_dropout
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def kv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values [B, L, H, D] of hidden states [B, L, d_model]."""
+    def kv(self, h: torch.Tensor, lin: SegmentLinears | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, L, H, D] of hidden states [B, L, d_model]. ``lin``: a token step's
+        segment linears (``SegmentLinears``), None for plain layers."""
         B, L, _ = h.shape
-        k, v = self.kv_net(h).view(B, L, 2, self.n_head, self.d_head).unbind(2)
+        kv = self.kv_net(h) if lin is None else lin.module(self.kv_net, h)
+        k, v = kv.view(B, L, 2, self.n_head, self.d_head).unbind(2)
         return k, v
 
     def rel(self, pos_emb: torch.Tensor) -> torch.Tensor:
         """Projected relative embeddings [L, H, D] of sinusoids [L, d_model] (distance order)."""
         return self.r_net(pos_emb).view(-1, self.n_head, self.d_head)
 
-    def attend(self, h, k, v, r) -> torch.Tensor:
-        """Queries from ``h`` [B, T, d] over keys/values [B, M+T, H, D]; returns the layer output."""
+    def attend(self, h, k, v, r, lin: SegmentLinears | None = None) -> torch.Tensor:
+        """Queries from ``h`` [B, T, d] over keys/values [B, M+T, H, D]; returns the layer output.
+        ``lin``: as in ``kv``."""
         B, T, _ = h.shape
-        q = self.q_net(h).view(B, T, self.n_head, self.d_head)
+        q = (self.q_net(h) if lin is None else lin.module(self.q_net, h)).view(B, T, self.n_head, self.d_head)
         p = self.attn_dropout if self.training else 0.0
         a = rel_attention(q, k, v, r, self.u.to(q.dtype), self.vb.to(q.dtype), dropout_p=p)
-        return self.norm(h + self.drop(self.o_net(a.reshape(B, T, -1))))
+        a = a.reshape(B, T, -1)
+        return self.norm(h + self.drop(self.o_net(a) if lin is None else lin.module(self.o_net, a)))
 
     def forward(self, h, mem, pos_emb):
         cat = h if mem is None or mem.shape[1] == 0 else torch.cat([mem, h], dim=1)
@@ -83,8 +88,12 @@ class FeedForward(nn.Module):
         )
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, h):
-        return self.norm(h + self.net(h))
+    def forward(self, h, lin: SegmentLinears | None = None):
+        """``lin``: a token step's segment linears (``SegmentLinears``), None for plain layers."""
+        if lin is None:
+            return self.norm(h + self.net(h))
+        fc1, _, drop1, fc2, drop2 = self.net  # the ReLU out of place: fc1's output is a custom op's
+        return self.norm(h + drop2(lin.module(fc2, drop1(F.relu(lin.module(fc1, h))))))
 
 
 @dataclass
@@ -94,13 +103,15 @@ class DecodeState:
 
     ``cache.keys(l)``, ``cache.values(l)``: [B, L, H, D] views; ``hidden[l]``: list of [B, 1, d]
     tensors, one per step; ``r[l]``: the layer's projected relative embeddings [R, H, D], computed
-    once per state.
+    once per state; ``linears``: the steps' linear layers with their weight gradients summed once
+    per state (``SegmentLinears``), None when the state was made without gradient.
     """
 
     cache: KVCache
     mems: list  # layer inputs [B, M, d] the cache was built from
     hidden: list = field(default_factory=list)
     r: list = field(default_factory=list)
+    linears: SegmentLinears | None = None
 
     @property
     def length(self) -> int:
@@ -146,15 +157,18 @@ class TransformerXL(nn.Module):
         if x.dtype in (torch.long, torch.int32, torch.int16, torch.int64):
             e = self.embed(x.long())
         elif x.is_floating_point():
-            if x.shape[-1] != self.cfg.vocab_size:
-                raise ValueError(
-                    f"TransformerXL: soft input last dim must be vocab_size={self.cfg.vocab_size}, "
-                    f"got {tuple(x.shape)}"
-                )
+            self._check_soft(x)
             e = x.to(self.embed.weight.dtype) @ self.embed.weight
         else:
             raise TypeError(f"TransformerXL: input must be integer ids or float one-hots, got {x.dtype}")
         return self.drop(e * self.emb_scale)
+
+    def _check_soft(self, x: torch.Tensor) -> None:
+        if x.shape[-1] != self.cfg.vocab_size:
+            raise ValueError(
+                f"TransformerXL: soft input last dim must be vocab_size={self.cfg.vocab_size}, "
+                f"got {tuple(x.shape)}"
+            )
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Tied output layer: [.., d] -> [.., V]."""
@@ -206,6 +220,10 @@ class TransformerXL(nn.Module):
         return out
 
     # -- token by token ----------------------------------------------------------------------------
+    # token steps with gradient sum their linear layers' weight gradients once per state
+    # (``SegmentLinears``); False runs plain autograd (per-token weight gradients), the reference
+    segment_grads: bool = True
+
     def init_state(self, mems, batch_size: int | None = None, cache: str | KVCache | None = None,
                    capacity: int | None = None) -> DecodeState:
         """A decoding state whose keys/values are projected from ``mems`` (with gradient to the
@@ -244,7 +262,9 @@ class TransformerXL(nn.Module):
             for layer, m in enumerate(mems):
                 kv.append(layer, *self.attn[layer].kv(m))
         n = cfg.n_layer
-        return DecodeState(cache=kv, mems=list(mems), hidden=[[] for _ in range(n)], r=[None] * n)
+        lin = SegmentLinears() if self.segment_grads and torch.is_grad_enabled() and w.requires_grad else None
+        return DecodeState(cache=kv, mems=list(mems), hidden=[[] for _ in range(n)], r=[None] * n,
+                           linears=lin)
 
     def _rel_for_step(self, state: DecodeState, layer: int, length: int, like: torch.Tensor) -> torch.Tensor:
         """Projected relative embeddings [R >= length, H, D] of ``layer``, computed once per state.
@@ -273,16 +293,24 @@ class TransformerXL(nn.Module):
         if x_t.dim() != (2 if x_t.is_floating_point() else 1):
             raise ValueError(f"TransformerXL.step: x_t must be [B] ids or [B, V] floats, got {tuple(x_t.shape)}")
         x = x_t[:, None]  # [B, 1] or [B, 1, V]
-        h = self.embed_input(x)  # [B, 1, d]
+        # with gradient, the linear layers' weight gradients are summed once per state
+        lin = state.linears if torch.is_grad_enabled() else None
+        if lin is not None and x.is_floating_point():
+            self._check_soft(x)
+            h = self.drop(lin.matmul(x, self.embed.weight, linear_bias=self.out_bias) * self.emb_scale)
+        else:
+            h = self.embed_input(x)  # [B, 1, d]
         limit = self.mem_len() if max_context is None else max_context
         L = min(state.length, limit) + 1  # positions attended: the window and the new token
         append = state.cache.append
         for layer in range(self.cfg.n_layer):
             attn = self.attn[layer]
             state.hidden[layer].append(h)
-            k, v = append(layer, *attn.kv(h), limit)  # [B, L, H, D] views of the cache
-            h = self.ff[layer](attn.attend(h, k, v, self._rel_for_step(state, layer, L, h)))
-        return self.logits(h[:, 0])
+            k, v = append(layer, *attn.kv(h, lin), limit)  # [B, L, H, D] views of the cache
+            h = self.ff[layer](attn.attend(h, k, v, self._rel_for_step(state, layer, L, h), lin), lin)
+        if lin is None:
+            return self.logits(h[:, 0])
+        return lin.linear(h[:, 0], self.embed.weight, self.out_bias)
 
     def state_mems(self, state: DecodeState, mem_len: int | None = None, detach: bool = True) -> list:
         """Memory for the next segment: the last ``mem_len`` layer inputs of [state.mems; steps]."""

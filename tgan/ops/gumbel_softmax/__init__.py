@@ -32,6 +32,11 @@ __all__ = ["gumbel_noise", "gumbel_softmax_st", "sample_logits"]
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def _host_value_checks(t: torch.Tensor) -> bool:
+    """Whether the logits' values are checked here: on the CPU only (see the module docstring)."""
+    return not t.is_cuda
+
+
 def _check_logits(op, logits):
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{op}: logits must be a torch.Tensor [..., V], got {type(logits).__name__}")
@@ -44,7 +49,7 @@ def _check_logits(op, logits):
     if R >= MAX_ROWS:
         raise ValueError(f"{op}: logits must have fewer than {MAX_ROWS} rows (2^31 - 2^17: the "
                          f"kernels index rows in int32), got {R}; split the batch")
-    if not logits.is_cuda and R > 0:
+    if _host_value_checks(logits) and R > 0:
         # On the CPU this costs one pass; on CUDA it would cost a host sync per call (see top).
         x = logits.detach().reshape(R, V)
         nan, pinf = torch.isnan(x).any(dim=1), (x == float("inf")).any(dim=1)

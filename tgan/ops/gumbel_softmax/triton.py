@@ -183,7 +183,13 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
     grad_logits = grad_emb = None
     fused = embedding is not None
     if need_logits:
-        grad_y = grad_y if grad_y.stride(-1) == 1 else grad_y.contiguous()
+        # Rows at a row stride of their own width, from a fresh (16-byte aligned) buffer: triton
+        # specialises on a pointer's alignment and a stride's divisibility, and a rollout's last
+        # token of a segment gets its gradient as a slice of the stacked segment's ([B, S, V],
+        # every other token's is a fresh sum), which would compile the kernel a second time.
+        if (grad_y.stride(-1) != 1 or (R > 1 and grad_y.stride(0) != grad_y.shape[1])
+                or grad_y.data_ptr() % 16):
+            grad_y = grad_y.clone(memory_format=torch.contiguous_format)
         grad_logits = torch.empty(R, V, dtype=logits.dtype, device=logits.device)
         if R > 0:
             words = {}

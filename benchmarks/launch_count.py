@@ -1,0 +1,390 @@
+"""What a rollout token step and a decode step ask of the GPU, counted on any machine.
+
+    python benchmarks/launch_count.py [--preset small] [--batch 4] [--segment 128] [--json F]
+
+The GPU code path runs on CPU tensors (`gpu_path`): every op takes its Triton path, the Triton
+kernels are replaced by recorders (like compile_report.py's: the launch is recorded, not run;
+integer outputs are zero-filled so sampled ids stay valid), dropout takes CUDA's one fused
+kernel (the CPU's decomposes into three), and a dispatch mode sorts every ATen op that reaches
+the dispatcher (`OpCounter`):
+
+  launches     ops that launch a GPU kernel (everything that is not one of the below)
+  views        views and metadata ops, allocations without a fill, the ``tgan::`` custom ops'
+               wrappers (no kernel of their own)
+  syncs        ops that make the host wait for the device (``.item()``, ``nonzero``, ...)
+  seed_draws   seeds drawn on the host (``tgan.ops.philox.draw_seed`` outside a ``seed_stream``),
+               each a CPU randint and its read-back
+
+plus the Triton launches, and, in separate passes without the dispatch mode, the Python function
+calls (``sys.setprofile``) and the wall time per token on this machine with the Triton kernels
+as no-ops (``cpu_ms_per_token``: the host's work plus the CPU running the ATen ops, so a CPU
+figure, not a GPU one). Figures are per token step over one segment once the memory is full
+(the prefix fills it), split into the rollout's forward (the token loop: G, PAD mask, sampling),
+D's scoring and the backward; the decode step is one no-grad token of ``generate_tokens``'s loop.
+
+Kernel variants: every recorded Triton launch of two steady-state segments is bound the way
+triton's JIT binds it for sm_90 (`compile_report._binary_key`); the distinct keys per kernel are
+the binaries a GPU would compile. One per kernel means no compile once the memory is full.
+
+Limits: the counts are of what the host asks for, not timings; ops inside the C++ KV cache are
+counted (they reach the dispatcher) but its own C++ overhead is not; copies to the host cannot be
+told apart from other copies (every tensor here is on the CPU), so ``syncs`` counts the ops that
+read a device value on the host.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "0"  # before triton is imported: the kernels' JIT binder, not the interpreter
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# ops that read a device value on the host (a sync on CUDA)
+SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2",
+            "unique_consecutive", "equal", "is_nonzero", "item", "allclose"}
+# no kernel: allocations without a fill, metadata
+NO_KERNEL_OPS = {"empty", "empty_strided", "new_empty", "new_empty_strided", "empty_like",
+                 "set_", "resize_", "lift_fresh", "_has_compatible_shallow_copy_type",
+                 "is_same_size", "size", "stride", "sym_size", "sym_stride", "sym_numel",
+                 "sym_storage_offset", "_version", "record_stream", "is_pinned", "_to_copy_noop"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Sorts the ATen ops it sees into launches, views (no kernel) and syncs, per phase."""
+
+    def __init__(self):
+        super().__init__()
+        self.phase = "other"
+        self.paused = 0
+        self.active = 0  # entered (a seed drawn outside the mode is not counted)
+        self.counts: dict = collections.defaultdict(collections.Counter)
+        self.ops: dict = collections.defaultdict(collections.Counter)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.paused:
+            return out
+        name = func.overloadpacket.__name__
+        if func.namespace == "tgan":  # a custom op's wrapper: its kernels are the Triton launches
+            kind = "views"
+        elif name in SYNC_OPS:
+            kind = "syncs"
+        elif func.is_view or name in NO_KERNEL_OPS or name.startswith("_unsafe_view") \
+                or name in ("detach", "alias", "t", "view", "_reshape_alias"):
+            kind = "views"
+        elif name == "copy_" and _noop_copy(args):
+            kind = "views"
+        else:
+            kind = "launches"
+        self.counts[self.phase][kind] += 1
+        self.ops[self.phase][name] += 1
+        return out
+
+    def __enter__(self):
+        self.active += 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self.active -= 1
+        return super().__exit__(*exc)
+
+    @contextlib.contextmanager
+    def in_phase(self, phase: str):
+        saved, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = saved
+
+    @contextlib.contextmanager
+    def pause(self):
+        self.paused += 1
+        try:
+            yield
+        finally:
+            self.paused -= 1
+
+
+def _noop_copy(args) -> bool:
+    """copy_ of zero elements launches nothing."""
+    return len(args) >= 2 and isinstance(args[1], torch.Tensor) and args[1].numel() == 0
+
+
+class _ZeroingRecorder:
+    """A @triton.jit kernel stand-in: records ``rec[grid](*args, **kw)`` and zero-fills its integer
+    tensor arguments (the sampled ids a real launch would write), so the run goes on with valid
+    ids; float outputs keep whatever their allocation held."""
+
+    def __init__(self, fn, sink):
+        self.fn, self.sink = fn, sink
+        self.arg_names = fn.arg_names
+        self.params = fn.params
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            self.sink.append({"fn": self.fn, "grid": grid, "args": args, "kw": dict(kw),
+                              "case": self.fn.__name__})
+            for a in args:
+                if isinstance(a, torch.Tensor) and not a.is_floating_point() and a.numel():
+                    with torch.no_grad():
+                        a.zero_()
+        return launch
+
+
+def _cuda_dropout(input, p=0.5, training=True, inplace=False):
+    if not training or p == 0.0:
+        return input
+    return torch.ops.aten.native_dropout(input, p, True)[0]
+
+
+@contextlib.contextmanager
+def gpu_path(counter: OpCounter | None = None):
+    """Run the ops' GPU code path on CPU tensors: Triton everywhere, kernels recorded, not run.
+
+    Yields the list of recorded launches. ``counter`` (optional) is paused while a seed is drawn
+    on the host, and counts the draws as ``seed_draws``.
+    """
+    import importlib
+
+    from tgan.ops.gumbel_softmax import kernel as gk
+    from tgan.ops.gumbel_softmax import triton as gt
+    from tgan.ops.philox import naive as pn
+    from tgan.ops.rel_attention import kernel as rk
+    from tgan.ops.rel_attention import triton as rt
+
+    # the packages, not the public functions of the same names that tgan.ops exports
+    gs = importlib.import_module("tgan.ops.gumbel_softmax")
+    ra = importlib.import_module("tgan.ops.rel_attention")
+    sink: list = []
+    saved: list = []
+
+    def patch(obj, name, value):
+        saved.append((obj, name, getattr(obj, name)))
+        setattr(obj, name, value)
+
+    for mod in (rk, gk):
+        for name in dir(mod):
+            obj = getattr(mod, name)
+            if hasattr(obj, "arg_names") and hasattr(obj, "params"):  # a JITFunction
+                patch(mod, name, _ZeroingRecorder(obj, sink))
+    always = lambda op, *tensors: True  # noqa: E731
+    patch(ra, "use_triton", always)
+    patch(gs, "use_triton", always)
+    patch(gs, "_host_value_checks", lambda t: False)  # the CUDA path does not read values
+    patch(gt, "_interpreted", lambda t: False)
+    config, word_config = gt._config, gt._word_config
+    patch(gt, "_config", lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows))
+    patch(gt, "_word_config", lambda R, V, on_cuda: word_config(R, V, True))
+    patch(rt, "interpret_mode", lambda: False)
+    patch(rt, "_dr_splits", lambda B, H, L, device: max(1, min(B, -(-264 // max(1, H * -(-L // 64))))))
+    draw = pn._host_draw
+
+    def counted_draw(generator):
+        if counter is None or not counter.active:
+            return draw(generator)
+        with counter.pause():
+            counter.counts[counter.phase]["seed_draws"] += 1
+            return draw(generator)
+    patch(pn, "_host_draw", counted_draw)
+    # dropout as on CUDA: one fused kernel (aten.native_dropout), where the CPU's decomposes
+    # into bernoulli_, div_ and mul
+    patch(torch.nn.functional, "dropout", _cuda_dropout)
+    env = os.environ.get("TGAN_TRITON_CONFIG")
+    os.environ["TGAN_TRITON_CONFIG"] = "default"  # the recorder does not autotune
+    try:
+        yield sink
+    finally:
+        for obj, name, value in reversed(saved):
+            setattr(obj, name, value)
+        if env is None:
+            os.environ.pop("TGAN_TRITON_CONFIG", None)
+        else:
+            os.environ["TGAN_TRITON_CONFIG"] = env
+
+
+def _models(preset_name: str, seed: int = 0):
+    from tgan.model import BertDiscriminator, TransformerXL, preset
+
+    torch.manual_seed(seed)
+    pr = preset(preset_name, vocab_size=310)
+    pr.bert.vocab_size = 311
+    return TransformerXL(pr.generator), BertDiscriminator(pr.bert)
+
+
+def _python_calls(fn) -> int:
+    """Python function calls ``fn()`` makes (``sys.setprofile``'s call events)."""
+    n = [0]
+
+    def prof(frame, event, arg):
+        if event == "call":
+            n[0] += 1
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return n[0]
+
+
+def _per_token(counter: OpCounter, tokens: int) -> dict:
+    out = {}
+    for phase, c in counter.counts.items():
+        out[phase] = {k: round(v / tokens, 2) for k, v in sorted(c.items())}
+    total = collections.Counter()
+    for c in counter.counts.values():
+        total.update(c)
+    out["total"] = {k: round(v / tokens, 2) for k, v in sorted(total.items())}
+    return out
+
+
+def variants(launches: list, arch: int = 90) -> dict:
+    """Distinct compiled binaries per kernel among ``launches`` (sm_<arch> binder)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+
+    from compile_report import _binary_key
+
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    keys: dict = collections.defaultdict(set)
+    for launch in launches:
+        keys[launch["fn"].__name__].add(_binary_key(launch, backend))
+    return {name: len(k) for name, k in sorted(keys.items())}
+
+
+def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128,
+                  segments: int = 2, loss: str = "rsgan", python_calls: bool = True,
+                  segment_grads: bool = True) -> dict:
+    """Per token step of a differentiable rollout with the memory full: ops by phase and kind,
+    Triton launches, seed draws, and the kernel variants over ``segments`` segments.
+    ``segment_grads``: False for plain autograd's per-token weight gradients (the old path)."""
+    from tgan.gan.losses import make_loss
+    from tgan.gan.rollout import disc_inputs, rollout_segments
+
+    gen, disc = _models(preset_name)
+    gen.segment_grads = segment_grads
+    gen.train()
+    disc.train()
+    mem = gen.cfg.mem_len
+    prefix = mem + 1  # the prefix fills the memory: every counted segment is steady state
+    real = torch.randint(2, 300, (batch, prefix + segment * (segments + 1)))
+    lossf = make_loss(loss)
+
+    def run(counter=None, sink=None, count_from=1):
+        it = rollout_segments(gen, real, prefix, segment * (segments + 1), segment, 1.0,
+                              mem_len=mem)
+        n0 = 0
+        for s in range(segments + 1):
+            active = counter is not None and s >= count_from
+            ctx = counter if active else contextlib.nullcontext()
+            with ctx:
+                if s == count_from and sink is not None:
+                    n0 = len(sink)
+                with (counter.in_phase("forward") if active else contextlib.nullcontext()):
+                    s_, fake, _ = next(it)
+                with (counter.in_phase("D") if active else contextlib.nullcontext()):
+                    real_seg, fk = disc_inputs(real, fake, s_, prefix, segment, False)
+                    d_f = disc(fk)
+                    with torch.no_grad():
+                        d_r = disc(real_seg)
+                    lg = lossf.gen_loss(d_r, d_f, fake=fk)
+                with (counter.in_phase("backward") if active else contextlib.nullcontext()):
+                    lg.backward()
+        it.close()
+        return n0
+
+    counter = OpCounter()
+    with gpu_path(counter) as sink:
+        n0 = run(counter, sink)
+        launches = sink[n0:]
+    res = {"preset": preset_name, "batch": batch, "segment": segment, "segments": segments,
+           "segment_grads": segment_grads,
+           "per_token": _per_token(counter, segments * segment),
+           "triton_per_token": round(len(launches) / (segments * segment), 2),
+           "variants": variants(launches),
+           "top_ops": dict(collections.Counter(
+               {k: round(v / (segments * segment), 2) for ph in counter.ops.values()
+                for k, v in ph.items()}).most_common(15))}
+    if python_calls:
+        with gpu_path():
+            res["python_calls_per_token"] = round(
+                _python_calls(lambda: run(count_from=0)) / ((segments + 1) * segment), 1)
+            t0 = time.perf_counter()
+            run(count_from=0)
+            res["cpu_ms_per_token"] = round(1e3 * (time.perf_counter() - t0) / ((segments + 1) * segment), 2)
+    return res
+
+
+def count_decode(preset_name: str = "small", batch: int = 4, steps: int = 64,
+                 python_calls: bool = True) -> dict:
+    """Per no-grad decode step of ``generate_tokens`` once the cache holds a full context."""
+    from tgan.sampling import generate_tokens
+
+    gen, _ = _models(preset_name)
+    ctx = gen.cfg.eval_mem_len
+    primer = torch.randint(2, 300, (batch, ctx + 1))
+
+    def run(n):
+        return generate_tokens(gen, batch, ctx + 1 + n, primer=primer, context=ctx, seed=1)
+
+    with gpu_path():
+        run(1)  # the primer's steps, uncounted below by difference
+    counter = OpCounter()
+    with gpu_path(counter) as sink:
+        with counter:
+            run(1)
+        base = dict(counter.counts["other"])
+        n_base = len(sink)
+        counter.counts.clear()
+        with counter:
+            run(1 + steps)
+        n_long = len(sink) - n_base
+    c = collections.Counter(counter.counts["other"])
+    c.subtract(base)
+    launches = sink[n_base:]
+    res = {"preset": preset_name, "batch": batch, "steps": steps,
+           "per_token": {k: round(v / steps, 2) for k, v in sorted(c.items())},
+           "triton_per_token": round((n_long - n_base) / steps, 2),
+           "variants": variants(launches[-(n_long - n_base):] if n_long > n_base else [])}
+    if python_calls:
+        with gpu_path():
+            short = _python_calls(lambda: run(1))
+            long = _python_calls(lambda: run(1 + steps))
+        res["python_calls_per_token"] = round((long - short) / steps, 1)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--segment", type=int, default=128, help="rollout segment length (default 128)")
+    p.add_argument("--decode-steps", type=int, default=64, help="decode steps counted (default 64)")
+    p.add_argument("--per-token-weight-grads", action="store_true",
+                   help="also count the rollout with plain autograd's per-token weight gradients")
+    p.add_argument("--no-python-calls", action="store_true", help="skip the Python-call pass")
+    p.add_argument("--json", default=None, help="write the figures here too")
+    args = p.parse_args(argv)
+    calls = not args.no_python_calls
+    out = {"rollout": count_rollout(args.preset, args.batch, args.segment, python_calls=calls),
+           "decode": count_decode(args.preset, args.batch, args.decode_steps, python_calls=calls)}
+    if args.per_token_weight_grads:
+        out["rollout_per_token_weight_grads"] = count_rollout(
+            args.preset, args.batch, args.segment, python_calls=calls, segment_grads=False)
+    print(json.dumps(out, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
