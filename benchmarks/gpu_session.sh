@@ -25,7 +25,9 @@
 #               tokens/s at batch 4, 16 and 64, then adversarial steps (differentiable rollout +
 #               D + backward) at rollouts of 256 and 2048 tokens per batch: the first step's time
 #               (cold: the compiles) and every step warm, tokens/s, peak memory, kernels compiled;
-#               at batch 4 also the per-token weight-gradient path beside the segment sums
+#               at batch 4 also the per-token weight-gradient path beside the segment sums;
+#               and steady-state decode steps eager against TGAN_DECODE=graph (one CUDA graph per
+#               token) at each batch
 #               -> logs/rollouts.probe (JSON; not pytest-benchmark's, so report.py leaves it out)
 #               (not in the default list: `BUDGET=500 bash benchmarks/gpu_session.sh rollouts`)
 #   report      benchmarks/report.py over the JSON files -> report.md
@@ -119,6 +121,7 @@ for name in "$@"; do
         rollouts)  # a cold cache of its own: the first adversarial step pays every compile
             TRITON_CACHE_DIR="$(mktemp -d)" stage rollouts 480 python benchmarks/rollout_probe.py \
                 --preset small --batches 4,16,64 --rollouts 256,2048 --old-path-batches 4 \
+                --decode-modes eager,graph \
                 --json "$LOGS/rollouts.probe" ;;
         *) note "unknown stage '$name'"; exit 2 ;;
     esac

@@ -5,17 +5,18 @@
 The GPU code path runs on CPU tensors (`gpu_path`): every op takes its Triton path, the Triton
 kernels are replaced by recorders (like compile_report.py's: the launch is recorded, not run;
 integer outputs are zero-filled so sampled ids stay valid), dropout takes CUDA's one fused
-kernel (the CPU's decomposes into three), and a dispatch mode sorts every ATen op that reaches
-the dispatcher (`OpCounter`):
+kernel (the CPU's decomposes into three), and the profiler's record of every op that reaches the
+dispatcher, nested calls included (inside the custom ops and the C++ cache), gives the leaves, the
+ops that call no other (`OpCounter`), sorted into:
 
   launches     ops that launch a GPU kernel (everything that is not one of the below)
-  views        views and metadata ops, allocations without a fill, the ``tgan::`` custom ops'
-               wrappers (no kernel of their own)
+  views        views and metadata ops, allocations without a fill, ops on zero elements (no
+               kernel)
   syncs        ops that make the host wait for the device (``.item()``, ``nonzero``, ...)
   seed_draws   seeds drawn on the host (``tgan.ops.philox.draw_seed`` outside a ``seed_stream``),
-               each a CPU randint and its read-back
+               each a CPU randint and its read-back (not counted as launches or syncs)
 
-plus the Triton launches, and, in separate passes without the dispatch mode, the Python function
+plus the Triton launches, and, in separate passes without the profiler, the Python function
 calls (``sys.setprofile``) and the wall time per token on this machine with the Triton kernels
 as no-ops (``cpu_ms_per_token``: the host's work plus the CPU running the ATen ops, so a CPU
 figure, not a GPU one). Figures are per token step over one segment once the memory is full
@@ -26,10 +27,10 @@ Kernel variants: every recorded Triton launch of two steady-state segments is bo
 triton's JIT binds it for sm_90 (`compile_report._binary_key`); the distinct keys per kernel are
 the binaries a GPU would compile. One per kernel means no compile once the memory is full.
 
-Limits: the counts are of what the host asks for, not timings; ops inside the C++ KV cache are
-counted (they reach the dispatcher) but its own C++ overhead is not; copies to the host cannot be
-told apart from other copies (every tensor here is on the CPU), so ``syncs`` counts the ops that
-read a device value on the host.
+Limits: the counts are of what the host asks for, not timings; where an op's CPU kernel calls
+other ops its CUDA kernel does not (dropout aside), the CPU's leaves are counted; copies to the
+host cannot be told apart from other copies (every tensor here is on the CPU), so ``syncs``
+counts the ops that read a device value on the host.
 """
 from __future__ import annotations
 
@@ -45,79 +46,128 @@ from pathlib import Path
 os.environ["TRITON_INTERPRET"] = "0"  # before triton is imported: the kernels' JIT binder, not the interpreter
 
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # ops that read a device value on the host (a sync on CUDA)
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2",
-            "unique_consecutive", "equal", "is_nonzero", "item", "allclose"}
-# no kernel: allocations without a fill, metadata
+            "unique_consecutive", "equal", "allclose"}
+# no kernel: views and metadata, allocations without a fill
 NO_KERNEL_OPS = {"empty", "empty_strided", "new_empty", "new_empty_strided", "empty_like",
-                 "set_", "resize_", "lift_fresh", "_has_compatible_shallow_copy_type",
-                 "is_same_size", "size", "stride", "sym_size", "sym_stride", "sym_numel",
-                 "sym_storage_offset", "_version", "record_stream", "is_pinned", "_to_copy_noop"}
+                 "set_", "resize_", "lift_fresh", "view", "_unsafe_view", "t", "transpose",
+                 "slice", "select", "unsqueeze", "squeeze", "expand", "expand_as", "as_strided",
+                 "detach", "detach_", "alias", "unbind", "split", "split_with_sizes", "chunk",
+                 "permute", "_reshape_alias", "narrow", "view_as", "reshape", "flatten",
+                 "unflatten", "diagonal", "movedim", "contiguous", "to", "_to_copy_noop",
+                 "resolve_conj", "resolve_neg", "_has_compatible_shallow_copy_type",
+                 "is_same_size", "size", "stride", "dim", "numel", "is_nonzero_noop"}
+# one fused kernel on CUDA, several on the CPU: counted as one, what they call inside not at all
+CUDA_FUSED = {"aten::native_dropout", "aten::native_dropout_backward"}
+_PHASE, _UNCOUNTED = "phase::", "launch_count::uncounted"
 
 
-class OpCounter(TorchDispatchMode):
-    """Sorts the ATen ops it sees into launches, views (no kernel) and syncs, per phase."""
+class OpCounter:
+    """Counts the ops that reach the dispatcher while entered, per phase, from the profiler's
+    record of every call, nested ones included (the ATen ops inside the custom ops and inside the
+    C++ cache): the leaves (ops that call no other op) are the kernels; each is a launch, a view
+    or allocation (no kernel), or a host sync. Re-entrant per block: ``with counter: ...``."""
 
     def __init__(self):
-        super().__init__()
         self.phase = "other"
         self.paused = 0
-        self.active = 0  # entered (a seed drawn outside the mode is not counted)
+        self.active = 0  # entered (a seed drawn outside is not counted)
         self.counts: dict = collections.defaultdict(collections.Counter)
         self.ops: dict = collections.defaultdict(collections.Counter)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if self.paused:
-            return out
-        name = func.overloadpacket.__name__
-        if func.namespace == "tgan":  # a custom op's wrapper: its kernels are the Triton launches
-            kind = "views"
-        elif name in SYNC_OPS:
-            kind = "syncs"
-        elif func.is_view or name in NO_KERNEL_OPS or name.startswith("_unsafe_view") \
-                or name in ("detach", "alias", "t", "view", "_reshape_alias"):
-            kind = "views"
-        elif name == "copy_" and _noop_copy(args):
-            kind = "views"
-        else:
-            kind = "launches"
-        self.counts[self.phase][kind] += 1
-        self.ops[self.phase][name] += 1
-        return out
+        self._stack: list = []
 
     def __enter__(self):
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+        prof.__enter__()
+        mark = record_function(_PHASE + self.phase)
+        mark.__enter__()
+        self._stack.append((prof, mark))
         self.active += 1
-        return super().__enter__()
+        _PROFILING.append(self)
+        return self
 
     def __exit__(self, *exc):
+        prof, mark = self._stack.pop()
+        mark.__exit__(*exc)
+        prof.__exit__(*exc)
         self.active -= 1
-        return super().__exit__(*exc)
+        _PROFILING.remove(self)
+        self._tally(prof.events())
+        return False
+
+    def _tally(self, events) -> None:
+        """Walk the recorded call trees from their roots: an op that calls no launching op is a
+        kernel (a launch) unless it is a view, an allocation or on zero elements; a sync op and a
+        CUDA-fused op count once, whatever they call on the CPU."""
+        def visit(ev, phase) -> bool:  # True when ev's subtree holds a launch or a sync
+            name = ev.name
+            if name == _UNCOUNTED:
+                return False
+            if name.startswith(_PHASE):
+                phase = name[len(_PHASE):]
+            is_op = name.startswith("aten::")
+            op = name[len("aten::"):]
+            if is_op and (name in CUDA_FUSED or op in SYNC_OPS):
+                self._add(phase, "syncs" if op in SYNC_OPS else "launches", op)
+                return True
+            below = False
+            for child in ev.cpu_children:
+                below = visit(child, phase) or below
+            if not is_op or below:
+                return below
+            shapes = [sh for sh in (ev.input_shapes or []) if isinstance(sh, list) and sh]
+            no_kernel = op in NO_KERNEL_OPS or (shapes and all(0 in sh for sh in shapes))
+            self._add(phase, "views" if no_kernel else "launches", op)
+            return not no_kernel
+
+        for ev in events:
+            if ev.cpu_parent is None:
+                visit(ev, None)
+
+    def _add(self, phase, kind: str, op: str) -> None:
+        if phase is not None:
+            self.counts[phase][kind] += 1
+            self.ops[phase][op] += 1
 
     @contextlib.contextmanager
     def in_phase(self, phase: str):
+        from torch.profiler import record_function
+
         saved, self.phase = self.phase, phase
         try:
-            yield
+            with record_function(_PHASE + phase):
+                yield
         finally:
             self.phase = saved
 
     @contextlib.contextmanager
     def pause(self):
+        from torch.profiler import record_function
+
         self.paused += 1
         try:
-            yield
+            with record_function(_UNCOUNTED):
+                yield
         finally:
             self.paused -= 1
 
 
-def _noop_copy(args) -> bool:
-    """copy_ of zero elements launches nothing."""
-    return len(args) >= 2 and isinstance(args[1], torch.Tensor) and args[1].numel() == 0
+_PROFILING: list = []  # OpCounters entered
+
+
+def _uncounted():
+    """A block the counters leave out (the harness's own ops), free when none is counting."""
+    if not _PROFILING:
+        return contextlib.nullcontext()
+    from torch.profiler import record_function
+
+    return record_function(_UNCOUNTED)
 
 
 class _ZeroingRecorder:
@@ -134,9 +184,9 @@ class _ZeroingRecorder:
         def launch(*args, **kw):
             self.sink.append({"fn": self.fn, "grid": grid, "args": args, "kw": dict(kw),
                               "case": self.fn.__name__})
-            for a in args:
-                if isinstance(a, torch.Tensor) and not a.is_floating_point() and a.numel():
-                    with torch.no_grad():
+            with _uncounted(), torch.no_grad():
+                for a in args:
+                    if isinstance(a, torch.Tensor) and not a.is_floating_point() and a.numel():
                         a.zero_()
         return launch
 
@@ -324,37 +374,36 @@ def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128
     return res
 
 
-def count_decode(preset_name: str = "small", batch: int = 4, steps: int = 64,
+def count_decode(preset_name: str = "small", batch: int = 4, steps: int = 64, context: int = 64,
                  python_calls: bool = True) -> dict:
-    """Per no-grad decode step of ``generate_tokens`` once the cache holds a full context."""
+    """Per no-grad decode step of ``generate_tokens`` once the cache holds a full window of
+    ``context`` positions: the difference between a call of ``steps`` more tokens and one of a
+    single token after the same primer. The ops of a step do not depend on ``context`` (only
+    their sizes do); a short one keeps the profiled primer short."""
     from tgan.sampling import generate_tokens
 
     gen, _ = _models(preset_name)
-    ctx = gen.cfg.eval_mem_len
-    primer = torch.randint(2, 300, (batch, ctx + 1))
+    primer = torch.randint(2, 300, (batch, context + 1))
 
     def run(n):
-        return generate_tokens(gen, batch, ctx + 1 + n, primer=primer, context=ctx, seed=1)
+        return generate_tokens(gen, batch, context + 1 + n, primer=primer, context=context, seed=1)
 
-    with gpu_path():
-        run(1)  # the primer's steps, uncounted below by difference
     counter = OpCounter()
     with gpu_path(counter) as sink:
         with counter:
             run(1)
-        base = dict(counter.counts["other"])
+        base = collections.Counter(counter.counts["other"])
         n_base = len(sink)
         counter.counts.clear()
         with counter:
             run(1 + steps)
-        n_long = len(sink) - n_base
-    c = collections.Counter(counter.counts["other"])
+        c = collections.Counter(counter.counts["other"])
+        launches = sink[2 * n_base:]  # the second call's tokens after the first call's length
     c.subtract(base)
-    launches = sink[n_base:]
-    res = {"preset": preset_name, "batch": batch, "steps": steps,
+    res = {"preset": preset_name, "batch": batch, "steps": steps, "context": context,
            "per_token": {k: round(v / steps, 2) for k, v in sorted(c.items())},
-           "triton_per_token": round((n_long - n_base) / steps, 2),
-           "variants": variants(launches[-(n_long - n_base):] if n_long > n_base else [])}
+           "triton_per_token": round(len(launches) / steps, 2),
+           "variants": variants(launches)}
     if python_calls:
         with gpu_path():
             short = _python_calls(lambda: run(1))

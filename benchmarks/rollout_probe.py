@@ -13,6 +13,9 @@ Prints, as it goes (so a run stopped at a time limit still says where it was):
     more at once ("warm"). At the batches of ``--old-path-batches`` the same steps run again with
     plain autograd's per-token weight gradients (``TransformerXL.segment_grads = False``, the path
     before segment sums): the two paths side by side in one process.
+  - decode modes (``--decode-modes eager,graph``): steady-state decode steps with the window full,
+    per ``TGAN_DECODE`` mode, at every batch: tokens/s, and the first step apart (for ``graph``
+    the compile and the CUDA graph's capture).
 Not a benchmark file: a probe for the first minutes on a machine, before the benchmarks.
 """
 from __future__ import annotations
@@ -37,6 +40,45 @@ def _compiled_kernels() -> int:
     return sum(1 for _ in root.glob("*/*.cubin")) if root.exists() else 0
 
 
+@torch.no_grad()
+def decode_modes(gen, B: int, modes: list, steps: int, device) -> list:
+    """Steady-state decode steps (window full at the preset's eval_mem_len, sampling at 0.95 /
+    top-k 32) per mode: eager (``TransformerXL.step`` + ``sample_logits``), static or graph
+    (``StaticDecoder``); the first step is timed apart (graph: the compile and capture)."""
+    from tgan.ops import sample_logits
+    from tgan.sampling import StaticDecoder, never_sample
+
+    gen.eval()
+    context = gen.cfg.eval_mem_len
+    state = gen.init_state(None, batch_size=B, capacity=2 * (context + 1))
+    x = torch.zeros(B, dtype=torch.long, device=device)
+    for _ in range(context + 1):
+        gen.step(x, state, max_context=context)
+    rows = []
+    for mode in modes:
+        if mode == "eager":
+            def step(x, t):
+                lg = gen.step(x, state, max_context=context)
+                return sample_logits(never_sample(lg, gen.cfg.pad_id), 0.95, 32, 1.0, seed=1, offset=t)
+        else:
+            dec = StaticDecoder(gen, state, context, 0.95, 32, 1.0, seed=1, offset=0,
+                                compiled=mode == "graph")
+            step = lambda x, t: dec.next_token(x)  # noqa: E731
+        t0 = time.perf_counter()
+        x = step(x, 0)
+        _sync(device)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for t in range(1, steps + 1):
+            x = step(x, t)
+        _sync(device)
+        sec = time.perf_counter() - t0
+        rows.append({"batch": B, "mode": mode, "context": context, "steps": steps,
+                     "first_step_s": first, "ms_per_step": 1e3 * sec / steps,
+                     "tokens_per_s": B * steps / sec})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
@@ -45,6 +87,9 @@ def main(argv=None) -> int:
                    help="batch sizes at which the per-token weight-gradient path runs too")
     p.add_argument("--steps", type=int, default=128, help="decode steps (default 128)")
     p.add_argument("--rollouts", default="256,2048", help="rollout lengths, comma separated")
+    p.add_argument("--decode-modes", default="",
+                   help="also time steady-state decode steps in these TGAN_DECODE modes, comma "
+                        "separated (eager, static, graph), at every batch")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None, help="write the figures here too")
     args = p.parse_args(argv)
@@ -97,6 +142,17 @@ def main(argv=None) -> int:
             _sync(device)
         out["decode_tokens_per_s"][Bd] = Bd * (args.steps - 16) / (time.perf_counter() - t0)
         print(f"decode B={Bd}: {out['decode_tokens_per_s'][Bd]:.0f} tokens/s", flush=True)
+
+    modes = [m for m in args.decode_modes.split(",") if m]
+    if modes:
+        out["decode_modes"] = []
+    for Bd in batches if modes else ():
+        for row in decode_modes(gen, Bd, modes, args.steps, device):
+            out["decode_modes"].append(row)
+            print(f"decode B={Bd} {row['mode']}: {row['tokens_per_s']:.0f} tokens/s at a full window of "
+                  f"{row['context']} (first step {row['first_step_s']:.2f} s)", flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1))
 
     first = True
     for B in batches:

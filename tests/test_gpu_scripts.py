@@ -47,3 +47,26 @@ def test_run_sh_tests_stage_passes_without_cuda_and_stops_at_its_limit(tmp_path)
     proc = _run_sh(tmp_path, TESTS_TIMEOUT="1")  # pytest cannot even collect in a second
     assert proc.returncode == 124, proc.stdout + proc.stderr
     assert "tests: stopped at the limit of 1s (TESTS_TIMEOUT)" in proc.stdout
+
+
+def test_rollout_probe_runs_both_paths_at_every_batch(tmp_path):
+    # the GPU session's 'rollouts' stage, at toy size on the CPU: every batch and rollout length,
+    # the first step cold, the per-token weight-gradient path beside the segment sums at batch 2
+    import json
+
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rollout_probe.py"), "--preset", "tiny",
+                           "--batches", "2,3", "--rollouts", "128", "--steps", "18", "--old-path-batches", "2",
+                           "--decode-modes", "eager,static",
+                           "--device", "cpu", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    rows = [(r["batch"], r["path"], r["cache"]) for r in res["adversarial"]]
+    assert rows == [(2, "segment_sums", "cold"), (2, "segment_sums", "warm"),
+                    (2, "per_token_weight_grads", "warm"), (3, "segment_sums", "warm")]
+    assert all(r["tokens_per_s"] > 0 and r["rollout_len"] == 128 for r in res["adversarial"])
+    assert set(res["decode_tokens_per_s"]) == {"2", "3"}
+    assert [(r["batch"], r["mode"]) for r in res["decode_modes"]] == [(2, "eager"), (2, "static"), (3, "eager"),
+                                                                      (3, "static")]
+    assert all(r["tokens_per_s"] > 0 for r in res["decode_modes"])
+    assert "rollouts" in (ROOT / "benchmarks" / "gpu_session.sh").read_text()

@@ -41,17 +41,17 @@ def _gpu_launches(res, phase="total"):
 def test_rollout_launch_budget(counts):
     roll = counts["rollout"]
     assert roll["triton_per_token"] == 18  # 4 layers x (fwd + 3 backward passes) + Gumbel fwd, bwd
-    assert _gpu_launches(roll) <= 222, roll["per_token"]
+    assert _gpu_launches(roll) <= 268, roll["per_token"]
     assert roll["per_token"]["forward"]["launches"] <= 68, roll["per_token"]  # PAD mask once
     # weight gradients once per segment: the backward launches far less than per-token autograd's
     plain = counts["rollout_per_token_weight_grads"]
-    assert roll["per_token"]["backward"]["launches"] < 0.7 * plain["per_token"]["backward"]["launches"]
+    assert roll["per_token"]["backward"]["launches"] < 0.75 * plain["per_token"]["backward"]["launches"]
 
 
 def test_decode_launch_budget(counts):
     dec = counts["decode"]
     assert dec["triton_per_token"] == 5  # 4 layers' attention + the sampler
-    assert _gpu_launches(dec, None) <= 59, dec
+    assert _gpu_launches(dec, None) <= 58, dec
 
 
 @pytest.mark.xfail(strict=True, reason="needs the token loop captured as one CUDA graph per segment")

@@ -3,13 +3,36 @@
 Each token costs one ``TransformerXL.step`` over at most ``context`` cached positions, so the cost
 per token does not grow with the sample length beyond the memory length. Token choice is one
 ``tgan.ops.sample_logits`` call (Gumbel-max with temperature / top-k / top-p, no host sync).
+
+``TGAN_DECODE`` (or ``generate_tokens(decode=...)``) chooses how the tokens after the first
+``context`` are made:
+  - ``eager`` (default): ``TransformerXL.step`` over the sliding-window KV cache;
+  - ``static``: ``StaticDecoder``, a ring cache of fixed size whose position and noise counter
+    live on the device, so every token step has the same shapes, addresses and arguments; the
+    same tokens as ``eager`` for a seed;
+  - ``graph``: ``static`` with the whole token step (embedding, layers, cache writes, sampling)
+    compiled by ``torch.compile`` (``mode="reduce-overhead"``: one CUDA graph per token on a GPU).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
 from tgan.ops import sample_logits
-from tgan.ops.philox import seed_stream
+from tgan.ops.gumbel_softmax import naive as gumbel_naive
+from tgan.ops.philox import draw_seed
+
+DECODE_MODES = ("eager", "static", "graph")
+
+
+def decode_mode(decode: str | None = None) -> str:
+    """``decode``, or ``TGAN_DECODE`` when None (default "eager"), validated."""
+    raw = decode if decode is not None else (os.environ.get("TGAN_DECODE", "eager").strip().lower() or "eager")
+    if raw not in DECODE_MODES:
+        src = "decode" if decode is not None else "TGAN_DECODE"
+        raise ValueError(f"{src} must be one of {DECODE_MODES}, got {raw!r}")
+    return raw
 
 
 def never_sample(logits: torch.Tensor, pad_id: int | None) -> torch.Tensor:
@@ -44,7 +67,8 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
                     temperature: float = 0.95, top_k: int = 32, top_p: float = 1.0,
                     context: int | None = None, eos_id: int | None = None, seed: int | None = None,
                     device="cpu", progress=None, max_seconds: float | None = None,
-                    token_seconds: torch.Tensor | None = None, cache: str | None = None) -> torch.Tensor:
+                    token_seconds: torch.Tensor | None = None, cache: str | None = None,
+                    decode: str | None = None) -> torch.Tensor:
     """Sample ``length`` tokens per sequence (primer included).
 
     Args:
@@ -63,6 +87,10 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         cache: the key/value cache implementation (``tgan.ops.kv_cache``; None = "auto"). Its
             capacity is twice the context, so the sliding window moves to the buffer's front once
             every ``context`` tokens instead of being copied at every token.
+        decode: "eager", "static" or "graph" for the tokens once ``context`` positions are cached
+            (module docstring); None reads ``TGAN_DECODE``. The first ``context`` tokens always
+            run eagerly. Token ``n`` of the call draws its noise from (one seed drawn per call,
+            offset n), whichever mode.
 
     PAD is never sampled (``never_sample``); MASK is outside the generator's vocabulary.
 
@@ -101,22 +129,116 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
     if max_seconds is not None:
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)
-    # one host draw seeds every token's noise (a separate seed per token, no draw per token)
-    with seed_stream(g):
-        while len(out) < length:
-            logits = never_sample(logits, gen.cfg.pad_id)
-            nxt = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=g)
-            if eos_id is not None:
-                nxt = torch.where(done, eos_fill, nxt)
-                done |= nxt == eos_id
-            out.append(nxt)
-            if progress is not None:
-                progress.update(1)
-            if max_seconds is not None:
-                elapsed += token_seconds[nxt]
-                if len(out) % 32 == 0 and bool((elapsed >= max_seconds).all()):
-                    break
-            if len(out) < length:
-                logits = gen.step(nxt, state, max_context=context)
+    mode = decode_mode(decode)
+    base = draw_seed(g)  # one host draw: sampled token n's noise is (base, offset n)
+    n_primer = len(out)
+    static = None
+    while len(out) < length:
+        if static is None:
+            nxt = sample_logits(never_sample(logits, gen.cfg.pad_id), temperature=temperature, top_k=top_k,
+                                top_p=top_p, seed=base, offset=len(out) - n_primer)
+        elif logits is not None:  # the eager step's logits, computed before the switch
+            nxt, logits = static.sample(logits), None
+        else:
+            nxt = static.next_token(out[-1])
+        if eos_id is not None:
+            nxt = torch.where(done, eos_fill, nxt)
+            done |= nxt == eos_id
+        out.append(nxt)
+        if progress is not None:
+            progress.update(1)
+        if max_seconds is not None:
+            elapsed += token_seconds[nxt]
+            if len(out) % 32 == 0 and bool((elapsed >= max_seconds).all()):
+                break
+        if len(out) < length and static is None:
+            logits = gen.step(nxt, state, max_context=context)
+            if mode != "eager" and state.length > context:  # the window is full: static from here
+                static = StaticDecoder(gen, state, context, temperature, top_k, top_p, seed=base,
+                                       offset=len(out) - n_primer, compiled=mode == "graph")
     gen.train(was)
     return torch.stack(out, dim=1)
+
+
+class StaticDecoder(torch.nn.Module):
+    """No-grad token steps over a ring cache of fixed size, with every position on the device.
+
+    Made from a ``DecodeState`` whose window is full (``context`` positions and the newest token):
+    each layer keeps keys and values in [B, W, H, D] buffers, W = context + 1, that a token step
+    writes in place at slot ``slot`` (a device tensor advanced by the step), and its projected
+    relative embeddings [W, H, D], of which each step takes the rows in the ring's order (an
+    index by the same tensor). The noise counter is a device tensor as well. Every step then has
+    the same shapes, buffer addresses and arguments: what a CUDA graph replays. ``compiled``
+    compiles ``next_token`` with ``torch.compile(mode="reduce-overhead", fullgraph=True)`` on a
+    GPU (plain ``torch.compile`` elsewhere).
+
+    The tokens equal ``TransformerXL.step`` with sampling by ``tgan.ops.sample_logits`` at the
+    same seed and offsets (the sampler here is the reference's, on the same Philox bits, so that
+    it compiles into the graph). Layer outputs are those of the sliding window: the attention
+    sees the same keys, values and distances, in another order.
+    """
+
+    def __init__(self, gen, state, context: int, temperature: float, top_k: int, top_p: float,
+                 seed: int, offset: int, compiled: bool = False):
+        super().__init__()
+        W = context + 1
+        if state.length < W:
+            raise ValueError(f"StaticDecoder: the state's window holds {state.length} positions, "
+                             f"needs context + 1 = {W}")
+        object.__setattr__(self, "gen", gen)  # not a submodule: its parameters stay the model's
+        self.W, self.settings = W, (float(temperature), int(top_k), float(top_p))
+        cache = state.cache
+        like = gen.embed.weight
+        for layer in range(gen.cfg.n_layer):
+            # the window's last W positions, oldest in slot 0, newest in slot W - 1
+            self.register_buffer(f"k{layer}", cache.keys(layer)[:, -W:].contiguous())
+            self.register_buffer(f"v{layer}", cache.values(layer)[:, -W:].contiguous())
+            r = gen.attn[layer].rel(gen.pos_emb(W, like)).to(cache.keys(layer).dtype)
+            self.register_buffer(f"r{layer}", r.contiguous())
+        dev = like.device
+        self.register_buffer("slot", torch.tensor(W - 1, device=dev))  # the newest token's slot
+        self.register_buffer("ring", torch.arange(W, device=dev))
+        self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64, device=dev))
+        self.register_buffer("offset", torch.tensor(int(offset), dtype=torch.int64, device=dev))
+        self._next = self._next_token
+        if compiled:
+            mode = "reduce-overhead" if dev.type == "cuda" else None
+            self._next = torch.compile(self._next_token, mode=mode, fullgraph=True)
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        temperature, top_k, top_p = self.settings
+        logits = never_sample(logits, self.gen.cfg.pad_id)
+        noise = gumbel_naive.gumbel_noise(logits.shape, self.seed, self.offset, device=logits.device)
+        self.offset.add_(1)
+        return gumbel_naive.sample_logits(logits, temperature, top_k, top_p, noise=noise)
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        gen, W = self.gen, self.W
+        slot = (self.slot + 1) % W
+        self.slot.copy_(slot)
+        # row d of the ring-ordered r: the distance from the newest token to the key in slot
+        # W - 1 - d's place, i.e. r[(d + slot + 1) mod W]
+        order = (self.ring + slot + 1) % W
+        h = gen.embed_input(x[:, None])  # [B, 1, d]
+        for layer in range(gen.cfg.n_layer):
+            attn = gen.attn[layer]
+            k_new, v_new = attn.kv(h)
+            k, v = getattr(self, f"k{layer}"), getattr(self, f"v{layer}")
+            k.index_copy_(1, slot.view(1), k_new.to(k.dtype))
+            v.index_copy_(1, slot.view(1), v_new.to(v.dtype))
+            r = getattr(self, f"r{layer}").index_select(0, order)
+            h = gen.ff[layer](attn.attend(h, k, v, r))
+        return gen.logits(h[:, 0])
+
+    def _next_token(self, x: torch.Tensor) -> torch.Tensor:
+        return self._sample(self._step(x))
+
+    @torch.no_grad()
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """A token per row from ``logits`` [B, V] (the step before the switch), at the next offset."""
+        return self._sample(logits)
+
+    @torch.no_grad()
+    def next_token(self, x: torch.Tensor) -> torch.Tensor:
+        """Feed ids ``x`` [B] and sample the next ids [B]: one step (one graph replay when compiled)."""
+        return self._next(x)

@@ -83,12 +83,16 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int):
     return c0, c1, c2, c3
 
 
-def philox_bits(rows: int, V: int, seed: int, offset: int, device=None) -> torch.Tensor:
-    """The kernels' 32 random bits of every element of a [rows, V] problem, int64 in [0, 2^32)."""
+def philox_bits(rows: int, V: int, seed, offset, device=None) -> torch.Tensor:
+    """The kernels' 32 random bits of every element of a [rows, V] problem, int64 in [0, 2^32).
+
+    ``seed`` and ``offset``: Python ints, or int64 tensors of one element on ``device`` (values
+    in [0, 2^63)), so that a captured or compiled step can advance them on the device."""
     G = (V + 3) // 4
     c0 = torch.arange(rows, dtype=torch.int64, device=device)[:, None].expand(rows, G)
     c1 = torch.arange(G, dtype=torch.int64, device=device)[None, :].expand(rows, G)
-    c2 = torch.full((rows, G), offset & MASK32, dtype=torch.int64, device=device)
-    c3 = torch.full((rows, G), (offset >> 32) & MASK32, dtype=torch.int64, device=device)
+    zeros = torch.zeros((rows, G), dtype=torch.int64, device=device)
+    c2 = zeros + (offset & MASK32)
+    c3 = zeros + ((offset >> 32) & MASK32)
     words = philox4x32(c0, c1, c2, c3, seed & MASK32, (seed >> 32) & MASK32)
     return torch.stack(words, dim=-1).reshape(rows, 4 * G)[:, :V]
