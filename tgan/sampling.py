@@ -201,7 +201,10 @@ class StaticDecoder(torch.nn.Module):
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64, device=dev))
         self.register_buffer("offset", torch.tensor(int(offset), dtype=torch.int64, device=dev))
         self._next = self._next_token
+        self.compiled = bool(compiled)
         if compiled:
+            for buf in self.buffers():  # written in place by every replay: fixed addresses
+                torch._dynamo.mark_static_address(buf)
             mode = "reduce-overhead" if dev.type == "cuda" else None
             self._next = torch.compile(self._next_token, mode=mode, fullgraph=True)
 
@@ -240,5 +243,11 @@ class StaticDecoder(torch.nn.Module):
 
     @torch.no_grad()
     def next_token(self, x: torch.Tensor) -> torch.Tensor:
-        """Feed ids ``x`` [B] and sample the next ids [B]: one step (one graph replay when compiled)."""
-        return self._next(x)
+        """Feed ids ``x`` [B] and sample the next ids [B]: one step (one graph replay when compiled).
+
+        Compiled, the ids come back copied out of the graph's output buffer, which the next replay
+        overwrites (callers keep every token)."""
+        if not self.compiled:
+            return self._next(x)
+        torch.compiler.cudagraph_mark_step_begin()  # the previous replay's outputs are consumed
+        return self._next(x).clone()

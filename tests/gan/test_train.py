@@ -29,6 +29,7 @@ def test_each_loss_trains_all_stages_and_writes_what_it_promises(tmp_path, midi_
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "logs").iterdir())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_nll_last"] > 0 and len(summary["samples"]) == 2
+    assert set(summary["triton_compiles"]) == {"compiled", "cache_hits", "seconds"}  # none on the CPU
     assert set(summary["note_stats_samples"]) <= {"PCU", "NPU", "EBR", "ISR", "PRS", "TUP", "PR", "APS", "IOI"}
     if loss == "ppo_gp":
         assert "ppo_classifier" in ck.models and "ppo_snapshot" in ck.models
@@ -208,3 +209,20 @@ def test_init_from_reuses_another_runs_pretraining(tmp_path, midi_folder, capsys
     with pytest.raises(SystemExit) as e:
         main(["--run-dir", str(tmp_path / "bad3"), "--init-from", str(tmp_path / "nope")])
     assert e.value.code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_the_log_gives_the_count_and_time_of_triton_compiles(monkeypatch, caplog):
+    import logging
+
+    from tgan.gan import trainer as tr
+
+    counts = iter([{"compiled": 7, "cache_hits": 2, "seconds": 12.5}])
+    monkeypatch.setattr(tr, "triton_compiles", lambda: next(counts))
+    with caplog.at_level(logging.INFO, logger="tgan.gan.trainer"):
+        tr.Trainer._log_compiles(None, "first adversarial iteration", {"compiled": 1, "cache_hits": 0, "seconds": 0.5},
+                                 15.0)
+    assert "first adversarial iteration: 15.0 s, of which 12.0 s in 6 Triton compiles (2 kernels loaded" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(tr, "triton_compiles", lambda: {"compiled": 1, "cache_hits": 0, "seconds": 0.5})
+    tr.Trainer._log_compiles(None, "stage mle", {"compiled": 1, "cache_hits": 0, "seconds": 0.5}, 3.0)
+    assert "Triton" not in caplog.text  # nothing compiled: no line

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import torch
 
+from tgan.ops._backend import triton_compiles
 from tgan.sampling import generate_tokens
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def write_samples_and_summary(trainer, times: dict) -> dict:
         "generation_tokens_per_s": gen_tps, "samples": files,
     }
     summary.update(disc_auc_summary(trainer.history.get("disc_auc", [])))
+    summary["triton_compiles"] = triton_compiles()  # this process's: count, seconds, disk-cache loads
     try:
         n_real = min(8, trainer.data.num_pieces("validation"))
         real = [trainer.data.piece("validation", i)[: length] for i in range(n_real)]

@@ -38,6 +38,7 @@ from tgan.gan.losses import make_loss
 from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
 from tgan.gan.run_state import STAGES, global_step, init_from_run, plan, resume_run, save_run
+from tgan.ops._backend import triton_compiles, watch_triton_compiles
 from tgan.gan.rollout import disc_inputs, discriminator_step, generator_adversarial_step, sample_fakes
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog
@@ -186,6 +187,7 @@ class Trainer:
         if self.initialized_from is not None:
             self.save(pin=True)  # this run's own copy of its starting point: --resume works from here
             self.initialized_from = None
+        watch_triton_compiles()
         plan = self.plan()
         run_stage = {"mle": self._mle_stage, "disc": self._disc_stage, "dwarm": self._dwarm_stage,
                      "gan": self._gan_stage}
@@ -196,8 +198,10 @@ class Trainer:
             self.stage = name
             t0 = time.time()
             self.stage_started = t0 - self.stage_seconds
+            c0 = triton_compiles()
             run_stage[name](steps)
             times[name] = time.time() - t0
+            self._log_compiles(f"stage {name}", c0, times[name])
             self.stage_seconds = 0.0
             self.stage, self.stage_step = (plan[i + 1][0] if i + 1 < len(plan) else "done"), 0
             self.save(pin=name in ("mle", "disc", "dwarm"))  # pre-trained models stay for --init-from
@@ -205,6 +209,14 @@ class Trainer:
         if self.log is not None:
             self.log.close()
         return summary
+
+    def _log_compiles(self, what: str, before: dict, seconds: float) -> None:
+        """Log the Triton compiles (count, time, loads from the disk cache) since ``before``."""
+        now = triton_compiles()
+        n, hits = now["compiled"] - before["compiled"], now["cache_hits"] - before["cache_hits"]
+        if n or hits:
+            logger.info("%s: %.1f s, of which %.1f s in %d Triton compiles (%d kernels loaded from the disk "
+                        "cache)", what, seconds, now["seconds"] - before["seconds"], n, hits)
 
     def _label(self, name: str, what: str) -> str:
         names = [n for n, _ in self.plan()]
@@ -375,9 +387,13 @@ class Trainer:
             it = self.stage_step
             adv = not mle_only and it >= cfg.gan_start and (it - cfg.gan_start) % cfg.gan_every == 0
             if adv:
+                first = not last_adv
+                c0, ta = triton_compiles(), time.time()
                 stats = self.adversarial_iteration(d_opt, gumbel_beta(it, steps, cfg.beta_max))
                 toks += cfg.batch_size * cfg.rollout_len * self.info.world_size
                 last_adv = stats
+                if first:
+                    self._log_compiles("first adversarial iteration", c0, time.time() - ta)
             else:
                 stats = {"mle_loss": self.mle_iteration()[0]}
             self.stage_step += 1

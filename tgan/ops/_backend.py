@@ -128,3 +128,70 @@ def split64(x: int) -> tuple[int, int]:
     """
     lo, hi = x & 0xFFFFFFFF, (x >> 32) & 0xFFFFFFFF
     return (lo - (1 << 32) if lo >= 1 << 31 else lo), (hi - (1 << 32) if hi >= 1 << 31 else hi)
+
+
+_COMPILES = {"compiled": 0, "cache_hits": 0, "seconds": 0.0}
+_WATCH: list = []  # "listener", "hooks" or "none", once decided
+_PENDING: dict = {}  # JIT hook path: start times of compiles under way
+
+
+def watch_triton_compiles() -> str:
+    """Count Triton compiles from now on in this process (see ``triton_compiles``); idempotent.
+
+    Uses triton's compilation listener where the release has one (it times each compile and tells
+    a compile from a load out of the on-disk cache), else the JIT's before- and after-compile
+    hooks (a load from the disk cache then counts as a compile, with its time). Chains a listener
+    or hooks already installed. Returns how: "listener", "hooks" or "none" (no triton, or a
+    release with neither).
+    """
+    if _WATCH:
+        return _WATCH[0]
+    import time
+
+    try:
+        import triton
+        knobs = triton.knobs
+    except Exception:  # no triton, or a release without knobs
+        _WATCH.append("none")
+        return "none"
+    comp = getattr(knobs, "compilation", None)
+    if comp is not None and hasattr(comp, "listener"):
+        previous = comp.listener
+
+        def listener(*, src, metadata, metadata_group, times, cache_hit):
+            if cache_hit:
+                _COMPILES["cache_hits"] += 1
+            else:
+                _COMPILES["compiled"] += 1
+                _COMPILES["seconds"] += times.total * 1e-6  # CompileTimes are in microseconds
+            if previous is not None:
+                previous(src=src, metadata=metadata, metadata_group=metadata_group, times=times,
+                         cache_hit=cache_hit)
+        comp.listener = listener
+        _WATCH.append("listener")
+        return "listener"
+    rt = getattr(knobs, "runtime", None)
+    if rt is None or not hasattr(rt, "jit_cache_hook") or not hasattr(rt, "jit_post_compile_hook"):
+        _WATCH.append("none")
+        return "none"
+    before, after = rt.jit_cache_hook, rt.jit_post_compile_hook
+
+    def pre(**kw):
+        _PENDING[id(kw.get("key"))] = time.perf_counter()
+        return before(**kw) if before is not None else False  # True would skip the compile
+
+    def post(**kw):
+        t0 = _PENDING.pop(id(kw.get("key")), None)
+        _COMPILES["compiled"] += 1
+        if t0 is not None:
+            _COMPILES["seconds"] += time.perf_counter() - t0
+        return after(**kw) if after is not None else None
+    rt.jit_cache_hook, rt.jit_post_compile_hook = pre, post
+    _WATCH.append("hooks")
+    return "hooks"
+
+
+def triton_compiles() -> dict:
+    """Triton compiles counted since ``watch_triton_compiles``: {"compiled", "cache_hits",
+    "seconds"} (compile time in seconds; loads from the on-disk cache are not compiles)."""
+    return dict(_COMPILES)
