@@ -329,13 +329,15 @@ def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128
     real = torch.randint(2, 300, (batch, prefix + segment * (segments + 1)))
     lossf = make_loss(loss)
 
-    def run(counter=None, sink=None, count_from=1):
+    def run(counter=None, sink=None, count_from=1, around=None):
         it = rollout_segments(gen, real, prefix, segment * (segments + 1), segment, 1.0,
                               mem_len=mem)
         n0 = 0
         for s in range(segments + 1):
             active = counter is not None and s >= count_from
             ctx = counter if active else contextlib.nullcontext()
+            if around is not None and s >= count_from:
+                ctx = around()
             with ctx:
                 if s == count_from and sink is not None:
                     n0 = len(sink)
@@ -364,13 +366,32 @@ def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128
            "top_ops": dict(collections.Counter(
                {k: round(v / (segments * segment), 2) for ph in counter.ops.values()
                 for k, v in ph.items()}).most_common(15))}
-    if python_calls:
-        with gpu_path():
-            res["python_calls_per_token"] = round(
-                _python_calls(lambda: run(count_from=0)) / ((segments + 1) * segment), 1)
+    if python_calls:  # over the same steady-state segments as the counts
+        calls, seconds = [0], [0.0]
+
+        @contextlib.contextmanager
+        def profiled():
+            def prof(frame, event, arg):
+                if event == "call":
+                    calls[0] += 1
+            sys.setprofile(prof)
+            try:
+                yield
+            finally:
+                sys.setprofile(None)
+
+        @contextlib.contextmanager
+        def timed():
             t0 = time.perf_counter()
-            run(count_from=0)
-            res["cpu_ms_per_token"] = round(1e3 * (time.perf_counter() - t0) / ((segments + 1) * segment), 2)
+            try:
+                yield
+            finally:
+                seconds[0] += time.perf_counter() - t0
+        with gpu_path():
+            run(around=profiled)
+            run(around=timed)
+        res["python_calls_per_token"] = round(calls[0] / (segments * segment), 1)
+        res["cpu_ms_per_token"] = round(1e3 * seconds[0] / (segments * segment), 2)
     return res
 
 

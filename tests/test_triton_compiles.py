@@ -15,7 +15,7 @@ COMMON = """
 import json, os
 os.environ["TRITON_INTERPRET"] = "0"
 import triton, triton.language as tl
-from tgan.ops._backend import watch_triton_compiles, triton_compiles
+from tgan.ops import watch_triton_compiles, triton_compiles
 
 @triton.jit
 def add_one(x_ptr, n, BLOCK: tl.constexpr):

@@ -9,13 +9,14 @@ per token does not grow with the sample length beyond the memory length. Token c
   - ``eager`` (default): ``TransformerXL.step`` over the sliding-window KV cache;
   - ``static``: ``StaticDecoder``, a ring cache of fixed size whose position and noise counter
     live on the device, so every token step has the same shapes, addresses and arguments; the
-    same tokens as ``eager`` for a seed;
+    same noise as ``eager`` for a seed (see ``StaticDecoder`` for the Triton path);
   - ``graph``: ``static`` with the whole token step (embedding, layers, cache writes, sampling)
     compiled by ``torch.compile`` (``mode="reduce-overhead"``: one CUDA graph per token on a GPU).
 """
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 
@@ -154,10 +155,32 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         if len(out) < length and static is None:
             logits = gen.step(nxt, state, max_context=context)
             if mode != "eager" and state.length > context:  # the window is full: static from here
-                static = StaticDecoder(gen, state, context, temperature, top_k, top_p, seed=base,
-                                       offset=len(out) - n_primer, compiled=mode == "graph")
+                static = static_decoder(gen, state, context, temperature, top_k, top_p, seed=base,
+                                        offset=len(out) - n_primer, compiled=mode == "graph")
     gen.train(was)
     return torch.stack(out, dim=1)
+
+
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_decoder(gen, state, context: int, temperature: float, top_k: int, top_p: float, seed: int,
+                   offset: int, compiled: bool = False) -> "StaticDecoder":
+    """A ``StaticDecoder`` of ``gen`` loaded from ``state``: one per model, batch, window, dtype,
+    device, sampling settings and mode, kept while the model lives and reloaded in place by each
+    call, so that its buffers keep their addresses (a compiled step is compiled and captured once,
+    not once per ``generate_tokens`` call)."""
+    k0 = state.cache.keys(0)
+    key = (k0.shape[0], int(context), k0.dtype, str(k0.device), float(temperature), int(top_k),
+           float(top_p), bool(compiled))
+    per = _DECODERS.setdefault(gen, {})
+    dec = per.get(key)
+    if dec is None:
+        dec = per[key] = StaticDecoder(gen, state, context, temperature, top_k, top_p, seed, offset,
+                                       compiled=compiled)
+    else:
+        dec.load(state, seed, offset)
+    return dec
 
 
 class StaticDecoder(torch.nn.Module):
@@ -170,36 +193,36 @@ class StaticDecoder(torch.nn.Module):
     index by the same tensor). The noise counter is a device tensor as well. Every step then has
     the same shapes, buffer addresses and arguments: what a CUDA graph replays. ``compiled``
     compiles ``next_token`` with ``torch.compile(mode="reduce-overhead", fullgraph=True)`` on a
-    GPU (plain ``torch.compile`` elsewhere).
+    GPU (plain ``torch.compile`` elsewhere). ``load`` refills it from another state (and the
+    model's current weights) in place; ``static_decoder`` keeps one per configuration.
 
-    The tokens equal ``TransformerXL.step`` with sampling by ``tgan.ops.sample_logits`` at the
-    same seed and offsets (the sampler here is the reference's, on the same Philox bits, so that
-    it compiles into the graph). Layer outputs are those of the sliding window: the attention
-    sees the same keys, values and distances, in another order.
+    Layer outputs are those of ``TransformerXL.step`` over the sliding window: the attention sees
+    the same keys, values and distances, in another order. Sampling draws the same Philox bits
+    as ``tgan.ops.sample_logits`` at the same seed and offsets, through the PyTorch reference (so
+    that it compiles into the graph): on the torch path the tokens are the eager decoder's; on
+    the Triton path the kernels turn the bits into Gumbel noise with their own log (agreeing to
+    about 1e-6), so a near-tie between two tokens can go the other way and the samples diverge.
     """
 
     def __init__(self, gen, state, context: int, temperature: float, top_k: int, top_p: float,
                  seed: int, offset: int, compiled: bool = False):
         super().__init__()
         W = context + 1
-        if state.length < W:
-            raise ValueError(f"StaticDecoder: the state's window holds {state.length} positions, "
-                             f"needs context + 1 = {W}")
-        object.__setattr__(self, "gen", gen)  # not a submodule: its parameters stay the model's
+        # a weak reference (and not a submodule): the decoders kept per model must not keep it alive
+        object.__setattr__(self, "_gen", weakref.ref(gen))
         self.W, self.settings = W, (float(temperature), int(top_k), float(top_p))
-        cache = state.cache
-        like = gen.embed.weight
-        for layer in range(gen.cfg.n_layer):
-            # the window's last W positions, oldest in slot 0, newest in slot W - 1
-            self.register_buffer(f"k{layer}", cache.keys(layer)[:, -W:].contiguous())
-            self.register_buffer(f"v{layer}", cache.values(layer)[:, -W:].contiguous())
-            r = gen.attn[layer].rel(gen.pos_emb(W, like)).to(cache.keys(layer).dtype)
-            self.register_buffer(f"r{layer}", r.contiguous())
-        dev = like.device
+        cfg, like = gen.cfg, gen.embed.weight
+        k0 = state.cache.keys(0)
+        B, dev = k0.shape[0], like.device
+        for layer in range(cfg.n_layer):
+            for name in ("k", "v"):
+                self.register_buffer(f"{name}{layer}", k0.new_zeros(B, W, cfg.n_head, cfg.d_head))
+            self.register_buffer(f"r{layer}", k0.new_zeros(W, cfg.n_head, cfg.d_head))
         self.register_buffer("slot", torch.tensor(W - 1, device=dev))  # the newest token's slot
         self.register_buffer("ring", torch.arange(W, device=dev))
-        self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64, device=dev))
-        self.register_buffer("offset", torch.tensor(int(offset), dtype=torch.int64, device=dev))
+        self.register_buffer("seed", torch.tensor(0, dtype=torch.int64, device=dev))
+        self.register_buffer("offset", torch.tensor(0, dtype=torch.int64, device=dev))
+        self.load(state, seed, offset)
         self._next = self._next_token
         self.compiled = bool(compiled)
         if compiled:
@@ -207,6 +230,28 @@ class StaticDecoder(torch.nn.Module):
                 torch._dynamo.mark_static_address(buf)
             mode = "reduce-overhead" if dev.type == "cuda" else None
             self._next = torch.compile(self._next_token, mode=mode, fullgraph=True)
+
+    @property
+    def gen(self):
+        """The model decoded (held weakly)."""
+        return self._gen()
+
+    @torch.no_grad()
+    def load(self, state, seed: int, offset: int) -> None:
+        """Copy a full window of ``state`` (its last W positions, oldest in slot 0), the model's
+        relative embeddings and the noise's (seed, offset) into the buffers, in place."""
+        gen, W = self.gen, self.W
+        if state.length < W:
+            raise ValueError(f"StaticDecoder: the state's window holds {state.length} positions, "
+                             f"needs context + 1 = {W}")
+        cache, like = state.cache, gen.embed.weight
+        for layer in range(gen.cfg.n_layer):
+            getattr(self, f"k{layer}").copy_(cache.keys(layer)[:, -W:])
+            getattr(self, f"v{layer}").copy_(cache.values(layer)[:, -W:])
+            getattr(self, f"r{layer}").copy_(gen.attn[layer].rel(gen.pos_emb(W, like)))
+        self.slot.fill_(W - 1)
+        self.seed.fill_(int(seed))
+        self.offset.fill_(int(offset))
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         temperature, top_k, top_p = self.settings

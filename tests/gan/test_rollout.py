@@ -126,16 +126,20 @@ def test_gradient_through_memory_spans_groups_of_segments_with_bounded_memory():
     assert any(not torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g1, g2))
 
 
-@pytest.mark.parametrize("grad_segments", [1, 2])
-def test_weight_gradients_summed_once_per_segment_equal_per_token_autograd(grad_segments):
+@pytest.mark.parametrize("grad_segments,frozen", [(1, False), (2, False), (1, True)])
+def test_weight_gradients_summed_once_per_segment_equal_per_token_autograd(grad_segments, frozen):
     # SegmentLinears (one product per weight and segment) against plain autograd (one per token),
-    # with dropout on: the same samples, losses and every parameter's gradient
+    # with dropout on: the same samples, losses and every parameter's gradient (a frozen weight
+    # and a frozen bias beside a trainable weight get none)
     def run(segment_grads):
         torch.manual_seed(3)
         cfg = GeneratorConfig(vocab_size=V, n_layer=2, d_model=16, n_head=2, d_head=8, d_inner=32, tgt_len=8,
                               mem_len=8, eval_mem_len=16, dropout=0.1, attn_dropout=0.1)
         g, d = TransformerXL(cfg), _models()[1]
         g.segment_grads = segment_grads
+        if frozen:
+            g.attn[0].q_net.weight.requires_grad_(False)
+            g.ff[1].net[0].bias.requires_grad_(False)
         real = torch.randint(2, V, (3, 4 + 32))
         loss = generator_adversarial_step(g, d, RSGAN(), real, 4, 32, 8, beta=2.0, grad_segments=grad_segments)
         return loss, {n: p.grad.clone() for n, p in g.named_parameters() if p.grad is not None}
@@ -143,7 +147,7 @@ def test_weight_gradients_summed_once_per_segment_equal_per_token_autograd(grad_
     loss_seg, seg = run(True)
     loss_ref, ref = run(False)
     assert loss_seg == pytest.approx(loss_ref, rel=1e-6)
-    assert seg.keys() == ref.keys() and len(ref) == len(list(_models()[0].parameters()))
+    assert seg.keys() == ref.keys() and len(ref) == len(list(_models()[0].parameters())) - 2 * frozen
     for name in ref:
         torch.testing.assert_close(seg[name], ref[name], rtol=1e-4, atol=1e-6, msg=name)
     assert any(ref[n].abs().sum() > 0 for n in ("embed.weight", "ff.0.net.0.weight", "attn.1.q_net.weight"))

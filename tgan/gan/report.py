@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from tgan.ops._backend import triton_compiles
+from tgan.ops import triton_compiles
 from tgan.sampling import generate_tokens
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from tgan.gan.losses import make_loss
 from tgan.gan.mle import PieceStream, evaluate_nll, mle_step, uniform_nll
 from tgan.gan.pretrain import mlm_step
 from tgan.gan.run_state import STAGES, global_step, init_from_run, plan, resume_run, save_run
-from tgan.ops._backend import triton_compiles, watch_triton_compiles
+from tgan.ops import triton_compiles, watch_triton_compiles
 from tgan.gan.rollout import disc_inputs, discriminator_step, generator_adversarial_step, sample_fakes
 from tgan.gan.schedule import gumbel_beta, inverse_sqrt_scheduler
 from tgan.gan.tblog import ScalarLog

@@ -17,11 +17,17 @@ for each token, the weight's gradient (one ``mm``) and adds it into the weight's
 The gradients equal autograd's (the same sums, in one product). The store holds each token's
 output gradient until the segment's backward reaches its weights: [B, out] per token and layer,
 bounded by the segment, not the rollout.
+
+Limits: no double backward (the backwards are ``once_differentiable``: ``create_graph=True``
+raises); ``torch.autograd.grad(..., inputs=...)`` that does not reach a weight's segment node
+leaves that weight's store filled, so a later backward through the same (retained) graph would
+count those tokens twice.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -45,22 +51,24 @@ class _SegmentWeight(torch.autograd.Function):
         return w, (bias.to(dtype) if bias.dtype != dtype else bias.view_as(bias))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, _gw, _gb):
         entries, ctx.store[:] = list(ctx.store), []
         grad_w = grad_b = None
+        want_w, want_b = ctx.needs_input_grad[0], ctx.has_bias and ctx.needs_input_grad[1]
         normal = [(x, g) for x, g, t in entries if not t]
         trans = [(x, g) for x, g, t in entries if t]
         for group, transposed in ((normal, False), (trans, True)):
             if not group:
                 continue
-            X = torch.cat([x.reshape(-1, x.shape[-1]) for x, _ in group])
             G = torch.cat([g.reshape(-1, g.shape[-1]) for _, g in group])
-            part = X.t() @ G if transposed else G.t() @ X
-            grad_w = part if grad_w is None else grad_w + part
-            if ctx.has_bias and not transposed:
-                grad_b = G.sum(0)
-        grad_w = None if grad_w is None else grad_w.to(ctx.w_dtype)
-        grad_b = None if grad_b is None else grad_b.to(ctx.b_dtype)
+            if want_w:
+                X = torch.cat([x.reshape(-1, x.shape[-1]) for x, _ in group])
+                # each part in the weight's dtype before they are summed (fp32 under autocast)
+                part = (X.t() @ G if transposed else G.t() @ X).to(ctx.w_dtype)
+                grad_w = part if grad_w is None else grad_w + part
+            if want_b and not transposed:
+                grad_b = G.sum(0).to(ctx.b_dtype)
         return grad_w, grad_b, None, None
 
 
@@ -75,13 +83,14 @@ class _StepLinear(torch.autograd.Function):
             y = xc @ w if transposed else F.linear(xc, w, b)
         ctx.save_for_backward(xc, w)
         ctx.store, ctx.transposed = store, transposed
-        ctx.needs_x = x.requires_grad
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g):
         xc, w = ctx.saved_tensors
-        ctx.store.append((xc, g, ctx.transposed))
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # the weights' segment node runs
+            ctx.store.append((xc.detach(), g.detach(), ctx.transposed))
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = g @ w.t() if ctx.transposed else g @ w

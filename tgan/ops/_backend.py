@@ -142,7 +142,8 @@ def watch_triton_compiles() -> str:
     a compile from a load out of the on-disk cache), else the JIT's before- and after-compile
     hooks (a load from the disk cache then counts as a compile, with its time). Chains a listener
     or hooks already installed. Returns how: "listener", "hooks" or "none" (no triton, or a
-    release with neither).
+    release with neither). Kernels that torch.compile's inductor compiles in its worker
+    processes are not counted (only this process's compiles are).
     """
     if _WATCH:
         return _WATCH[0]
@@ -177,8 +178,10 @@ def watch_triton_compiles() -> str:
     before, after = rt.jit_cache_hook, rt.jit_post_compile_hook
 
     def pre(**kw):
-        _PENDING[id(kw.get("key"))] = time.perf_counter()
-        return before(**kw) if before is not None else False  # True would skip the compile
+        skip = before(**kw) if before is not None else False  # True skips the compile
+        if not skip:
+            _PENDING[id(kw.get("key"))] = time.perf_counter()
+        return skip
 
     def post(**kw):
         t0 = _PENDING.pop(id(kw.get("key")), None)
