@@ -187,3 +187,21 @@ def test_segment_linears_hold_one_product_per_weight_and_segment():
     seg4, seg8 = mms(True, 4), mms(True, 8)
     assert seg8 - seg4 <= 4 * 12
     assert seg8 < mms(False, 8) * 0.65
+
+
+def test_segment_sums_under_bf16_autocast_stay_within_bf16_rounding_of_per_token_autograd():
+    # the weights are cast once per segment and the products run in bf16, as autocast runs them
+    def run(segment_grads):
+        torch.manual_seed(3)
+        g, d = _models()
+        g.segment_grads = segment_grads
+        real = torch.randint(2, V, (3, 4 + 16))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = generator_adversarial_step(g, d, RSGAN(), real, 4, 16, 8, beta=2.0)
+        return loss, {n: p.grad for n, p in g.named_parameters() if p.grad is not None}
+
+    (loss_seg, seg), (loss_ref, ref) = run(True), run(False)
+    assert loss_seg == pytest.approx(loss_ref, rel=1e-3) and seg.keys() == ref.keys()
+    for name, r in ref.items():
+        assert seg[name].dtype == torch.float32
+        assert (seg[name] - r).abs().max() <= 2e-2 * r.abs().max() + 1e-8, name
