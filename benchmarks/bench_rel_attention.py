@@ -362,3 +362,40 @@ def test_rel_attention_paper_shape(benchmark, provider):
     pairs = B * Hp * (T * M + T * (T + 1) // 2)
     info["flops"] = 11 * 2 * pairs * Dp  # forward 3 + backward 8 products, the op's own work
     benchmark.extra_info.update(info)
+
+
+ONE_TOKEN_PROVIDERS = ("triton", "eager", "compiled", "sdpa")
+
+
+@pytest.mark.parametrize("provider", ONE_TOKEN_PROVIDERS)
+def test_rel_attention_one_token(benchmark, provider):
+    """A decode step's attention (no grad): one query over 1024 cached positions, the small preset's
+    heads (B = 4, H = 4, D = 64, bf16). The kernel reads r by key there (an index shift, no gather
+    window); eager, torch.compile of eager, and SDPA without the relative term beside it."""
+    if not CUDA:
+        pytest.skip("the one-token comparison needs a CUDA device")
+    B, T, M, Hp, Dp = 4, 1, 1024, 4, 64
+    L, dt = M + T, torch.bfloat16
+    shapes = [(B, T, Hp, Dp), (B, L, Hp, Dp), (B, L, Hp, Dp), (L, Hp, Dp), (Hp, Dp), (Hp, Dp)]
+    xs = [torch.randn(s, device=DEVICE, dtype=dt) for s in shapes]
+    if provider == "sdpa":
+        q, k, v = (x.transpose(1, 2) for x in xs[:3])
+        fn = lambda *_: F.scaled_dot_product_attention(q, k, v)  # noqa: E731  (one query sees all keys)
+    elif provider == "compiled":
+        fn = torch.compile(naive.rel_attention_relshift, dynamic=False)
+    elif provider == "eager":
+        fn = naive.rel_attention_relshift
+    else:
+        fn = _triton_fn("split")
+    want = naive.rel_attention_relshift(*xs)
+    with torch.no_grad():
+        if provider != "sdpa":
+            assert _relative_error(fn(*xs), want) < 3e-2
+        fn(*xs)  # compiles outside the timings
+
+        def run():
+            fn(*xs)
+            _sync()
+        benchmark(run)
+    benchmark.extra_info.update({"provider": provider, "device": _device_name(), "torch": torch.__version__,
+                                 "B": B, "T": T, "M": M, "H": Hp, "D": Dp, "mode": "fwd"})

@@ -465,7 +465,9 @@ def estimate(launch: dict, m: dict) -> dict:
         extra = max(0.0, tiles - 1)  # loop iterations beyond the one the static count holds
         per_warp += m["loop_instructions"] * extra
         if m["loop_mma_flops_per_warp"]:
-            tile_work = _LOOP_PRODUCTS[name] * 2 * bm * bn * launch["kw"]["BLOCK_D"]
+            # a one-token forward's relative product is [BM, BN] (r by key), not [BM, 2BN]
+            products = _LOOP_PRODUCTS[name] - (1 if launch["kw"].get("ONE_QUERY") else 0)
+            tile_work = products * 2 * bm * bn * launch["kw"]["BLOCK_D"]
             est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / tile_work, 2)
         # executed: the binary's MMA FLOPs and global-memory bytes over the grid's loop trips
         est["executed_flops"] = round((m["mma_flops_per_warp"] + m["loop_mma_flops_per_warp"] * extra)

@@ -17,7 +17,8 @@
 #   adversarial bench_adversarial_step at rollouts of 256 and 2048 tokens -> adversarial.json
 #   fusion      the fused-backward targets in one process, under 5 minutes: bench_rel_attention
 #               at T = 512 and 2048 (triton with both backwards, compiled eager, flex, sdpa; fwd,
-#               bwd, fwd+bwd) and at the paper's shape with dropout, then bench_gumbel_softmax at
+#               bwd, fwd+bwd), at the paper's shape with dropout, and a decode step's one query
+#               over 1024 positions (test_rel_attention_one_token), then bench_gumbel_softmax at
 #               R = 131072 -> fusion-attention.json, fusion-gumbel.json (not in the default list:
 #               `bash benchmarks/gpu_session.sh fusion`)
 #   rollouts    issue-sized rollout figures in one process, under 8 minutes, on a cold Triton cache
@@ -116,7 +117,7 @@ for name in "$@"; do
             bench adversarial 70 0.2 benchmarks/bench_adversarial_step.py -k "256 or 2048" ;;
         fusion)
             bench fusion-attention 210 0.2 benchmarks/bench_rel_attention.py -k \
-                "paper_shape or (test_rel_attention and (512 or 2048) and not eager and not reference)"
+                "paper_shape or one_token or (test_rel_attention and (512 or 2048) and not eager and not reference)"
             bench fusion-gumbel 75 0.1 benchmarks/bench_gumbel_softmax.py -k "131072" ;;
         rollouts)  # a cold cache of its own: the first adversarial step pays every compile
             TRITON_CACHE_DIR="$(mktemp -d)" stage rollouts 480 python benchmarks/rollout_probe.py \

@@ -269,8 +269,9 @@ def check_half_precision(inputs, slack=1e-3):
 # ---------------------------------------------------------------------------------- dropout
 
 
-def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeypatch):
-    B, T, M, H, D, p, seed = 2, 21, 14, 2, 32, 0.3, 1234
+@pytest.mark.parametrize("T,M", [(21, 14), (1, 45)])  # a segment, and a one-token step (ONE_QUERY)
+def test_dropout_matches_reference_with_the_kernels_mask(triton_backend, monkeypatch, T, M):
+    B, H, D, p, seed = 2, 2, 32, 0.3, 1234
     inputs = make_inputs(B, T, M, H, D)
     keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
     visible = torch.arange(M + T)[None, :] <= torch.arange(T)[:, None] + M

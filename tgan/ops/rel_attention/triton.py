@@ -267,7 +267,8 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
     u, vb = u.contiguous(), vb.contiguous()
     o = q.new_empty(q.shape)
     lse = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype))
+    # a one-token step reads r's rows by key (an index shift), not a window and a gather
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype), ONE_QUERY=T == 1)
     for b0, b1 in _batch_chunks(B, H):
         n = b1 - b0
         qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
