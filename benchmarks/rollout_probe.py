@@ -82,7 +82,8 @@ def decode_modes(gen, B: int, modes: list, steps: int, device) -> list:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
-    p.add_argument("--batches", default="4", help="batch sizes, comma separated (default 4)")
+    p.add_argument("--batches", "--batch", default="4",
+                   help="batch sizes, comma separated (default 4; --batch N as before)")
     p.add_argument("--old-path-batches", default="",
                    help="batch sizes at which the per-token weight-gradient path runs too")
     p.add_argument("--steps", type=int, default=128, help="decode steps (default 128)")
