@@ -126,7 +126,7 @@ def generate_tokens(gen, batch_size: int, length: int, primer: torch.Tensor | No
         if progress is not None:
             progress.update(1)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    eos_fill = torch.full((batch_size,), eos_id if eos_id is not None else 0, device=device)
+    eos_fill = None if eos_id is None else torch.full((batch_size,), eos_id, device=device)
     if max_seconds is not None:
         token_seconds = token_seconds.to(device)
         elapsed = token_seconds[torch.stack(out, 1)].sum(1) if out else torch.zeros(batch_size, device=device)

@@ -152,27 +152,30 @@ class TransformerXL(nn.Module):
             c = self._pos_cache = sinusoid(n, self.cfg.d_model, like.device, like.dtype)
         return c[:length]
 
-    def embed_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, T] or float one-hot/soft [B, T, V] -> scaled embeddings [B, T, d]."""
+    def embed_input(self, x: torch.Tensor, lin: SegmentLinears | None = None) -> torch.Tensor:
+        """Token ids [B, T] or float one-hot/soft [B, T, V] -> scaled embeddings [B, T, d].
+        ``lin``: a token step's segment linears (``SegmentLinears``), None for plain layers."""
         if x.dtype in (torch.long, torch.int32, torch.int16, torch.int64):
             e = self.embed(x.long())
         elif x.is_floating_point():
-            self._check_soft(x)
-            e = x.to(self.embed.weight.dtype) @ self.embed.weight
+            if x.shape[-1] != self.cfg.vocab_size:
+                raise ValueError(
+                    f"TransformerXL: soft input last dim must be vocab_size={self.cfg.vocab_size}, "
+                    f"got {tuple(x.shape)}"
+                )
+            if lin is None:
+                e = x.to(self.embed.weight.dtype) @ self.embed.weight
+            else:
+                e = lin.matmul(x, self.embed.weight, linear_bias=self.out_bias)
         else:
             raise TypeError(f"TransformerXL: input must be integer ids or float one-hots, got {x.dtype}")
         return self.drop(e * self.emb_scale)
 
-    def _check_soft(self, x: torch.Tensor) -> None:
-        if x.shape[-1] != self.cfg.vocab_size:
-            raise ValueError(
-                f"TransformerXL: soft input last dim must be vocab_size={self.cfg.vocab_size}, "
-                f"got {tuple(x.shape)}"
-            )
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Tied output layer: [.., d] -> [.., V]."""
-        return F.linear(h, self.embed.weight, self.out_bias)
+    def logits(self, h: torch.Tensor, lin: SegmentLinears | None = None) -> torch.Tensor:
+        """Tied output layer: [.., d] -> [.., V]. ``lin``: as in ``embed_input``."""
+        if lin is None:
+            return F.linear(h, self.embed.weight, self.out_bias)
+        return lin.linear(h, self.embed.weight, self.out_bias)
 
     def mem_len(self) -> int:
         return self.cfg.mem_len if self.training else self.cfg.eval_mem_len
@@ -295,11 +298,7 @@ class TransformerXL(nn.Module):
         x = x_t[:, None]  # [B, 1] or [B, 1, V]
         # with gradient, the linear layers' weight gradients are summed once per state
         lin = state.linears if torch.is_grad_enabled() else None
-        if lin is not None and x.is_floating_point():
-            self._check_soft(x)
-            h = self.drop(lin.matmul(x, self.embed.weight, linear_bias=self.out_bias) * self.emb_scale)
-        else:
-            h = self.embed_input(x)  # [B, 1, d]
+        h = self.embed_input(x, lin)  # [B, 1, d]
         limit = self.mem_len() if max_context is None else max_context
         L = min(state.length, limit) + 1  # positions attended: the window and the new token
         append = state.cache.append
@@ -308,9 +307,7 @@ class TransformerXL(nn.Module):
             state.hidden[layer].append(h)
             k, v = append(layer, *attn.kv(h, lin), limit)  # [B, L, H, D] views of the cache
             h = self.ff[layer](attn.attend(h, k, v, self._rel_for_step(state, layer, L, h), lin), lin)
-        if lin is None:
-            return self.logits(h[:, 0])
-        return lin.linear(h[:, 0], self.embed.weight, self.out_bias)
+        return self.logits(h[:, 0], lin)
 
     def state_mems(self, state: DecodeState, mem_len: int | None = None, detach: bool = True) -> list:
         """Memory for the next segment: the last ``mem_len`` layer inputs of [state.mems; steps]."""
