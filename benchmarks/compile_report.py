@@ -95,15 +95,32 @@ class _Recorder:
         return launch
 
 
+def jit_functions(module) -> dict:
+    """The @triton.jit kernels of ``module`` by name."""
+    return {name: obj for name in dir(module)
+            if hasattr(obj := getattr(module, name), "arg_names") and hasattr(obj, "params")}
+
+
+def h200_dr_splits(B: int, H: int, L: int, device=None) -> int:
+    """`_dr_splits` as it decides on an H200 (about 2 programs per SM), on any machine."""
+    return max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
+
+
+def cuda_gumbel_configs(ops) -> list[tuple]:
+    """(name, CUDA-sized stand-in) for the Gumbel launchers' config choices in ``ops``
+    (tgan.ops.gumbel_softmax.triton), so that CPU tensors get the tiles a GPU would use."""
+    config, word_config = ops._config, ops._word_config
+    return [("_config", lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)),
+            ("_word_config", lambda R, V, on_cuda: word_config(R, V, True)),
+            ("_interpreted", lambda t: False)]
+
+
 def _record(module, run, case: str) -> list[dict]:
     """Launches that ``run()`` makes of the jit kernels in ``module``."""
     sink: list[dict] = []
-    saved = {}
-    for name in dir(module):
-        obj = getattr(module, name)
-        if hasattr(obj, "arg_names") and hasattr(obj, "params"):  # a JITFunction
-            saved[name] = obj
-            setattr(module, name, _Recorder(obj, sink, case))
+    saved = jit_functions(module)
+    for name, obj in saved.items():
+        setattr(module, name, _Recorder(obj, sink, case))
     try:
         run()
     finally:
@@ -117,7 +134,7 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
     from tgan.ops.rel_attention import kernel as kern
     from tgan.ops.rel_attention import triton as impl
 
-    impl._dr_splits = lambda B, H, L, device: max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
+    impl._dr_splits = h200_dr_splits
     cases = [  # name, B, T, M, H, D, dropout, backward
         ("bench T=M=512 H=8 D=64", 32, 512, 512, 8, 64, 0.0, True),
         ("bench T=M=128 H=8 D=64", 128, 128, 128, 8, 64, 0.0, True),
@@ -164,9 +181,8 @@ def gumbel_launches() -> list[dict]:
     from tgan.ops.gumbel_softmax import triton as ops
 
     config, word_config, interpreted = ops._config, ops._word_config, ops._interpreted
-    ops._config = lambda R, V, mb, on_cuda, min_rows=1: config(R, V, mb, True, min_rows)
-    ops._word_config = lambda R, V, on_cuda: word_config(R, V, True)
-    ops._interpreted = lambda t: False
+    for name, stand_in in cuda_gumbel_configs(ops):
+        setattr(ops, name, stand_in)
     out = []
     cases = [(131072, 310, dt) for dt in (torch.bfloat16, torch.float32)]
     cases += [(131072, 390, dt) for dt in (torch.bfloat16, torch.float32)]
