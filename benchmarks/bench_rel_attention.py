@@ -324,7 +324,24 @@ def test_rel_attention_paper_shape(benchmark, provider):
     eager formulation, and SDPA without the relative term (with the same dropout)."""
     if not CUDA:
         pytest.skip("the paper-shape comparison needs a CUDA device")
-    (B, T, M, Hp, Dp), p = PAPER_SHAPE, 0.1
+    _bench_fwd_bwd(benchmark, provider, PAPER_SHAPE, 0.1)
+
+
+@pytest.mark.parametrize("provider", PAPER_PROVIDERS)
+def test_rel_attention_one_token_grad(benchmark, provider):
+    """fwd+bwd of a rollout's token step: one query over 1024 positions of memory with gradient,
+    the small preset's heads (B = 4, H = 4, D = 64, bf16) and dropout 0.1. The kernels read r
+    (and the dr pass K and V) by key there; both Triton backwards, torch.compile of eager, and
+    SDPA without the relative term beside them."""
+    if not CUDA:
+        pytest.skip("the one-token comparison needs a CUDA device")
+    _bench_fwd_bwd(benchmark, provider, (4, 1, 1024, 4, 64), 0.1)
+
+
+def _bench_fwd_bwd(benchmark, provider, shape, p):
+    """Time fwd+bwd of ``provider`` at ``shape`` (B, T, M, H, D), bf16, dropout ``p``; records
+    the saved bytes, the peak memory and the op's own FLOPs."""
+    B, T, M, Hp, Dp = shape
     L = M + T
     dt = torch.bfloat16
     shapes = [(B, T, Hp, Dp), (B, L, Hp, Dp), (B, L, Hp, Dp), (L, Hp, Dp), (Hp, Dp), (Hp, Dp)]

@@ -425,6 +425,11 @@ def _grid(launch) -> tuple[int, int, int]:
 _LOOP_PRODUCTS = {"rel_attention_fwd_kernel": 4, "rel_attention_bwd_dkdv_kernel": 6,
                   "rel_attention_bwd_dq_kernel": 7, "rel_attention_bwd_dr_kernel": 6,
                   "rel_attention_bwd_fused_kernel": 11}
+# ... and with ONE_QUERY (a one-token step reads r, and the dr pass K and V, by key: every window
+# product is [BM, BN] wide, not [BM, 2BN])
+_LOOP_PRODUCTS_ONE_QUERY = {"rel_attention_fwd_kernel": 3, "rel_attention_bwd_dkdv_kernel": 5,
+                            "rel_attention_bwd_dq_kernel": 5, "rel_attention_bwd_dr_kernel": 4,
+                            "rel_attention_bwd_fused_kernel": 8}
 
 
 # Products of the op's own work each attention kernel must do, in units of one [T, L] x D product
@@ -481,8 +486,8 @@ def estimate(launch: dict, m: dict) -> dict:
         extra = max(0.0, tiles - 1)  # loop iterations beyond the one the static count holds
         per_warp += m["loop_instructions"] * extra
         if m["loop_mma_flops_per_warp"]:
-            # a one-token forward's relative product is [BM, BN] (r by key), not [BM, 2BN]
-            products = _LOOP_PRODUCTS[name] - (1 if launch["kw"].get("ONE_QUERY") else 0)
+            products = (_LOOP_PRODUCTS_ONE_QUERY if launch["kw"].get("ONE_QUERY")
+                        else _LOOP_PRODUCTS)[name]
             tile_work = products * 2 * bm * bn * launch["kw"]["BLOCK_D"]
             est["mma_work_over_tile"] = round(m["loop_mma_flops_per_warp"] * warps / tile_work, 2)
         # executed: the binary's MMA FLOPs and global-memory bytes over the grid's loop trips

@@ -21,6 +21,10 @@
 #               over 1024 positions (test_rel_attention_one_token), then bench_gumbel_softmax at
 #               R = 131072 -> fusion-attention.json, fusion-gumbel.json (not in the default list:
 #               `bash benchmarks/gpu_session.sh fusion`)
+#   one_token   a rollout token step's attention fwd+bwd (one query over 1024 positions with
+#               gradient and dropout: test_rel_attention_one_token_grad, both Triton backwards,
+#               compiled eager, sdpa) and the decode step's forward -> one-token.json
+#               (not in the default list: `bash benchmarks/gpu_session.sh one_token`)
 #   rollouts    issue-sized rollout figures in one process, under 8 minutes, on a cold Triton cache
 #               (an empty TRITON_CACHE_DIR): benchmarks/rollout_probe.py, small preset, decode
 #               tokens/s at batch 4, 16 and 64, then adversarial steps (differentiable rollout +
@@ -108,7 +112,7 @@ for name in "$@"; do
             ;;
         gumbel) bench gumbel 60 0.1 benchmarks/bench_gumbel_softmax.py ;;
         attention)  # every provider in one process: the ratios come from one run
-            bench attention 170 0.2 benchmarks/bench_rel_attention.py ;;
+            bench attention 170 0.2 benchmarks/bench_rel_attention.py -k "not one_token_grad" ;;
         autotune)
             TGAN_TRITON_CONFIG=autotune bench autotune 45 0.2 benchmarks/bench_rel_attention.py \
                 -k "triton and 512" ;;
@@ -117,8 +121,10 @@ for name in "$@"; do
             bench adversarial 70 0.2 benchmarks/bench_adversarial_step.py -k "256 or 2048" ;;
         fusion)
             bench fusion-attention 210 0.2 benchmarks/bench_rel_attention.py -k \
-                "paper_shape or one_token or (test_rel_attention and (512 or 2048) and not eager and not reference)"
+                "paper_shape or (one_token and not grad) or (test_rel_attention and (512 or 2048) and not eager and not reference)"
             bench fusion-gumbel 75 0.1 benchmarks/bench_gumbel_softmax.py -k "131072" ;;
+        one_token)  # a rollout token step's attention, fwd+bwd, and a decode step's forward
+            bench one-token 150 0.2 benchmarks/bench_rel_attention.py -k "one_token" ;;
         rollouts)  # a cold cache of its own: the first adversarial step pays every compile
             TRITON_CACHE_DIR="$(mktemp -d)" stage rollouts 480 python benchmarks/rollout_probe.py \
                 --preset small --batches 4,16,64 --rollouts 256,2048 --old-path-batches 4 \

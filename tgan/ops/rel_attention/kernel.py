@@ -20,11 +20,14 @@ that product and is picked with `tl.gather` (`_skew_to_keys`). Cost per tile pai
 product is 2x the size of QK^T (2BN columns instead of BN) plus a register gather of [BM, BN];
 loading r per (i, j) pair instead would move a [BM, BN, D] block per tile (BN times more bytes).
 
-A one-token step (T = 1: decoding, and a rollout's forward) has one query, at M: key j's distance
-is M - j, so the forward reads r's rows by key (an index shift, `_scores_one_query`) instead of the
-window, its double-width product and the gather. Compiled for sm_90 (`compile_report.py`,
-ESTIMATES) its loop issues about 40% fewer instructions, with no spill under triton 3.6 or 3.9.
-The backward passes of one-token steps keep the window form.
+A one-token step (T = 1: decoding, and each token step of a rollout) has one query, at M: key j's
+distance is M - j, so with ONE_QUERY every kernel reads r's rows by key (an index shift,
+`_r_by_key`) instead of the window, its double-width product and the gather: the forward and the
+dk/dv pass for the scores, the dq pass for dS·R as a plain [BM, BN] x [BN, BD] product, and the dr
+pass reads K and V by distance (key M - d) instead of skewing their window products. Compiled for
+sm_90 (`compile_report.py`, ESTIMATES) the forward's loop issues about 40% fewer instructions, and
+the three backward passes' modelled issue time at M = 1024 falls from about 49 to 31 µs, with no
+spill under triton 3.6 or 3.9 in the tiles they run.
 
 The dk/dv pass, which sums over queries for a key tile, computes its tiles transposed ([BN, BM],
 keys by rows: S^T = K·Q^T plus the window product R_win·(Q+vb)^T gathered along rows,
@@ -179,12 +182,20 @@ def _scores_one_query(qu, qv, k, R, h, srh, srr, srd, j0, M, NR, D, offs_d, qk_s
     """`_tile_scores` of a one-token step (T = 1: one query, at M): key j's distance is M - j, so
     r's rows are read in key order, an index shift: a [BN, BD] load and a [BM, BN] product instead
     of the [2BN, BD] window, its [BM, 2BN] product and the gather. Rows past the first are the
-    query tile's padding (masked by the caller)."""
-    dist = M - j0 - tl.arange(0, BLOCK_N)
-    r_keys = _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
+    query tile's padding (masked by the caller). Returns (scores [BM, BN], r's rows by key
+    [BN, BD], row b at distance M - j0 - b)."""
+    r_keys = _r_by_key(R, h, srh, srr, srd, j0, M, NR, D, offs_d, BLOCK_N)
     s = tl.dot(qu, tl.trans(k), input_precision=DOT_PREC)
     s += tl.dot(qv, tl.trans(r_keys), input_precision=DOT_PREC)
-    return s * qk_scale
+    return s * qk_scale, r_keys
+
+
+@triton.jit
+def _r_by_key(R, h, srh, srr, srd, j0, M, NR, D, offs_d, BLOCK_N: tl.constexpr):
+    """r's rows at the distances M - j of keys j0 + [0, BN) from the one query of a one-token
+    step, [BN, BD] (an index shift: distances run backwards as keys run forwards)."""
+    dist = M - j0 - tl.arange(0, BLOCK_N)
+    return _load_rows(R + h * srh, dist, srr, (dist >= 0) & (dist < NR), offs_d, srd, D)
 
 
 @triton.jit
@@ -238,8 +249,8 @@ def rel_attention_fwd_kernel(
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
         if ONE_QUERY:
-            s = _scores_one_query(qu, qv, k, R, h, srh, srr, srd, j0, M, NR, D, offs_d, qk_scale,
-                                  BLOCK_N, DOT_PREC)
+            s, _ = _scores_one_query(qu, qv, k, R, h, srh, srr, srd, j0, M, NR, D, offs_d, qk_scale,
+                                     BLOCK_N, DOT_PREC)
         else:
             s, _ = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
                                 qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
@@ -288,11 +299,16 @@ def _probs_and_dscores(s, do_vt, lse2, delta, visible, keep, dropout_p, HAS_DROP
 def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, offs_m, offs_j, offs_w,
               offs_d, qk_scale, lse2, delta, seed_lo, seed_hi, drop_thr, dropout_p, bh,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
-              HAS_DROPOUT: tl.constexpr):
+              HAS_DROPOUT: tl.constexpr, ONE_QUERY: tl.constexpr):
     """A backward tile pair in row form ([BM, BN], queries by rows), for the dq pass and the dk/dv
-    pass's 16-row tiles: (probabilities after dropout, dS, the r window the scores used)."""
-    s, r_win = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                            qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+    pass's 16-row tiles: (probabilities after dropout, dS, the r rows the scores used: the
+    [2BN, BD] window, or with ONE_QUERY r's [BN, BD] rows by key, `_scores_one_query`)."""
+    if ONE_QUERY:
+        s, r_win = _scores_one_query(qu, qv, k, R, h, srh, srr, srd, j0, M, NR, D, offs_d,
+                                     qk_scale, BLOCK_N, DOT_PREC)
+    else:
+        s, r_win = _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
+                                qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
     visible = ((offs_j[None, :] <= M + offs_m[:, None]) & (offs_j[None, :] < L)
                & (offs_m[:, None] < T))
     do_vt = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
@@ -308,12 +324,18 @@ def _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, off
 def _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L, offs_m, offs_j, offs_w,
               offs_d, qk_scale, lse2, delta, seed_lo, seed_hi, drop_thr, dropout_p, bh,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
-              HAS_DROPOUT: tl.constexpr):
+              HAS_DROPOUT: tl.constexpr, ONE_QUERY: tl.constexpr):
     """`_row_tile` transposed ([BN, BM], keys by rows), for the passes over key tiles: P^T and
     dS^T feed the dv and dk products untransposed. Returns (probabilities after dropout, dS, the
-    r window the scores used)."""
-    st, r_win = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_d,
-                               qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
+    r rows the scores used: the window, or with ONE_QUERY r's rows by key)."""
+    if ONE_QUERY:
+        r_win = _r_by_key(R, h, srh, srr, srd, j0, M, NR, D, offs_d, BLOCK_N)
+        st = tl.dot(k, tl.trans(qu), input_precision=DOT_PREC)
+        st += tl.dot(r_win, tl.trans(qv), input_precision=DOT_PREC)
+        st = st * qk_scale
+    else:
+        st, r_win = _tile_scores_t(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w,
+                                   offs_d, qk_scale, BLOCK_M, BLOCK_N, DOT_PREC)
     visible = ((offs_j[:, None] <= M + offs_m[None, :]) & (offs_j[:, None] < L)
                & (offs_m[None, :] < T))
     v_do = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)  # (dO·V^T)^T
@@ -332,7 +354,7 @@ def rel_attention_bwd_dkdv_kernel(
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
 ):
     """Grid (cdiv(L, BN), B*H): one key tile, loop over the query tiles that see it.
 
@@ -373,7 +395,7 @@ def rel_attention_bwd_dkdv_kernel(
             p_drop, ds, _ = _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
                                       offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
                                       seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N,
-                                      DOT_PREC, HAS_DROPOUT)
+                                      DOT_PREC, HAS_DROPOUT, ONE_QUERY)
             dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
             dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
             ds_acc += ds  # summed over queries after the loop, not reduced across warps per tile
@@ -382,7 +404,7 @@ def rel_attention_bwd_dkdv_kernel(
             p_drop, ds, _ = _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
                                       offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
                                       seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N,
-                                      DOT_PREC, HAS_DROPOUT)
+                                      DOT_PREC, HAS_DROPOUT, ONE_QUERY)
             dv += tl.dot(tl.trans(p_drop.to(do.dtype)), do, input_precision=DOT_PREC)
             dk += tl.dot(tl.trans(ds.to(qu.dtype)), qu, input_precision=DOT_PREC)
 
@@ -404,6 +426,7 @@ def rel_attention_bwd_fused_kernel(
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, COMPUTE_DR: tl.constexpr,
+    ONE_QUERY: tl.constexpr = False,
 ):
     """Grid (cdiv(L, BN), B*H): the whole backward in one pass over key tiles, each tile pair's
     scores computed once (FlashAttention-2's backward, with the relative term).
@@ -447,20 +470,27 @@ def rel_attention_bwd_fused_kernel(
         p_drop, ds, r_win = _col_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T,
                                       L, offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta,
                                       seed_lo, seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M,
-                                      BLOCK_N, DOT_PREC, HAS_DROPOUT)
+                                      BLOCK_N, DOT_PREC, HAS_DROPOUT, ONE_QUERY)
         dv += tl.dot(p_drop.to(do.dtype), do, input_precision=DOT_PREC)
         dk += tl.dot(ds.to(qu.dtype), qu, input_precision=DOT_PREC)
         ds_acc += ds
         # dq's share of this key tile: the content part dS·K and the relative part dS_win·R_win
         ds_rows = tl.trans(ds.to(qu.dtype))  # [BM, BN]
-        ds_win = _skew_to_window(ds_rows, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row
         dq = tl.dot(ds_rows, k, input_precision=DOT_PREC)
-        dq += tl.dot(ds_win, r_win, input_precision=DOT_PREC)
+        if ONE_QUERY:  # r_win holds r's rows by key: no skew
+            dq += tl.dot(ds_rows, r_win, input_precision=DOT_PREC)
+        else:
+            ds_win = _skew_to_window(ds_rows, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row
+            dq += tl.dot(ds_win, r_win, input_precision=DOT_PREC)
         dq_ptr = DQ + dq_base + offs_m[:, None] * (H * D) + offs_d[None, :]
         tl.atomic_add(dq_ptr, dq, mask=(offs_m[:, None] < T) & (offs_d[None, :] < D), sem="relaxed")
         if COMPUTE_DR:
-            dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
-            dr = tl.dot(tl.trans(ds_win), qv, input_precision=DOT_PREC)  # [2BN, BD]
+            if ONE_QUERY:  # key j's distance is M - j: dr's rows by key, [BN, BD]
+                dist = M - offs_j
+                dr = tl.dot(ds.to(qv.dtype), qv, input_precision=DOT_PREC)
+            else:
+                dist = M + i0 - j0 - (BLOCK_N - 1) + offs_w
+                dr = tl.dot(tl.trans(ds_win), qv, input_precision=DOT_PREC)  # [2BN, BD]
             dr_ptr = DR + dist[:, None] * (H * D) + h * D + offs_d[None, :]
             tl.atomic_add(dr_ptr, dr, mask=(dist[:, None] >= 0) & (dist[:, None] < L)
                           & (offs_d[None, :] < D), sem="relaxed")
@@ -481,7 +511,7 @@ def rel_attention_bwd_dq_kernel(
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
@@ -520,9 +550,12 @@ def rel_attention_bwd_dq_kernel(
         _, ds, r_win = _row_tile(qu, qv, k, v, do, R, h, srh, srr, srd, i0, j0, M, NR, D, T, L,
                                  offs_m, offs_j, offs_w, offs_d, qk_scale, lse2, delta, seed_lo,
                                  seed_hi, drop_thr, dropout_p, bh0 + bh, BLOCK_M, BLOCK_N, DOT_PREC,
-                                 HAS_DROPOUT)
+                                 HAS_DROPOUT, ONE_QUERY)
         dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
-        ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
+        if ONE_QUERY:  # r_win holds r's rows by key: dS·R without a skew
+            ds_win = ds
+        else:
+            ds_win = _skew_to_window(ds, BLOCK_M, BLOCK_N)  # [BM, 2BN], column = window row of r
         if BLOCK_M >= 32:
             dq += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
         else:
@@ -549,7 +582,7 @@ def rel_attention_bwd_dr_kernel(
     B, H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET,
     b_per_split,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
 ):
     """Grid (cdiv(L, BN), H, splits): one tile of BN distances, loop over batches and queries.
 
@@ -588,18 +621,29 @@ def rel_attention_bwd_dr_kernel(
             do = _load_rows(DO + do_base, offs_m, sdot, offs_m < T, offs_d, sdod, D)
             lse2 = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
             delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
-            keys = M + i0 - d0 - (BLOCK_N - 1) + offs_w  # key held by each window row
-            kmask = (keys >= 0) & (keys < L)
-            k_win = _load_rows(K + k_base, keys, skt, kmask, offs_d, skd, D)
-            v_win = _load_rows(V + v_base, keys, svt, kmask, offs_d, svd, D)
-            s = _skew_to_keys(tl.dot(qu, tl.trans(k_win), input_precision=DOT_PREC),
-                              BLOCK_M, BLOCK_N)
+            if ONE_QUERY:
+                # the one query's key at distance d is M - d: K and V rows by distance (an index
+                # shift), [BN, BD] loads and [BM, BN] products, no skew (rows past the first are
+                # the tile's padding, not visible)
+                keys = M - offs_c
+                kmask = (keys >= 0) & (keys < L)
+                k_rows = _load_rows(K + k_base, keys, skt, kmask, offs_d, skd, D)
+                v_rows = _load_rows(V + v_base, keys, svt, kmask, offs_d, svd, D)
+                s = tl.dot(qu, tl.trans(k_rows), input_precision=DOT_PREC)
+                do_vt = tl.dot(do, tl.trans(v_rows), input_precision=DOT_PREC)
+            else:
+                keys = M + i0 - d0 - (BLOCK_N - 1) + offs_w  # key held by each window row
+                kmask = (keys >= 0) & (keys < L)
+                k_win = _load_rows(K + k_base, keys, skt, kmask, offs_d, skd, D)
+                v_win = _load_rows(V + v_base, keys, svt, kmask, offs_d, svd, D)
+                s = _skew_to_keys(tl.dot(qu, tl.trans(k_win), input_precision=DOT_PREC),
+                                  BLOCK_M, BLOCK_N)
+                do_vt = _skew_to_keys(tl.dot(do, tl.trans(v_win), input_precision=DOT_PREC),
+                                      BLOCK_M, BLOCK_N)
             s += tl.dot(qv, tl.trans(r_tile), input_precision=DOT_PREC)
             s = s * qk_scale
             j2 = M + offs_m[:, None] - offs_c[None, :]  # key of each (query, distance)
             visible = (j2 >= 0) & (offs_c[None, :] < L) & (offs_m[:, None] < T)
-            do_vt = _skew_to_keys(tl.dot(do, tl.trans(v_win), input_precision=DOT_PREC),
-                                  BLOCK_M, BLOCK_N)
             keep = visible
             if HAS_DROPOUT:
                 keep = _keep_at(seed_lo, seed_hi, drop_thr, bh, offs_m[:, None], j2)

@@ -373,7 +373,8 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
     B, T, H, D = qu.shape
     L = k.shape[1]
     _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype))
+    # one-token steps: every pass reads r (and the dr pass K and V) by key, not by window
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype), ONE_QUERY=T == 1)
     scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
                dropout_p, *_buckets(T, L)]
     if backward_mode() == "fused":
