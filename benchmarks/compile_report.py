@@ -154,13 +154,15 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
             k, v = (torch.randn(B, L, H, D, dtype=torch.bfloat16) for _ in range(2))
             r = torch.randn(L, H, D, dtype=torch.bfloat16)
             u = vb = torch.randn(H, D, dtype=torch.bfloat16)
+            # a rollout's token steps read their dropout seed on the device (a DeviceSeed)
+            base = torch.tensor([5]) if name.startswith("rollout") else None
 
             def run():
-                o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, D ** -0.5, p, 1234)
+                o, lse = impl.rel_attention_fwd(q, k, v, r, u, vb, D ** -0.5, p, 1234, base)
                 for mode in (("split", "fused") if bwd else ()):  # TGAN_ATTN_BWD: both backwards
                     os.environ["TGAN_ATTN_BWD"] = mode
                     impl.rel_attention_bwd(torch.randn_like(o), q, k, v, r, u, vb, o, lse,
-                                           D ** -0.5, p, 1234)
+                                           D ** -0.5, p, 1234, seed_base=base)
                 os.environ.pop("TGAN_ATTN_BWD", None)
                 if p:  # the keep mask the tests compare the kernels' dropout with
                     impl.rel_attention_dropout_mask(B, H, T, L, 1234, p, q.device)
@@ -179,6 +181,7 @@ def gumbel_launches() -> list[dict]:
     top-p sampling (64 rows); the noise kernel at each shape, the bits-to-noise map on 4096 words."""
     from tgan.ops.gumbel_softmax import kernel as kern
     from tgan.ops.gumbel_softmax import triton as ops
+    from tgan.ops.philox import DeviceSeed
 
     config, word_config, interpreted = ops._config, ops._word_config, ops._interpreted
     for name, stand_in in cuda_gumbel_configs(ops):
@@ -206,6 +209,11 @@ def gumbel_launches() -> list[dict]:
                                            index=torch.zeros(n_emb, dtype=torch.long)))))
                 runs.append((f"R={n_sample} V={V} {dt} top-k/p",
                              lambda: ops.sample_logits_fwd(x[:n_sample], None, 7, 0, 0.95, 32, 1.0)))
+            if (R, V, dtype) == (64, 390, torch.bfloat16):  # a rollout's token: a DeviceSeed
+                ds = DeviceSeed(torch.tensor([5]), 7)
+                runs.append((f"R={R} V={V} {dt} device seed", lambda: (
+                    ops.gumbel_softmax_fwd(x, None, ds, 0),
+                    ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, ds, 0, 2.0))))
             runs.append(("N=4096 words", lambda: ops.gumbel_from_bits(
                 torch.zeros(4096, dtype=torch.int32))))
             for name, run in runs:
@@ -244,7 +252,9 @@ def _binary_key(launch: dict, backend) -> str:
     """What triton's JIT cache compiles a launch on: its specialization and its constexpr and
     launch options. Two launches with one key run one binary."""
     _, specialization, _ = _bind(launch, backend)
-    return repr((launch["fn"].__name__, specialization, sorted(launch["kw"].items())))
+    # tensors passed by keyword (a DeviceSeed's SEED) are in the specialization, as pointers
+    options = sorted((k, v) for k, v in launch["kw"].items() if not isinstance(v, torch.Tensor))
+    return repr((launch["fn"].__name__, specialization, options))
 
 
 def rollout_variants(steps: int = 33, arch: int = 90) -> dict:

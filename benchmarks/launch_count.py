@@ -16,7 +16,9 @@ ops that call no other (`OpCounter`), sorted into:
   seed_draws   seeds drawn on the host (``tgan.ops.philox.draw_seed`` outside a ``seed_stream``),
                each a CPU randint and its read-back (not counted as launches or syncs)
 
-plus the Triton launches, and, in separate passes without the profiler, the Python function
+plus the Triton launches (and, per rollout token, ``host_seeded_per_token``: those that draw
+random bits from an int seed argument rather than a ``DeviceSeed`` read on the device, which a
+captured graph would replay with the same noise), and, in separate passes without the profiler, the Python function
 calls (``sys.setprofile``) and the wall time per token on this machine with the Triton kernels
 as no-ops (``cpu_ms_per_token``: the host's work plus the CPU running the ATen ops, so a CPU
 figure, not a GPU one). Figures are per token step over one segment once the memory is full
@@ -304,6 +306,15 @@ def variants(launches: list, arch: int = 90) -> dict:
     return {name: len(k) for name, k in sorted(keys.items())}
 
 
+def _host_seeded(launch: dict) -> bool:
+    """Whether a recorded launch draws random bits from an int seed (a kernel argument, frozen in a
+    captured graph) rather than from a ``DeviceSeed`` it reads on the device (its ``SEED``)."""
+    kw, name = launch["kw"], launch["fn"].__name__
+    draws = kw.get("HAS_DROPOUT", False) or (
+        name.startswith(("gumbel", "sample")) and not kw.get("HAS_NOISE", False))
+    return bool(draws) and kw.get("SEED") is None
+
+
 def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128,
                   segments: int = 2, loss: str = "rsgan", python_calls: bool = True,
                   segment_grads: bool = True) -> dict:
@@ -355,6 +366,7 @@ def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128
            "segment_grads": segment_grads,
            "per_token": _per_token(counter, segments * segment),
            "triton_per_token": round(len(launches) / (segments * segment), 2),
+           "host_seeded_per_token": round(sum(map(_host_seeded, launches)) / (segments * segment), 2),
            "variants": variants(launches),
            "top_ops": dict(collections.Counter(
                {k: round(v / (segments * segment), 2) for ph in counter.ops.values()

@@ -263,6 +263,42 @@ def test_st_backends_agree_for_a_seed(monkeypatch):
     assert idx_triton.shape == (2, 3) and torch.equal(idx_triton, idx_torch)
 
 
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("base,add", [(11, 2**62 + 5), (-3, 5)])  # -3 + 5 wraps past 2^64
+def test_ops_take_a_device_seed(monkeypatch, backend, base, add):
+    # a DeviceSeed gives what the int seed of its value gives: samples, gradients, noise, tokens;
+    # refilling its base (in place, as a captured graph's replay would) gives new noise
+    from tgan.ops.philox import DeviceSeed
+
+    monkeypatch.setenv("TGAN_BACKEND", backend)
+    logits = torch.randn(6, 390, requires_grad=True)
+    ds = DeviceSeed(torch.tensor([base]), add)
+    value = ds.value()
+    g = torch.randn(6, 390)
+    y_d, i_d = gumbel_softmax_st(logits, 2.0, seed=ds, offset=3)
+    (grad_d,) = torch.autograd.grad(y_d, logits, g)
+    y_i, i_i = gumbel_softmax_st(logits, 2.0, seed=value, offset=3)
+    (grad_i,) = torch.autograd.grad(y_i, logits, g)
+    assert torch.equal(i_d, i_i) and torch.equal(y_d, y_i) and torch.equal(grad_d, grad_i)
+    assert torch.equal(gumbel_noise((6, 390), ds, 2), gumbel_noise((6, 390), value, 2))
+    x = logits.detach()
+    assert torch.equal(sample_logits(x, top_k=50, seed=ds, offset=1),
+                       sample_logits(x, top_k=50, seed=value, offset=1))
+    ds.base.fill_(base + 1)
+    assert torch.equal(gumbel_noise((6, 390), ds, 2), gumbel_noise((6, 390), ds.value(), 2))
+    assert not torch.equal(gumbel_noise((6, 390), ds, 2), gumbel_noise((6, 390), value, 2))
+
+
+def test_a_bad_device_seed_is_named(triton_backend):
+    from tgan.ops.philox import DeviceSeed
+
+    logits = torch.randn(2, 310)
+    with pytest.raises(TypeError, match="gumbel_softmax_st: a DeviceSeed's base must be an int64"):
+        gumbel_softmax_st(logits, 1.0, seed=DeviceSeed(torch.zeros(1, dtype=torch.int32)))
+    with pytest.raises(ValueError, match="sample_logits: the DeviceSeed's base is on meta"):
+        sample_logits(logits, seed=DeviceSeed(torch.zeros(1, dtype=torch.int64, device="meta")))
+
+
 def test_st_seed_drawn_from_torch_generator(triton_backend):
     logits = torch.randn(4, 310)
     torch.manual_seed(5)

@@ -302,6 +302,38 @@ def test_kernels_mask_is_the_torch_philox_mask(triton_backend, seed):
     assert (other != ref).float().mean() > 0.3  # the high half of the seed matters
 
 
+@pytest.mark.parametrize("base,add", [(7, 2**62 + 5), (2**63 - 3, 2**63 - 1), (-5, 3)])
+def test_kernels_read_a_device_seed(triton_backend, base, add):
+    # SEED[0] + add mod 2^64 (the last two wrap), read on the device: the mask of that value
+    from tgan.ops.philox import DeviceSeed
+
+    B, H, T, L, p = 2, 3, 5, 37, 0.45
+    ds = DeviceSeed(torch.tensor([base]), add)
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, L, ds, p, "cpu")
+    assert torch.equal(keep, naive.rel_attention_dropout_keep(B, H, T, L, ds.value(), p))
+
+
+@pytest.mark.parametrize("T,M", [(21, 14), (1, 45)])
+def test_dropout_with_a_device_seed_is_the_int_seeds(triton_backend, T, M):
+    # forward and every gradient as with the int seed of the DeviceSeed's value; the base is read
+    # at each call, so refilled in place it draws another mask
+    from tgan.ops.philox import DeviceSeed
+
+    inputs = make_inputs(2, T, M, 2, 32)
+    grad_out = torch.randn(inputs[0].shape)
+    ds = DeviceSeed(torch.tensor([1234]), 99)
+    kw = dict(dropout_p=0.3)
+    out_d, grads_d = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_seed=ds, **kw)
+    out_i, grads_i = out_and_grads(triton_backend.rel_attention, inputs, grad_out, dropout_seed=1333,
+                                   **kw)
+    assert torch.equal(out_d, out_i)
+    assert all(torch.equal(a, b) for a, b in zip(grads_d, grads_i))
+    ds.base.fill_(77)
+    out_n = triton_backend.rel_attention(*inputs, dropout_seed=ds, **kw)
+    assert torch.equal(out_n, triton_backend.rel_attention(*inputs, dropout_seed=176, **kw))
+    assert not torch.equal(out_n, out_d)
+
+
 def test_mask_beyond_the_grid_limit_is_a_clear_error(triton_backend):
     T = 16 * 65535 + 1  # one query tile more than grid axis 1 holds (16-row tiles here)
     with pytest.raises(ValueError, match=f"T={T}"):

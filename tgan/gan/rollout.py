@@ -75,7 +75,9 @@ def rollout_segments(gen, real: torch.Tensor, prefix_len: int, rollout_len: int,
             state = gen.init_state(mems, batch_size=real.shape[0], cache=cache,  # memory K/V, grad to projections
                                    capacity=mem_len + segment_len)
             fakes = []
-            with seed_stream():  # one host draw per segment seeds its dropout and Gumbel noise
+            # one draw per segment, on the device, seeds its dropout and Gumbel noise: the kernels
+            # read it there (no host draw, nothing a captured segment would freeze)
+            with seed_stream(device=x.device):
                 for _ in range(segment_len):
                     logits = never_sample(gen.step(x, state, max_context=mem_len + segment_len), gen.cfg.pad_id)
                     y, _ = gumbel_softmax_st(logits, beta)

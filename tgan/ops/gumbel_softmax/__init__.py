@@ -25,7 +25,7 @@ from tgan.ops._backend import use_triton
 from tgan.ops.gumbel_softmax import naive
 from tgan.ops.gumbel_softmax.triton import (MAX_ROWS, GumbelSoftmaxFunction, as_rows, gumbel_noise_fwd,
                                             sample_logits_fwd)
-from tgan.ops.philox import draw_seed
+from tgan.ops.philox import DeviceSeed, check_device_seed, draw_op_seed
 
 __all__ = ["gumbel_noise", "gumbel_softmax_st", "sample_logits"]
 
@@ -97,8 +97,9 @@ def _check_noise(op, noise, logits):
         raise ValueError(f"{op}: noise is on {noise.device}, logits on {logits.device}")
 
 
-def _resolve_rng(op, noise, seed, offset, generator):
-    """(seed, offset) for the kernels: None, 0 with explicit noise; drawn from a generator if absent."""
+def _resolve_rng(op, noise, seed, offset, generator, device=None):
+    """(seed, offset) for the kernels: None, 0 with explicit noise; drawn from a generator if absent.
+    A ``DeviceSeed`` is checked against ``device`` (the op's tensors') and passed through."""
     if noise is not None:
         if seed is not None or generator is not None:
             raise ValueError(f"{op}: give either noise or seed/generator, not both")
@@ -112,8 +113,15 @@ def _resolve_rng(op, noise, seed, offset, generator):
             raise ValueError(f"{op}: generator must be a CPU generator (no host sync), got {generator.device}")
     offset = _check_int(op, "offset", offset, 0, 2**64)
     if seed is None:
-        seed = draw_seed(generator)
+        seed = draw_op_seed(generator)  # a DeviceSeed inside a seed_stream on a device
+    if isinstance(seed, DeviceSeed):
+        return check_device_seed(op, seed, device), offset
     return _check_int(op, "seed", seed, 0, 2**64), offset
+
+
+def _torch_seed(seed):
+    """The torch reference's form of a seed: an int, or a DeviceSeed's value as a device tensor."""
+    return seed.as_tensor() if isinstance(seed, DeviceSeed) else seed
 
 
 def gumbel_noise(shape, seed, offset=0, device=None):
@@ -121,7 +129,8 @@ def gumbel_noise(shape, seed, offset=0, device=None):
 
     Args:
         shape: [..., V]; rows are the flattened leading dims, as in ``gumbel_softmax_st``.
-        seed: int in [0, 2^64). offset: int in [0, 2^64), a separate stream per value.
+        seed: int in [0, 2^64), or a ``DeviceSeed`` on ``device``. offset: int in [0, 2^64), a
+            separate stream per value.
         device: where to build it (the kernel on CUDA, the reference, same Philox bits, on the CPU).
 
     Returns:
@@ -131,13 +140,16 @@ def gumbel_noise(shape, seed, offset=0, device=None):
     shape = tuple(int(s) for s in shape)
     if len(shape) < 1 or shape[-1] < 1 or any(s < 0 for s in shape):
         raise ValueError(f"gumbel_noise: shape must be [..., V] with V >= 1, got {shape}")
-    seed = _check_int("gumbel_noise", "seed", seed, 0, 2**64)
-    offset = _check_int("gumbel_noise", "offset", offset, 0, 2**64)
     probe = torch.empty(0, device=device)
+    if isinstance(seed, DeviceSeed):
+        seed = check_device_seed("gumbel_noise", seed, probe.device)
+    else:
+        seed = _check_int("gumbel_noise", "seed", seed, 0, 2**64)
+    offset = _check_int("gumbel_noise", "offset", offset, 0, 2**64)
     if use_triton("gumbel_noise", probe):
         V = shape[-1]
         return gumbel_noise_fwd(math.prod(shape) // V, V, seed, offset, probe.device).reshape(shape)
-    return naive.gumbel_noise(shape, seed, offset, device=probe.device)
+    return naive.gumbel_noise(shape, _torch_seed(seed), offset, device=probe.device)
 
 
 def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=None, generator=None):
@@ -157,7 +169,9 @@ def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=N
         noise: optional explicit Gumbel noise, logits' shape (tests); excludes seed / generator.
         seed: int in [0, 2^64) for the in-kernel Philox noise; when neither seed nor noise is
             given one is drawn from ``generator`` (default: torch's default CPU generator, so
-            ``torch.manual_seed`` makes runs reproducible; no device sync).
+            ``torch.manual_seed`` makes runs reproducible; no device sync). Or a
+            ``tgan.ops.philox.DeviceSeed`` on logits' device, read by the kernels on the device
+            (a step captured in a CUDA graph replays with new noise once its base is refilled).
         offset: int in [0, 2^64): independent noise streams for the same seed.
         embedding: optional [V, E] table (e.g. the tied input embedding); its gradient flows.
         generator: optional CPU torch.Generator to draw the seed from.
@@ -171,7 +185,7 @@ def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=N
     beta = _check_number(op, "beta", beta, 0.0, low_inclusive=False)
     if noise is not None:
         _check_noise(op, noise, logits)
-    seed, offset = _resolve_rng(op, noise, seed, offset, generator)
+    seed, offset = _resolve_rng(op, noise, seed, offset, generator, logits.device)
     if embedding is not None:
         if not isinstance(embedding, torch.Tensor):
             raise TypeError(f"{op}: embedding must be a torch.Tensor [V, E], got {type(embedding).__name__}")
@@ -183,8 +197,8 @@ def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=N
             raise ValueError(f"{op}: embedding is on {embedding.device}, logits on {logits.device}")
     tensors = [t for t in (logits, noise, embedding) if t is not None]
     if not use_triton(op, *tensors):
-        return naive.gumbel_softmax_st(logits, beta, noise=noise, seed=seed, offset=offset,
-                                       embedding=embedding)
+        return naive.gumbel_softmax_st(logits, beta, noise=noise, seed=_torch_seed(seed),
+                                       offset=offset, embedding=embedding)
     lead = logits.shape[:-1]
     emb = None
     if embedding is not None:
@@ -223,10 +237,10 @@ def sample_logits(logits, temperature=1.0, top_k=0, top_p=1.0, noise=None, seed=
         raise ValueError(f"{op}: top_p must be in (0, 1], got {top_p}")
     if noise is not None:
         _check_noise(op, noise, logits)
-    seed, offset = _resolve_rng(op, noise, seed, offset, generator)
+    seed, offset = _resolve_rng(op, noise, seed, offset, generator, logits.device)
     if not use_triton(op, *[t for t in (logits, noise) if t is not None]):
         return naive.sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   noise=noise, seed=seed, offset=offset)
+                                   noise=noise, seed=_torch_seed(seed), offset=offset)
     out = sample_logits_fwd(as_rows(logits, V), None if noise is None else as_rows(noise, V), seed,
                             offset, temperature, top_k, top_p)
     return out.reshape(logits.shape[:-1])

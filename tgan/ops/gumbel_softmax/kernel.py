@@ -54,7 +54,7 @@ Bytes and FLOPs the ops must move and do (b = bytes per logit, be = per embeddin
 import triton
 import triton.language as tl
 
-from tgan.ops.philox.kernel import interleave4, philox4x32
+from tgan.ops.philox.kernel import device_seed, interleave4, philox4x32
 
 _LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -198,11 +198,13 @@ def _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
 
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_hi,
-                        BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr):
+                        BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, SEED=None):
     """out [R, V] fp32 = the Gumbel noise the other kernels draw for (seed, offset).
 
     Grid (cdiv(R, BLOCK_R), cdiv(V, BLOCK_V)).
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     col0 = tl.program_id(1) * BLOCK_V
     cols = col0 + tl.arange(0, BLOCK_V)
@@ -320,7 +322,7 @@ def gumbel_st_fwd_kernel(
     seed_lo, seed_hi, off_lo, off_hi,
     HAS_NOISE: tl.constexpr, OUT_EMB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr,
     NG_A: tl.constexpr, NUM_CHUNKS: tl.constexpr, NG_B: tl.constexpr, NG_C: tl.constexpr,
-    FULL_A: tl.constexpr, FULL_B: tl.constexpr,
+    FULL_A: tl.constexpr, FULL_B: tl.constexpr, SEED=None,
 ):
     """index[r] = argmax_c(logits[r, c] + g[r, c]); out[r] = one_hot(index[r]) [V] or emb[index[r]] [E].
 
@@ -332,6 +334,8 @@ def gumbel_st_fwd_kernel(
     compile-time constant: fixed per model, and a loop bound the triton 3.6 interpreter cannot
     take from a runtime argument.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -488,7 +492,7 @@ def gumbel_st_bwd_kernel(
     BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
     NG_C: tl.constexpr = 0, FULL_A: tl.constexpr = False, FULL_B: tl.constexpr = False,
-    TWO_PASS: tl.constexpr = False,
+    TWO_PASS: tl.constexpr = False, SEED=None,
 ):
     """dlogits = beta * s * (gin - <gin, s>), s = softmax(beta * (logits + g)) recomputed here.
 
@@ -499,6 +503,8 @@ def gumbel_st_bwd_kernel(
     regenerates the noise and writes. FUSED_EMB (the embedding gradient, whose E^T product wants
     column order): [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS of them per row.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -689,7 +695,7 @@ def sample_kernel(
     inv_temp, top_k, top_p, seed_lo, seed_hi, off_lo, off_hi,
     HAS_NOISE: tl.constexpr, GREEDY: tl.constexpr, USE_TOP_K: tl.constexpr,
     USE_TOP_P: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr,
-    NUM_CHUNKS: tl.constexpr,
+    NUM_CHUNKS: tl.constexpr, SEED=None,
 ):
     """out[r] ~ softmax(logits[r] * inv_temp) restricted to the top-k, then to the top-p nucleus.
 
@@ -700,6 +706,8 @@ def sample_kernel(
     30 steps). A row of one chunk stays in registers; wider rows are re-read every step (from
     L1/L2 at generation batch sizes). Grid (cdiv(R, BLOCK_R),).
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     # The first (for one-chunk rows: the only) chunk, loaded once.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from tgan.ops._backend import split64
+from tgan.ops.philox import DeviceSeed
 
 # Widest column tile of one program; longer rows loop over chunks of this width. Beyond it the
 # registers of a 4096-wide fp32 tile (16 per thread at 8 warps, several live tensors) would spill.
@@ -85,9 +86,18 @@ def _word_config(R: int, V: int, on_cuda: bool):
 
 
 def _rng_args(seed, offset):
+    """The kernels' (seed_lo, seed_hi, off_lo, off_hi): a DeviceSeed passes its add here and its
+    base as the kernels' SEED (``_seed_kw``)."""
     if seed is None:  # explicit noise: the RNG arguments are unused
         return 0, 0, 0, 0
+    if isinstance(seed, DeviceSeed):
+        seed = seed.add
     return (*split64(seed), *split64(offset))
+
+
+def _seed_kw(seed) -> dict:
+    """{"SEED": base} for a DeviceSeed (the kernels read it on the device), {} for an int."""
+    return {"SEED": seed.base} if isinstance(seed, DeviceSeed) else {}
 
 
 def as_rows(t: torch.Tensor, V: int) -> torch.Tensor:
@@ -104,8 +114,9 @@ def _interpreted(t: torch.Tensor) -> bool:
 # Launchers (Triton only; tensors already checked, flattened to rows of unit column stride)
 # ----------------------------------------------------------------------------------------------
 
-def gumbel_noise_fwd(R: int, V: int, seed: int, offset: int, device) -> torch.Tensor:
-    """The kernels' Gumbel noise for (seed, offset) as an fp32 [R, V] tensor."""
+def gumbel_noise_fwd(R: int, V: int, seed, offset: int, device) -> torch.Tensor:
+    """The kernels' Gumbel noise for (seed, offset) as an fp32 [R, V] tensor (seed: an int or a
+    ``DeviceSeed``, as for every launcher here)."""
     from tgan.ops.gumbel_softmax.kernel import gumbel_noise_kernel
     import triton
 
@@ -115,7 +126,8 @@ def gumbel_noise_fwd(R: int, V: int, seed: int, offset: int, device) -> torch.Te
     block_r, block_v, _, num_warps = _config(R, V, _MAX_BLOCK_V, out.is_cuda)
     grid = (triton.cdiv(R, block_r), triton.cdiv(V, block_v))
     gumbel_noise_kernel[grid](out, R, V, out.stride(0), *_rng_args(seed, offset),
-                              BLOCK_R=block_r, BLOCK_V=block_v, num_warps=num_warps)
+                              BLOCK_R=block_r, BLOCK_V=block_v, num_warps=num_warps,
+                              **_seed_kw(seed))
     return out
 
 
@@ -161,7 +173,7 @@ def gumbel_softmax_fwd(logits, noise, seed, offset, embedding=None):
         HAS_NOISE=noise is not None, OUT_EMB=embedding is not None, BLOCK_R=block_r,
         BLOCK_E=min(triton.next_power_of_2(max(E, 16)), 256),
         NG_A=ng_a, NUM_CHUNKS=num_chunks, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a, FULL_B=full_b,
-        num_warps=num_warps,
+        num_warps=num_warps, **_seed_kw(seed),
     )
     return out, index
 
@@ -223,7 +235,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 DOT_PRECISION="ieee" if (not fused or embedding.dtype == torch.float32
                                           or _interpreted(logits)) else "tf32",
                 BLOCK_R=block_r, BLOCK_V=block_v, BLOCK_E=block_e, NUM_CHUNKS=num_chunks,
-                num_warps=num_warps, **words,
+                num_warps=num_warps, **words, **_seed_kw(seed),
             )
     if need_embedding:
         # Scatter-add of R rows of E floats (atomics on CUDA, so the summation order varies).
@@ -249,7 +261,7 @@ def sample_logits_fwd(logits, noise, seed, offset, temperature, top_k, top_p):
         0.0 if greedy else 1.0 / temperature, int(top_k), float(top_p), *_rng_args(seed, offset),
         HAS_NOISE=noise is not None, GREEDY=greedy, USE_TOP_K=0 < top_k < V,
         USE_TOP_P=top_p < 1.0, BLOCK_R=block_r, BLOCK_V=block_v, NUM_CHUNKS=num_chunks,
-        num_warps=num_warps,
+        num_warps=num_warps, **_seed_kw(seed),
     )
     return out
 

@@ -9,16 +9,22 @@ same bits for the same counter and key.
   - ``philox_bits(rows, V, seed, offset)``: the 32 random bits the kernels give element (r, c) of a
     [rows, V] problem: counter (r, c // 4, offset_lo, offset_hi), word c % 4.
   - ``draw_seed(generator)``: a seed drawn on the host (no device sync).
-  - ``seed_stream(generator)``: a block in which ``draw_seed`` hands out seeds derived from one
-    draw (a token loop draws once, not once per launch).
+  - ``seed_stream(generator, device=None)``: a block in which ``draw_seed`` hands out seeds
+    derived from one draw (a token loop draws once, not once per launch); on a device, the ops'
+    own draws (``draw_op_seed``) get ``DeviceSeed``s instead, and nothing is drawn on the host.
+  - ``DeviceSeed(base, add)``: a seed the kernels read from device memory (``base[0] + add``), so
+    that a step captured in a CUDA graph replays with new noise once ``base`` is refilled;
+    ``device_seed(device)`` draws one on the device. Every op that takes an int seed takes one.
 """
 # round multipliers and Weyl key increments
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 MASK32 = 0xFFFFFFFF
 
-from tgan.ops.philox.naive import (SeedStream, draw_seed, philox4x32, philox_bits,  # noqa: E402
+from tgan.ops.philox.naive import (DeviceSeed, SeedStream, check_device_seed,  # noqa: E402
+                                   device_seed, draw_op_seed, draw_seed, philox4x32, philox_bits,
                                    seed_stream)  # (naive needs the constants)
 
-__all__ = ["PHILOX_M0", "PHILOX_M1", "PHILOX_W0", "PHILOX_W1", "MASK32", "SeedStream", "draw_seed",
-           "philox4x32", "philox_bits", "seed_stream"]
+__all__ = ["PHILOX_M0", "PHILOX_M1", "PHILOX_W0", "PHILOX_W1", "MASK32", "DeviceSeed", "SeedStream",
+           "check_device_seed", "device_seed", "draw_op_seed", "draw_seed", "philox4x32", "philox_bits",
+           "seed_stream"]

@@ -37,3 +37,16 @@ def philox4x32(k0, k1, c0, c1, c2, c3):
 def interleave4(r0, r1, r2, r3, ROWS: tl.constexpr, COLS: tl.constexpr):
     """Four [ROWS, COLS / 4] words -> [ROWS, COLS], column 4n + w taken from word w of group n."""
     return tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), [ROWS, COLS])
+
+
+@triton.jit
+def device_seed(SEED, add_lo, add_hi):
+    """The seed SEED[0] + add (mod 2^64) as (lo, hi) int32 bit patterns, the form the kernels take
+    their int seeds in: SEED an int64 pointer (``tgan.ops.philox.DeviceSeed``'s base), add's halves
+    (add_lo, add_hi) int32 bit patterns. One 8-byte load per program."""
+    base = tl.load(SEED).to(tl.uint64, bitcast=True)
+    add = ((add_hi.to(tl.uint32, bitcast=True).to(tl.uint64) << 32)
+           | add_lo.to(tl.uint32, bitcast=True).to(tl.uint64))
+    s = tl.add(base, add, sanitize_overflow=False)  # wraps mod 2^64
+    return (s.to(tl.uint32).to(tl.int32, bitcast=True),
+            (s >> 32).to(tl.uint32).to(tl.int32, bitcast=True))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import NamedTuple
 
 import torch
 
@@ -13,12 +14,30 @@ def draw_seed(generator=None) -> int:
     """A seed in [0, 2^63) from a CPU generator (torch's default one when None): no device sync.
 
     Inside ``seed_stream`` (for its generator, or for None) the seed is the stream's next one
-    instead: no draw.
+    instead: no draw. A stream on a device serves ``draw_op_seed`` only; here it draws.
     """
-    stream = getattr(_ACTIVE, "stream", None)
-    if stream is not None and (generator is None or generator is stream.generator):
+    stream = _serving(generator)
+    if stream is not None and stream.device is None:
         return stream.next()
     return _host_draw(generator)
+
+
+def draw_op_seed(generator=None):
+    """The seed an op draws when none is given: ``draw_seed``'s int, or inside a ``seed_stream``
+    on a device, the stream's next ``DeviceSeed`` (no host draw, and a value the kernels read on
+    the device). The ops that take a ``DeviceSeed`` (attention dropout, Gumbel noise) draw here."""
+    stream = _serving(generator)
+    if stream is not None:
+        return stream.next()
+    return _host_draw(generator)
+
+
+def _serving(generator):
+    """The innermost ``seed_stream`` of this thread if it serves ``generator``, else None."""
+    stream = getattr(_ACTIVE, "stream", None)
+    if stream is not None and (generator is None or generator is stream.generator):
+        return stream
+    return None
 
 
 def _host_draw(generator) -> int:
@@ -26,36 +45,108 @@ def _host_draw(generator) -> int:
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64).item())
 
 
+class DeviceSeed(NamedTuple):
+    """A seed that the kernels read from device memory: ``base[0] + add`` (mod 2^64).
+
+    ``base`` is an int64 tensor of one element on the device of the op's tensors; ``add`` an int
+    in [0, 2^63). Where an int seed is a kernel argument, fixed when a launch is recorded in a
+    CUDA graph, a ``DeviceSeed``'s base is read by the kernel at every launch, so a captured step
+    replays with new noise after ``base`` is refilled (in place, on the device). The torch paths
+    take the same value as a tensor (``as_tensor``): the same bits on either backend.
+
+    The op reads ``base`` again in its backward (which regenerates the noise): refill it only after
+    the backward of every op that used it has run.
+    """
+
+    base: torch.Tensor
+    add: int = 0
+
+    def as_tensor(self) -> torch.Tensor:
+        """The seed as a 0-d int64 tensor on base's device (two's complement of the 64-bit value)."""
+        add = self.add - 2**64 if self.add >= 2**63 else self.add
+        return self.base.reshape(()) + add
+
+    def value(self) -> int:
+        """The seed as a Python int in [0, 2^64): reads ``base`` back (a device sync; tests, logs)."""
+        return (int(self.base.reshape(()).item()) + self.add) % 2**64
+
+    def split(self, n: int) -> "DeviceSeed":
+        """The stream's n-th seed: ``add`` advanced by n Weyl steps (``SeedStream``'s spacing), the
+        same base tensor: distinct launches of a step draw independent noise from one refill."""
+        return DeviceSeed(self.base, (self.add + n * _WEYL64) & (2**63 - 1))
+
+
+def check_device_seed(op: str, seed: DeviceSeed, device: torch.device) -> DeviceSeed:
+    """``seed`` checked for an op whose tensors live on ``device``: an int64 base of one element
+    there, an int add in [0, 2^63). Raises naming the op otherwise."""
+    base, add = seed
+    if not isinstance(base, torch.Tensor) or base.dtype != torch.int64 or base.numel() != 1:
+        raise TypeError(f"{op}: a DeviceSeed's base must be an int64 tensor of one element, got "
+                        f"{getattr(base, 'dtype', type(base).__name__)} of "
+                        f"{getattr(base, 'numel', lambda: '?')()} elements")
+    if base.device != device:
+        raise ValueError(f"{op}: the DeviceSeed's base is on {base.device}, the op's tensors on "
+                         f"{device}")
+    if isinstance(add, bool) or not isinstance(add, int) or not 0 <= add < 2**63:
+        raise ValueError(f"{op}: a DeviceSeed's add must be an int in [0, 2**63), got {add!r}")
+    return seed
+
+
+def device_seed(device, generator=None) -> DeviceSeed:
+    """A fresh ``DeviceSeed`` on ``device``: its base drawn there by ``torch.randint`` (from
+    ``generator``, or the device's default generator, so ``torch.manual_seed`` repeats it), with
+    no host draw and no sync. Refill it in place (``seed.base.random_(0, 2**63 - 1)``) for new noise."""
+    base = torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64, device=device, generator=generator)
+    return DeviceSeed(base)
+
+
 _ACTIVE = threading.local()
 _WEYL64 = 0x9E3779B97F4A7C15  # odd: consecutive seeds of a stream land far apart
 
 
 class SeedStream:
-    """Seeds from one host draw: ``next()`` gives base + i·W mod 2^63 for i = 0, 1, ...
+    """Seeds from one draw: ``next()`` gives base + i·W mod 2^63 for i = 0, 1, ...
 
     Philox keys every kernel's stream by its seed, so distinct seeds give independent noise; a
     stream makes them without drawing, so a token loop that launches several kernels per token
-    draws once (``seed_stream``) instead of once per launch.
+    draws once (``seed_stream``) instead of once per launch. With ``device`` the base is an int64
+    tensor drawn there (``device_seed``) and ``next()`` gives ``DeviceSeed``s over it, base + i·W
+    computed by the kernels: no host draw, no Python int that a captured graph would freeze.
     """
 
-    def __init__(self, generator=None):
+    def __init__(self, generator=None, device=None):
         self.generator = generator
-        self.base = draw_seed(generator)
+        self.device = None if device is None else torch.device(device)
+        if self.device is None:
+            self.base = draw_seed(generator)
+        elif generator is not None and generator.device != self.device:
+            # a host generator for a device stream: its one draw, copied over
+            self.base = DeviceSeed(torch.tensor([_host_draw(generator)]).to(self.device,
+                                                                          non_blocking=True))
+        else:
+            self.base = device_seed(self.device, generator)
         self.count = 0
 
-    def next(self) -> int:
-        seed = (self.base + self.count * _WEYL64) & (2**63 - 1)
-        self.count += 1
-        return seed
+    def next(self):
+        """The stream's next seed: an int, or on a device a ``DeviceSeed``."""
+        n, self.count = self.count, self.count + 1
+        if self.device is not None:
+            return self.base.split(n)
+        return (self.base + n * _WEYL64) & (2**63 - 1)
 
 
 @contextlib.contextmanager
-def seed_stream(generator=None):
+def seed_stream(generator=None, device=None):
     """Within it, ``draw_seed()`` (and ``draw_seed(generator)``) return a ``SeedStream``'s seeds,
     drawn once from ``generator`` (torch's default CPU generator when None) on entry: the same
     seed sequence for the same generator state, one host draw for the whole block. Per thread;
-    blocks nest (the innermost serves)."""
-    stream = SeedStream(generator)
+    blocks nest (the innermost serves).
+
+    With ``device``, the ops' own draws (``draw_op_seed``) get ``DeviceSeed``s over one base drawn
+    on that device (from its default generator, or ``generator``): no host draw at all, and
+    seeds that a CUDA graph of the block reads afresh at each replay. ``draw_seed`` is not served
+    there (it returns an int: it draws)."""
+    stream = SeedStream(generator, device)
     saved = getattr(_ACTIVE, "stream", None)
     _ACTIVE.stream = stream
     try:

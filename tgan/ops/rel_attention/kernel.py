@@ -74,7 +74,7 @@ instead of a variant per divisibility of L and M (`tests/test_compile_report.py`
 import triton
 import triton.language as tl
 
-from tgan.ops.philox.kernel import interleave4, philox4x32
+from tgan.ops.philox.kernel import device_seed, interleave4, philox4x32
 
 # scalars that change from call to call: never specialised on (== 1, divisible by 16)
 _VARYING = ["T", "L", "M", "NR", "seed_lo", "seed_hi", "drop_thr", "T_BUCKET", "L_BUCKET"]
@@ -220,10 +220,12 @@ def rel_attention_fwd_kernel(
     srr, srh, srd, sob, sot, soh, sod,
     H, T, L, M, D, NR, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
 ):
     """Grid (cdiv(T, BM), B*H). Writes O [B, T, H, D] and LSE [B, H, T] (base-2 log-sum-exp).
     ONE_QUERY: T = 1 (a one-token step), the relative term by an index shift (`_scores_one_query`)."""
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -354,7 +356,7 @@ def rel_attention_bwd_dkdv_kernel(
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
 ):
     """Grid (cdiv(L, BN), B*H): one key tile, loop over the query tiles that see it.
 
@@ -365,6 +367,8 @@ def rel_attention_bwd_dkdv_kernel(
     summed over queries (du / scale), so that the dq pass keeps one accumulator, not two
     (16-row tiles leave du to the dq pass: the dS sums made dk/dv spill there).
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -426,7 +430,7 @@ def rel_attention_bwd_fused_kernel(
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, COMPUTE_DR: tl.constexpr,
-    ONE_QUERY: tl.constexpr = False,
+    ONE_QUERY: tl.constexpr = False, SEED=None,
 ):
     """Grid (cdiv(L, BN), B*H): the whole backward in one pass over key tiles, each tile pair's
     scores computed once (FlashAttention-2's backward, with the relative term).
@@ -442,6 +446,8 @@ def rel_attention_bwd_fused_kernel(
     Per tile pair: 11 [BM, BN, BD] products (scores 3, dO·V^T, dV, dK, dS·K, dS·R 2, dr 2)
     against 19 in the three passes, plus BM·BD + 2·BN·BD atomic adds.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -511,7 +517,7 @@ def rel_attention_bwd_dq_kernel(
     srr, srh, srd, sdob, sdot, sdoh, sdod,
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
@@ -522,6 +528,8 @@ def rel_attention_bwd_dq_kernel(
     unused; with 16-row tiles they are the sums of the content part (dq through q+u) and of the
     relative part (dq through q+vb), two accumulators.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -582,7 +590,7 @@ def rel_attention_bwd_dr_kernel(
     B, H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET,
     b_per_split,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False,
+    HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
 ):
     """Grid (cdiv(L, BN), H, splits): one tile of BN distances, loop over batches and queries.
 
@@ -593,6 +601,8 @@ def rel_attention_bwd_dr_kernel(
     DR_PART is fp32 [splits, L, H, D]; split s sums batches [s*b_per_split, (s+1)*b_per_split).
     QU, QV: q + u and q + vb, as in the dk/dv pass.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_d = tl.program_id(0)
     h = tl.program_id(1)
     split = tl.program_id(2)
@@ -657,12 +667,14 @@ def rel_attention_bwd_dr_kernel(
 
 @triton.jit(do_not_specialize=["T", "L", "seed_lo", "seed_hi", "drop_thr"])
 def rel_attention_dropout_mask_kernel(KEEP, T, L, seed_lo, seed_hi, drop_thr,
-                                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SEED=None):
     """Grid (B*H, cdiv(T, BM), cdiv(L, BN)): the keep mask the kernels draw, as int8 [B, H, T, L].
 
     For tests and debugging: it lets a reference reproduce the kernels' dropout exactly. B*H is
     on grid axis 0, the one not capped at 65535.
     """
+    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     bh = tl.program_id(0)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_j = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)

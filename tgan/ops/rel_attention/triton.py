@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 import os
 
+from typing import Optional
+
 import torch
 
 from tgan.ops._backend import interpret_mode, split64
@@ -237,11 +239,17 @@ def _check_offsets(**tensors) -> None:
             )
 
 
-def _draw_seed() -> int:
-    """A 63-bit Philox seed from torch's default CPU generator, so torch.manual_seed makes runs repeat."""
-    from tgan.ops.philox import draw_seed
+def _draw_seed():
+    """A 63-bit Philox seed from torch's default CPU generator, so torch.manual_seed makes runs
+    repeat; inside a ``seed_stream`` on a device, the stream's ``DeviceSeed``."""
+    from tgan.ops.philox import draw_op_seed
 
-    return draw_seed()
+    return draw_op_seed()
+
+
+def _seed_kw(seed_base, dropout_p: float) -> dict:
+    """The kernels' SEED keyword: a DeviceSeed's base, when there is dropout to draw."""
+    return {"SEED": seed_base} if seed_base is not None and dropout_p > 0.0 else {}
 
 
 def _rng_args(seed: int, dropout_p: float) -> list[int]:
@@ -255,8 +263,11 @@ def _rng_args(seed: int, dropout_p: float) -> list[int]:
 # -------------------------------------------------------------------------------------- launchers
 
 
-def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int):
-    """Forward launch. q [B, T, H, D]; k, v [B, L, H, D]; r [R, H, D]; u, vb [H, D].
+def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int,
+                      seed_base: torch.Tensor | None = None):
+    """Forward launch. q [B, T, H, D]; k, v [B, L, H, D]; r [R, H, D]; u, vb [H, D]. With
+    ``seed_base`` (a ``DeviceSeed``'s int64 base) the dropout seed is seed_base[0] + seed, read on
+    the device.
 
     Returns (o [B, T, H, D] in q's dtype, lse2 [B, H, T] fp32, base-2 log-sum-exp of the scaled
     scores, which the backward uses to recompute probabilities).
@@ -268,7 +279,8 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
     o = q.new_empty(q.shape)
     lse = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
     # a one-token step reads r's rows by key (an index shift), not a window and a gather
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype), ONE_QUERY=T == 1)
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype), ONE_QUERY=T == 1,
+                **_seed_kw(seed_base, dropout_p))
     for b0, b1 in _batch_chunks(B, H):
         n = b1 - b0
         qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
@@ -306,7 +318,8 @@ def _dr_splits(B: int, H: int, L: int, device: torch.device) -> int:
 
 
 def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: float, seed: int,
-                      compute_dr: bool = True, pad_head: bool | None = None):
+                      compute_dr: bool = True, pad_head: bool | None = None,
+                      seed_base: torch.Tensor | None = None):
     """Backward launch: (dq, dk, dv, dr, du, dvb), each shaped and typed as its input.
 
     dr is None when ``compute_dr`` is False (r needs no gradient: the dr pass, about a third of
@@ -324,7 +337,8 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     16-byte boundary; the passes run at that size (zero columns add nothing to any product) and
     the gradients are cut back to D. One-token steps, which read each key once, keep their rows,
     and so do inputs whose padded copies would outgrow the kernels' int32 offsets. ``pad_head``:
-    None for that rule, True or False to force it (benchmarks compare the two).
+    None for that rule, True or False to force it (benchmarks compare the two). ``seed_base``: as
+    in ``rel_attention_fwd``.
     Working memory beyond the gradients: q + u and q + vb (2x q), the padded copies of k, v, r
     and dO and the padded gradients when padding, fp32 partial sums and dr's batch splits.
     """
@@ -343,7 +357,7 @@ def rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale: float, dropout_p: fl
     qu, qv, k, v, r_l, do = ([torch.nn.functional.pad(t, (0, pad)) for t in ins] if pad
                              else [*(t.contiguous() for t in ins[:2]), *ins[2:]])
     dq, dk, dv, dr_l, du, dvb = _bwd(qu, qv, k, v, r_l, do, lse, delta, scale, dropout_p, seed,
-                                     compute_dr)
+                                     compute_dr, seed_base)
     dr = None
     if dr_l is not None:
         dr = r.new_zeros(r.shape)
@@ -366,7 +380,7 @@ def backward_mode() -> str:
 
 
 def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: int,
-         compute_dr: bool):
+         compute_dr: bool, seed_base: torch.Tensor | None = None):
     """The backward at the inputs' own head size, from q + u and q + vb (contiguous) and
     delta = rowsum(dO * O) [B, H, T]; du, dvb and dr's L rows ([L, H, D]) come back in fp32.
     Three passes, or the fused one (``backward_mode``)."""
@@ -374,7 +388,8 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
     L = k.shape[1]
     _check_offsets(qu=qu, k=k, v=v, r=r, do=do)
     # one-token steps: every pass reads r (and the dr pass K and V) by key, not by window
-    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype), ONE_QUERY=T == 1)
+    meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(qu.dtype), ONE_QUERY=T == 1,
+                **_seed_kw(seed_base, dropout_p))
     scalars = [H, T, L, L - T, D, r.shape[0], scale, scale * _LOG2E, *_rng_args(seed, dropout_p),
                dropout_p, *_buckets(T, L)]
     if backward_mode() == "fused":
@@ -454,10 +469,17 @@ def _bwd_fused(qu, qv, k, v, r, do, lse, delta, scale: float, compute_dr: bool, 
     return dq32.to(qu.dtype), dk, dv, dr, du, dvb
 
 
-def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropout_p: float,
+def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed, dropout_p: float,
                                device) -> torch.Tensor:
-    """The keep mask the kernels draw for (seed, dropout_p), bool [B, H, T, L], for tests."""
+    """The keep mask the kernels draw for (seed, dropout_p), bool [B, H, T, L], for tests (seed:
+    an int, or a ``DeviceSeed`` on ``device``)."""
+    from tgan.ops.philox import DeviceSeed, check_device_seed
     from tgan.ops.rel_attention.kernel import rel_attention_dropout_mask_kernel
+
+    kw = {}
+    if isinstance(seed, DeviceSeed):
+        seed = check_device_seed("rel_attention_dropout_mask", seed, torch.device(device))
+        seed, kw = seed.add, {"SEED": seed.base}
 
     bm = bn = 16 if interpret_mode() else 64
     if max(_cdiv(T, bm), _cdiv(L, bn)) > _MAX_GRID_YZ:
@@ -465,7 +487,7 @@ def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropou
                          f"tiles of {bm} on a grid axis; draw the mask for fewer positions")
     keep = torch.empty((B, H, T, L), device=device, dtype=torch.int8)
     rel_attention_dropout_mask_kernel[(B * H, _cdiv(T, bm), _cdiv(L, bn))](
-        keep, T, L, *_rng_args(seed, dropout_p), BLOCK_M=bm, BLOCK_N=bn
+        keep, T, L, *_rng_args(seed, dropout_p), BLOCK_M=bm, BLOCK_N=bn, **kw
     )
     return keep.bool()
 
@@ -475,13 +497,13 @@ def rel_attention_dropout_mask(B: int, H: int, T: int, L: int, seed: int, dropou
 
 @torch.library.custom_op("tgan::rel_attention_fwd", mutates_args=())
 def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: torch.Tensor, u: torch.Tensor,
-            vb: torch.Tensor, scale: float, dropout_p: float, seed: int
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    return rel_attention_fwd(q, k, v, r, u, vb, scale, dropout_p, seed)
+            vb: torch.Tensor, scale: float, dropout_p: float, seed: int,
+            seed_base: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    return rel_attention_fwd(q, k, v, r, u, vb, scale, dropout_p, seed, seed_base)
 
 
 @_fwd_op.register_fake
-def _(q, k, v, r, u, vb, scale, dropout_p, seed):
+def _(q, k, v, r, u, vb, scale, dropout_p, seed, seed_base=None):
     B, T, H, _ = q.shape
     return q.new_empty(q.shape), q.new_empty((B, H, T), dtype=torch.float32)
 
@@ -489,18 +511,18 @@ def _(q, k, v, r, u, vb, scale, dropout_p, seed):
 @torch.library.custom_op("tgan::rel_attention_bwd", mutates_args=())
 def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: torch.Tensor,
             u: torch.Tensor, vb: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, scale: float,
-            dropout_p: float, seed: int, compute_dr: bool
+            dropout_p: float, seed: int, compute_dr: bool, seed_base: Optional[torch.Tensor] = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                        torch.Tensor]:
     dq, dk, dv, dr, du, dvb = rel_attention_bwd(do, q, k, v, r, u, vb, o, lse, scale, dropout_p,
-                                                seed, compute_dr)
+                                                seed, compute_dr, seed_base=seed_base)
     if dr is None:
         dr = r.new_empty((0,))  # custom ops return tensors; empty stands for "not computed"
     return dq, dk, dv, dr, du, dvb
 
 
 @_bwd_op.register_fake
-def _(do, q, k, v, r, u, vb, o, lse, scale, dropout_p, seed, compute_dr):
+def _(do, q, k, v, r, u, vb, o, lse, scale, dropout_p, seed, compute_dr, seed_base=None):
     dr = r.new_empty(r.shape if compute_dr else (0,))
     return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dr,
             u.new_empty(u.shape), vb.new_empty(vb.shape))
@@ -510,10 +532,10 @@ class RelAttentionFunction(torch.autograd.Function):
     """Autograd for the fused kernels; saves q, k, v, r, u, vb, o and the log-sum-exp."""
 
     @staticmethod
-    def forward(ctx, q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int):
-        o, lse = _fwd_op(q, k, v, r, u, vb, scale, dropout_p, seed)
+    def forward(ctx, q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int, seed_base=None):
+        o, lse = _fwd_op(q, k, v, r, u, vb, scale, dropout_p, seed, seed_base)
         ctx.save_for_backward(q, k, v, r, u, vb, o, lse)
-        ctx.scale, ctx.dropout_p, ctx.seed = scale, dropout_p, seed
+        ctx.scale, ctx.dropout_p, ctx.seed, ctx.seed_base = scale, dropout_p, seed, seed_base
         return o
 
     @staticmethod
@@ -521,8 +543,8 @@ class RelAttentionFunction(torch.autograd.Function):
         q, k, v, r, u, vb, o, lse = ctx.saved_tensors
         compute_dr = bool(ctx.needs_input_grad[3])
         dq, dk, dv, dr, du, dvb = _bwd_op(do, q, k, v, r, u, vb, o, lse, ctx.scale, ctx.dropout_p,
-                                          ctx.seed, compute_dr)
-        return dq, dk, dv, (dr if compute_dr else None), du, dvb, None, None, None
+                                          ctx.seed, compute_dr, ctx.seed_base)
+        return dq, dk, dv, (dr if compute_dr else None), du, dvb, None, None, None, None
 
 
 def rel_attention(q, k, v, r, u, vb, *, scale=None, dropout_p=0.0, dropout_seed=None):
@@ -530,8 +552,9 @@ def rel_attention(q, k, v, r, u, vb, *, scale=None, dropout_p=0.0, dropout_seed=
 
     Shapes: q [B, T, H, D]; k, v [B, M+T, H, D]; r [R >= M+T, H, D]; u, vb [H, D] -> [B, T, H, D].
     dtypes float32, float16, bfloat16. ``dropout_seed`` fixes the Philox stream of the in-kernel
-    dropout (default: drawn from torch's CPU generator, so ``torch.manual_seed`` repeats runs);
-    ``rel_attention_dropout_mask`` returns the mask a seed gives.
+    dropout (default: drawn from torch's CPU generator, so ``torch.manual_seed`` repeats runs): an
+    int in [0, 2^63), or a ``tgan.ops.philox.DeviceSeed`` on q's device, which the kernels read on
+    the device (forward and backward). ``rel_attention_dropout_mask`` returns the mask a seed gives.
     """
     if q.dtype not in _SUPPORTED:
         raise TypeError(
@@ -550,11 +573,17 @@ def rel_attention(q, k, v, r, u, vb, *, scale=None, dropout_p=0.0, dropout_seed=
     D = q.shape[-1]
     scale = float(D ** -0.5 if scale is None else scale)
     dropout_p = float(dropout_p)
-    if dropout_p > 0.0:
-        seed = _draw_seed() if dropout_seed is None else int(dropout_seed)
+    from tgan.ops.philox import DeviceSeed, check_device_seed
+
+    base = None
+    seed = _draw_seed() if dropout_seed is None and dropout_p > 0.0 else dropout_seed
+    if dropout_p > 0.0 and isinstance(seed, DeviceSeed):
+        base, seed = check_device_seed("rel_attention (triton)", seed, q.device)
+    elif dropout_p > 0.0:
+        seed = int(seed)
         if not 0 <= seed < 2**63:  # an int64 through the custom ops
             raise ValueError(f"rel_attention (triton): dropout_seed must be in [0, 2**63), "
                              f"got {dropout_seed}")
     else:
         seed = 0
-    return RelAttentionFunction.apply(q, k, v, r, u, vb, scale, dropout_p, seed)
+    return RelAttentionFunction.apply(q, k, v, r, u, vb, scale, dropout_p, seed, base)
