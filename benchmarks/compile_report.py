@@ -209,11 +209,14 @@ def gumbel_launches() -> list[dict]:
                                            index=torch.zeros(n_emb, dtype=torch.long)))))
                 runs.append((f"R={n_sample} V={V} {dt} top-k/p",
                              lambda: ops.sample_logits_fwd(x[:n_sample], None, 7, 0, 0.95, 32, 1.0)))
-            if (R, V, dtype) == (64, 390, torch.bfloat16):  # a rollout's token: a DeviceSeed
+            if (R, V, dtype) == (64, 390, torch.bfloat16):
+                # a rollout's token (a DeviceSeed), and a static decode step's sampling (the seed
+                # and the offset read on the device)
                 ds = DeviceSeed(torch.tensor([5]), 7)
                 runs.append((f"R={R} V={V} {dt} device seed", lambda: (
                     ops.gumbel_softmax_fwd(x, None, ds, 0),
-                    ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, ds, 0, 2.0))))
+                    ops.gumbel_softmax_bwd(torch.randn_like(x), x, None, ds, 0, 2.0),
+                    ops.sample_logits_fwd(x, None, ds, torch.tensor([3]), 0.95, 32, 1.0))))
             runs.append(("N=4096 words", lambda: ops.gumbel_from_bits(
                 torch.zeros(4096, dtype=torch.int32))))
             for name, run in runs:

@@ -9,7 +9,7 @@ per token does not grow with the sample length beyond the memory length. Token c
   - ``eager`` (default): ``TransformerXL.step`` over the sliding-window KV cache;
   - ``static``: ``StaticDecoder``, a ring cache of fixed size whose position and noise counter
     live on the device, so every token step has the same shapes, addresses and arguments; the
-    same noise as ``eager`` for a seed (see ``StaticDecoder`` for the Triton path);
+    same noise, and so the same tokens, as ``eager`` for a seed;
   - ``graph``: ``static`` with the whole token step (embedding, layers, cache writes, sampling)
     compiled by ``torch.compile`` (``mode="reduce-overhead"``: one CUDA graph per token on a GPU).
 """
@@ -20,7 +20,7 @@ import weakref
 
 import torch
 
-from tgan.ops import sample_logits
+from tgan.ops import sample_logits, use_triton
 from tgan.ops.gumbel_softmax import naive as gumbel_naive
 from tgan.ops.philox import draw_seed
 
@@ -197,11 +197,11 @@ class StaticDecoder(torch.nn.Module):
     model's current weights) in place; ``static_decoder`` keeps one per configuration.
 
     Layer outputs are those of ``TransformerXL.step`` over the sliding window: the attention sees
-    the same keys, values and distances, in another order. Sampling draws the same Philox bits
-    as ``tgan.ops.sample_logits`` at the same seed and offsets, through the PyTorch reference (so
-    that it compiles into the graph): on the torch path the tokens are the eager decoder's; on
-    the Triton path the kernels turn the bits into Gumbel noise with their own log (agreeing to
-    about 1e-6), so a near-tie between two tokens can go the other way and the samples diverge.
+    the same keys, values and distances, in another order. Sampling is the eager decoder's at the
+    same seed and offsets: on the Triton path its kernel, reading the seed and the offset from
+    the device buffers (``tgan.ops.gumbel_softmax.triton.sample_logits_on_device``, one op that
+    ``torch.compile`` keeps whole); on the torch path the PyTorch reference, which compiles into
+    the graph. Either way the Philox bits and their map to Gumbel noise are the eager decoder's.
     """
 
     def __init__(self, gen, state, context: int, temperature: float, top_k: int, top_p: float,
@@ -222,6 +222,8 @@ class StaticDecoder(torch.nn.Module):
         self.register_buffer("ring", torch.arange(W, device=dev))
         self.register_buffer("seed", torch.tensor(0, dtype=torch.int64, device=dev))
         self.register_buffer("offset", torch.tensor(0, dtype=torch.int64, device=dev))
+        # the eager decoder's sampler: the kernel where sample_logits would run it
+        self._triton = use_triton("sample_logits", like)
         self.load(state, seed, offset)
         self._next = self._next_token
         self.compiled = bool(compiled)
@@ -256,9 +258,17 @@ class StaticDecoder(torch.nn.Module):
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         temperature, top_k, top_p = self.settings
         logits = never_sample(logits, self.gen.cfg.pad_id)
-        noise = gumbel_naive.gumbel_noise(logits.shape, self.seed, self.offset, device=logits.device)
+        if self._triton:
+            from tgan.ops.gumbel_softmax import triton as gumbel_triton
+
+            out = gumbel_triton.sample_logits_on_device(logits.contiguous(), self.seed, self.offset,
+                                                        temperature, top_k, top_p)
+        else:
+            noise = gumbel_naive.gumbel_noise(logits.shape, self.seed, self.offset,
+                                              device=logits.device)
+            out = gumbel_naive.sample_logits(logits, temperature, top_k, top_p, noise=noise)
         self.offset.add_(1)
-        return gumbel_naive.sample_logits(logits, temperature, top_k, top_p, noise=noise)
+        return out
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
         gen, W = self.gen, self.W

@@ -289,6 +289,32 @@ def test_ops_take_a_device_seed(monkeypatch, backend, base, add):
     assert not torch.equal(gumbel_noise((6, 390), ds, 2), gumbel_noise((6, 390), value, 2))
 
 
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_ops_take_an_offset_tensor(monkeypatch, backend):
+    # an int64 tensor of one element, read on the device, gives what the int offset of its value
+    # gives (with an int seed or a DeviceSeed): a decode step captured in a graph advances it
+    from tgan.ops.philox import DeviceSeed
+
+    monkeypatch.setenv("TGAN_BACKEND", backend)
+    logits = torch.randn(5, 390, requires_grad=True)
+    off = torch.tensor([2**40 + 7])
+    g = torch.randn(5, 390)
+    for seed in (123, DeviceSeed(torch.tensor([123]))):
+        y_t, i_t = gumbel_softmax_st(logits, 1.5, seed=seed, offset=off)
+        (grad_t,) = torch.autograd.grad(y_t, logits, g)
+        y_i, i_i = gumbel_softmax_st(logits, 1.5, seed=123, offset=2**40 + 7)
+        (grad_i,) = torch.autograd.grad(y_i, logits, g)
+        assert torch.equal(i_t, i_i) and torch.equal(grad_t, grad_i)
+        x = logits.detach()
+        assert torch.equal(sample_logits(x, top_p=0.9, seed=seed, offset=off),
+                           sample_logits(x, top_p=0.9, seed=123, offset=2**40 + 7))
+        assert torch.equal(gumbel_noise((5, 390), seed, off), gumbel_noise((5, 390), 123, 2**40 + 7))
+    off.add_(1)
+    assert not torch.equal(gumbel_noise((5, 390), 123, off), gumbel_noise((5, 390), 123, 2**40 + 7))
+    with pytest.raises(TypeError, match="sample_logits: an offset tensor must be int64 of one element"):
+        sample_logits(logits.detach(), seed=1, offset=torch.tensor([1, 2]))
+
+
 def test_a_bad_device_seed_is_named(triton_backend):
     from tgan.ops.philox import DeviceSeed
 

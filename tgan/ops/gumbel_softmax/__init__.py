@@ -111,12 +111,25 @@ def _resolve_rng(op, noise, seed, offset, generator, device=None):
             raise TypeError(f"{op}: generator must be a torch.Generator, got {type(generator).__name__}")
         if generator.device.type != "cpu":
             raise ValueError(f"{op}: generator must be a CPU generator (no host sync), got {generator.device}")
-    offset = _check_int(op, "offset", offset, 0, 2**64)
+    offset = _check_offset(op, offset, device)
     if seed is None:
         seed = draw_op_seed(generator)  # a DeviceSeed inside a seed_stream on a device
     if isinstance(seed, DeviceSeed):
         return check_device_seed(op, seed, device), offset
     return _check_int(op, "seed", seed, 0, 2**64), offset
+
+
+def _check_offset(op, offset, device):
+    """An int in [0, 2^64), or an int64 tensor of one element on ``device`` (read there)."""
+    if isinstance(offset, torch.Tensor):
+        if offset.dtype != torch.int64 or offset.numel() != 1:
+            raise TypeError(f"{op}: an offset tensor must be int64 of one element, got "
+                            f"{offset.dtype} of {offset.numel()} elements")
+        if device is not None and offset.device != device:
+            raise ValueError(f"{op}: the offset tensor is on {offset.device}, the op's tensors on "
+                             f"{device}")
+        return offset
+    return _check_int(op, "offset", offset, 0, 2**64)
 
 
 def _torch_seed(seed):
@@ -130,7 +143,7 @@ def gumbel_noise(shape, seed, offset=0, device=None):
     Args:
         shape: [..., V]; rows are the flattened leading dims, as in ``gumbel_softmax_st``.
         seed: int in [0, 2^64), or a ``DeviceSeed`` on ``device``. offset: int in [0, 2^64), a
-            separate stream per value.
+            separate stream per value, or an int64 tensor of one element on ``device``.
         device: where to build it (the kernel on CUDA, the reference, same Philox bits, on the CPU).
 
     Returns:
@@ -145,7 +158,7 @@ def gumbel_noise(shape, seed, offset=0, device=None):
         seed = check_device_seed("gumbel_noise", seed, probe.device)
     else:
         seed = _check_int("gumbel_noise", "seed", seed, 0, 2**64)
-    offset = _check_int("gumbel_noise", "offset", offset, 0, 2**64)
+    offset = _check_offset("gumbel_noise", offset, probe.device)
     if use_triton("gumbel_noise", probe):
         V = shape[-1]
         return gumbel_noise_fwd(math.prod(shape) // V, V, seed, offset, probe.device).reshape(shape)
@@ -172,7 +185,8 @@ def gumbel_softmax_st(logits, beta, noise=None, seed=None, offset=0, embedding=N
             ``torch.manual_seed`` makes runs reproducible; no device sync). Or a
             ``tgan.ops.philox.DeviceSeed`` on logits' device, read by the kernels on the device
             (a step captured in a CUDA graph replays with new noise once its base is refilled).
-        offset: int in [0, 2^64): independent noise streams for the same seed.
+        offset: int in [0, 2^64): independent noise streams for the same seed; or an int64
+            tensor of one element on logits' device, read there (its value the offset).
         embedding: optional [V, E] table (e.g. the tied input embedding); its gradient flows.
         generator: optional CPU torch.Generator to draw the seed from.
 

@@ -198,13 +198,15 @@ def _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
 
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_hi,
-                        BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, SEED=None):
+                        BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, SEED=None, OFFSET=None):
     """out [R, V] fp32 = the Gumbel noise the other kernels draw for (seed, offset).
 
     Grid (cdiv(R, BLOCK_R), cdiv(V, BLOCK_V)).
     """
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
+    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
+        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     col0 = tl.program_id(1) * BLOCK_V
     cols = col0 + tl.arange(0, BLOCK_V)
@@ -322,7 +324,7 @@ def gumbel_st_fwd_kernel(
     seed_lo, seed_hi, off_lo, off_hi,
     HAS_NOISE: tl.constexpr, OUT_EMB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr,
     NG_A: tl.constexpr, NUM_CHUNKS: tl.constexpr, NG_B: tl.constexpr, NG_C: tl.constexpr,
-    FULL_A: tl.constexpr, FULL_B: tl.constexpr, SEED=None,
+    FULL_A: tl.constexpr, FULL_B: tl.constexpr, SEED=None, OFFSET=None,
 ):
     """index[r] = argmax_c(logits[r, c] + g[r, c]); out[r] = one_hot(index[r]) [V] or emb[index[r]] [E].
 
@@ -336,6 +338,8 @@ def gumbel_st_fwd_kernel(
     """
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
+    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
+        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -492,7 +496,7 @@ def gumbel_st_bwd_kernel(
     BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_E: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     NG_A: tl.constexpr = 0, NG_B: tl.constexpr = 0,
     NG_C: tl.constexpr = 0, FULL_A: tl.constexpr = False, FULL_B: tl.constexpr = False,
-    TWO_PASS: tl.constexpr = False, SEED=None,
+    TWO_PASS: tl.constexpr = False, SEED=None, OFFSET=None,
 ):
     """dlogits = beta * s * (gin - <gin, s>), s = softmax(beta * (logits + g)) recomputed here.
 
@@ -505,6 +509,8 @@ def gumbel_st_bwd_kernel(
     """
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
+    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
+        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -695,7 +701,7 @@ def sample_kernel(
     inv_temp, top_k, top_p, seed_lo, seed_hi, off_lo, off_hi,
     HAS_NOISE: tl.constexpr, GREEDY: tl.constexpr, USE_TOP_K: tl.constexpr,
     USE_TOP_P: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr,
-    NUM_CHUNKS: tl.constexpr, SEED=None,
+    NUM_CHUNKS: tl.constexpr, SEED=None, OFFSET=None,
 ):
     """out[r] ~ softmax(logits[r] * inv_temp) restricted to the top-k, then to the top-p nucleus.
 
@@ -708,6 +714,8 @@ def sample_kernel(
     """
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
+    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
+        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     # The first (for one-chunk rows: the only) chunk, loaded once.

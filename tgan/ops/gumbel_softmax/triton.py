@@ -87,17 +87,23 @@ def _word_config(R: int, V: int, on_cuda: bool):
 
 def _rng_args(seed, offset):
     """The kernels' (seed_lo, seed_hi, off_lo, off_hi): a DeviceSeed passes its add here and its
-    base as the kernels' SEED (``_seed_kw``)."""
+    base as the kernels' SEED, an offset tensor 0 here and itself as OFFSET (``_seed_kw``)."""
     if seed is None:  # explicit noise: the RNG arguments are unused
         return 0, 0, 0, 0
     if isinstance(seed, DeviceSeed):
         seed = seed.add
+    if isinstance(offset, torch.Tensor):
+        offset = 0
     return (*split64(seed), *split64(offset))
 
 
-def _seed_kw(seed) -> dict:
-    """{"SEED": base} for a DeviceSeed (the kernels read it on the device), {} for an int."""
-    return {"SEED": seed.base} if isinstance(seed, DeviceSeed) else {}
+def _seed_kw(seed, offset=0) -> dict:
+    """The kernels' SEED (a DeviceSeed's base) and OFFSET (an offset tensor), which they read on
+    the device; {} for ints."""
+    kw = {"SEED": seed.base} if isinstance(seed, DeviceSeed) else {}
+    if seed is not None and isinstance(offset, torch.Tensor):
+        kw["OFFSET"] = offset
+    return kw
 
 
 def as_rows(t: torch.Tensor, V: int) -> torch.Tensor:
@@ -127,7 +133,7 @@ def gumbel_noise_fwd(R: int, V: int, seed, offset: int, device) -> torch.Tensor:
     grid = (triton.cdiv(R, block_r), triton.cdiv(V, block_v))
     gumbel_noise_kernel[grid](out, R, V, out.stride(0), *_rng_args(seed, offset),
                               BLOCK_R=block_r, BLOCK_V=block_v, num_warps=num_warps,
-                              **_seed_kw(seed))
+                              **_seed_kw(seed, offset))
     return out
 
 
@@ -173,7 +179,7 @@ def gumbel_softmax_fwd(logits, noise, seed, offset, embedding=None):
         HAS_NOISE=noise is not None, OUT_EMB=embedding is not None, BLOCK_R=block_r,
         BLOCK_E=min(triton.next_power_of_2(max(E, 16)), 256),
         NG_A=ng_a, NUM_CHUNKS=num_chunks, NG_B=ng_b, NG_C=ng_c, FULL_A=full_a, FULL_B=full_b,
-        num_warps=num_warps, **_seed_kw(seed),
+        num_warps=num_warps, **_seed_kw(seed, offset),
     )
     return out, index
 
@@ -235,7 +241,7 @@ def gumbel_softmax_bwd(grad_y, logits, noise, seed, offset, beta, embedding=None
                 DOT_PRECISION="ieee" if (not fused or embedding.dtype == torch.float32
                                           or _interpreted(logits)) else "tf32",
                 BLOCK_R=block_r, BLOCK_V=block_v, BLOCK_E=block_e, NUM_CHUNKS=num_chunks,
-                num_warps=num_warps, **words, **_seed_kw(seed),
+                num_warps=num_warps, **words, **_seed_kw(seed, offset),
             )
     if need_embedding:
         # Scatter-add of R rows of E floats (atomics on CUDA, so the summation order varies).
@@ -261,9 +267,24 @@ def sample_logits_fwd(logits, noise, seed, offset, temperature, top_k, top_p):
         0.0 if greedy else 1.0 / temperature, int(top_k), float(top_p), *_rng_args(seed, offset),
         HAS_NOISE=noise is not None, GREEDY=greedy, USE_TOP_K=0 < top_k < V,
         USE_TOP_P=top_p < 1.0, BLOCK_R=block_r, BLOCK_V=block_v, NUM_CHUNKS=num_chunks,
-        num_warps=num_warps, **_seed_kw(seed),
+        num_warps=num_warps, **_seed_kw(seed, offset),
     )
     return out
+
+
+@torch.library.custom_op("tgan::sample_logits_on_device", mutates_args=())
+def sample_logits_on_device(logits: torch.Tensor, seed: torch.Tensor, offset: torch.Tensor,
+                            temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """``sample_logits_fwd`` with the seed and the offset read on the device (int64 tensors of one
+    element, ``seed[0]`` and ``offset[0]``), as one op that ``torch.compile`` keeps whole: what a
+    decode step captured in a CUDA graph samples with (``tgan.sampling.StaticDecoder``), the same
+    kernel and bits as ``sample_logits(logits, seed=int, offset=int)`` at those values."""
+    return sample_logits_fwd(logits, None, DeviceSeed(seed), offset, temperature, top_k, top_p)
+
+
+@sample_logits_on_device.register_fake
+def _(logits, seed, offset, temperature, top_k, top_p):
+    return logits.new_empty(logits.shape[:1], dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------------------------
