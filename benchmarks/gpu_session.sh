@@ -21,6 +21,9 @@
 #               over 1024 positions (test_rel_attention_one_token), then bench_gumbel_softmax at
 #               R = 131072 -> fusion-attention.json, fusion-gumbel.json (not in the default list:
 #               `bash benchmarks/gpu_session.sh fusion`)
+#   paths       bench_adversarial_step's test_adversarial_step_paths (segment sums against
+#               per-token weight gradients, batch 4, 16, 64, rollouts of 256 and 2048) and
+#               test_decode_modes (eager, static, graph) -> paths.json (not in the default list)
 #   one_token   a rollout token step's attention fwd+bwd (one query over 1024 positions with
 #               gradient and dropout: test_rel_attention_one_token_grad, both Triton backwards,
 #               compiled eager, sdpa) and the decode step's forward -> one-token.json
@@ -123,6 +126,8 @@ for name in "$@"; do
             bench fusion-attention 210 0.2 benchmarks/bench_rel_attention.py -k \
                 "paper_shape or (one_token and not grad) or (test_rel_attention and (512 or 2048) and not eager and not reference)"
             bench fusion-gumbel 75 0.1 benchmarks/bench_gumbel_softmax.py -k "131072" ;;
+        paths)  # pytest-benchmark beside the probe: both gradient paths and every decode mode
+            bench paths 420 0.1 benchmarks/bench_adversarial_step.py -k "paths or decode_modes" ;;
         one_token)  # a rollout token step's attention, fwd+bwd, and a decode step's forward
             bench one-token 150 0.2 benchmarks/bench_rel_attention.py -k "one_token" ;;
         rollouts)  # a cold cache of its own: the first adversarial step pays every compile
