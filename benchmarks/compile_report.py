@@ -3,6 +3,7 @@
     python benchmarks/compile_report.py [--arch sm_90] [--json F] [--default-only] [--markdown F]
                                         [--only NAME]
     python benchmarks/compile_report.py --rollout-variants [--json F]
+    python benchmarks/compile_report.py --one-token-splits [--json F]
 
 Every kernel x config at the benchmark shapes (and the paper preset's D = 50) is compiled the
 way the runtime would compile it: the real launchers (``tgan.ops``) run on CPU tensors with the
@@ -29,6 +30,10 @@ alignment specializations are those of a real launch; each recorded launch is th
                                      case (`needed_work`: its products over the visible pairs at
                                      the true head size, each tensor it needs moved once); the
                                      one-hot Gumbel passes: their bytes (the floor's)
+  est_issue_us, est_program_us,      ESTIMATES (see below): the grid's warp-instructions spread
+  est_time_us                        over every SM; one program's own (its warps on one SM's
+                                     four schedulers), the floor of a grid too small to fill the
+                                     device; the larger of the two
   executed_flops, executed_bytes     attention kernels, ESTIMATES: the binary's MMA FLOPs and
                                      the bytes its global loads, stores and atomics ask for (all
                                      lanes active, cache hits included), outside the loop once
@@ -41,6 +46,10 @@ needs (`backward_summary`): what recomputing the scores in every pass costs.
 ``--rollout-variants`` compiles nothing: it counts, per attention kernel, the distinct variants
 that triton's JIT cache would compile for a rollout whose context grows by one token per step
 (`rollout_variants`).
+
+``--one-token-splits`` compiles a one-token forward with and without its split over keys, side
+by side, at decode batches of the small preset (H = 4, D = 64) and the paper's shape, and prints
+the modelled times (`one_token_splits`, ESTIMATES).
 
 And, for the benchmark shapes, an ESTIMATE (a model, not a measurement) of the time against the
 op's floor: warp-instructions issued (1 per cycle per scheduler, 4 schedulers per SM, MUFU at a
@@ -106,6 +115,13 @@ def h200_dr_splits(B: int, H: int, L: int, device=None) -> int:
     return max(1, min(B, -(-2 * H200_SMS // max(1, H * -(-L // 64)))))
 
 
+def h200_fwd_splits(n_bh: int, L: int, device=None) -> int:
+    """`_fwd_splits` (a one-token forward's key splits) as it decides on an H200, on any machine."""
+    from tgan.ops.rel_attention import triton as impl
+
+    return impl._splits_for(n_bh, L, H200_SMS)
+
+
 def cuda_gumbel_configs(ops) -> list[tuple]:
     """(name, CUDA-sized stand-in) for the Gumbel launchers' config choices in ``ops``
     (tgan.ops.gumbel_softmax.triton), so that CPU tensors get the tiles a GPU would use."""
@@ -135,12 +151,15 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
     from tgan.ops.rel_attention import triton as impl
 
     impl._dr_splits = h200_dr_splits
+    impl._fwd_splits = h200_fwd_splits
     cases = [  # name, B, T, M, H, D, dropout, backward
         ("bench T=M=512 H=8 D=64", 32, 512, 512, 8, 64, 0.0, True),
         ("bench T=M=128 H=8 D=64", 128, 128, 128, 8, 64, 0.0, True),
         ("bench T=M=2048 H=8 D=64", 8, 2048, 2048, 8, 64, 0.0, True),
         ("paper T=128 M=1024 H=10 D=50 dropout", 4, 128, 1024, 10, 50, 0.1, True),
         ("decode T=1 M=1024 H=10 D=50", 8, 1, 1024, 10, 50, 0.0, False),
+        # the small preset's decode at batch 4: 16 (batch, head) pairs, keys split 8 ways on an H200
+        ("decode T=1 M=1024 H=4 D=64 B=4 split", 4, 1, 1024, 4, 64, 0.0, False),
         ("rollout T=1 M=1024 H=10 D=50 dropout", 8, 1, 1024, 10, 50, 0.1, True),
     ]
     out = []
@@ -298,6 +317,43 @@ def rollout_variants(steps: int = 33, arch: int = 90) -> dict:
     finally:
         os.environ.pop("TGAN_TRITON_CONFIG", None)
     return {name: len(v) for name, v in sorted(keys.items())}
+
+
+def one_token_splits(arch: int = 90) -> list[dict]:
+    """A one-token forward (M = 1024, bf16, default tiles) compiled unsplit and with the key splits
+    an H200 would take (``h200_fwd_splits``), per (batch, heads, head size) case: splits, grid,
+    registers, spills and the modelled times (``estimate``: ESTIMATES)."""
+    from tgan.ops.rel_attention import kernel as kern
+    from tgan.ops.rel_attention import triton as impl
+
+    cases = [(4, 4, 64, 0.0), (4, 4, 64, 0.1), (16, 4, 64, 0.0), (32, 4, 64, 0.0), (64, 4, 64, 0.0),
+             (8, 10, 50, 0.0)]  # B, H, D, dropout
+    saved = impl._fwd_splits
+    os.environ["TGAN_TRITON_CONFIG"] = "default"
+    out = []
+    try:
+        for B, H, D, p in cases:
+            M = 1024
+            L = M + 1
+            q = torch.randn(B, 1, H, D, dtype=torch.bfloat16)
+            k, v = (torch.randn(B, L, H, D, dtype=torch.bfloat16) for _ in range(2))
+            r = torch.randn(L, H, D, dtype=torch.bfloat16)
+            u = vb = torch.randn(H, D, dtype=torch.bfloat16)
+            case = f"decode B={B} H={H} D={D}" + (f" dropout {p}" if p else "")
+            for split in (False, True):
+                impl._fwd_splits = h200_fwd_splits if split else (lambda *a, **kw: 1)
+                (launch,) = _record(kern, lambda: impl.rel_attention_fwd(q, k, v, r, u, vb, D ** -0.5,
+                                                                         p, 1), case)
+                launch["config"], launch["shape"] = "default", dict(B=B, T=1, M=M, H=H, D=D)
+                m = measure(compile_launch(launch, arch), arch)
+                out.append({"case": case, "splits": launch["kw"].get("n_split", 1),
+                            "grid": list(_grid(launch)), "registers": m["registers"],
+                            "spill_bytes": m["spill_bytes"], **estimate(launch, m)})
+                print(json.dumps(out[-1]), flush=True)
+    finally:
+        impl._fwd_splits = saved
+        os.environ.pop("TGAN_TRITON_CONFIG", None)
+    return out
 
 
 # ------------------------------------------------------------------------------------ compiling
@@ -494,8 +550,8 @@ def estimate(launch: dict, m: dict) -> dict:
             tiles = (T * M + T * T / 2) / (M + T) / bm
         elif "dr" in name:  # per distance tile, every query tile of every batch entry of the split
             tiles = -(-T // bm) * launch["args"][-1]
-        else:  # per query tile, the visible key tiles
-            tiles = (M + T / 2) / bn
+        else:  # per query tile, the visible key tiles (a split one-token forward: its share)
+            tiles = (M + T / 2) / bn / launch["kw"].get("n_split", 1)
         extra = max(0.0, tiles - 1)  # loop iterations beyond the one the static count holds
         per_warp += m["loop_instructions"] * extra
         if m["loop_mma_flops_per_warp"]:
@@ -515,6 +571,12 @@ def estimate(launch: dict, m: dict) -> dict:
         per_warp += m["loop_instructions"] * m["loops"] * (launch["kw"]["NUM_CHUNKS"] - 1)
     cycles = per_warp * warps * programs / (H200_SMS * 4)
     est["est_issue_us"] = round(cycles / H200_CLOCK * 1e6, 1)
+    # a program's warps run on one SM: its own instructions bound it however few programs there
+    # are (two warps to a scheduler beyond 4 warps); a grid of fewer programs than SMs leaves
+    # the rest idle, which the issue time above, spread over every SM, does not see
+    program = per_warp * -(-warps // 4) / H200_CLOCK * 1e6
+    est["est_program_us"] = round(program, 1)
+    est["est_time_us"] = round(max(est["est_issue_us"], program), 1)
     if name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel") and not launch["kw"].get("OUT_EMB") \
             and not launch["kw"].get("FUSED_EMB"):
         R, V = launch["args"][5], launch["args"][6]
@@ -602,7 +664,7 @@ def markdown(rows: list[dict]) -> str:
 
     head = ["kernel", "config (tiles x warps)", "used as", "case", "registers", "spill bytes", "stack",
             "shared", "SASS", "innermost loop", "MUFU", "wgmma / mma.sync", "loop MMA work / tile's",
-            "estimate: issue time", "estimate: floor", "estimate / floor",
+            "estimate: issue time", "estimate: one program", "estimate: floor", "estimate / floor",
             "estimate: executed / needed FLOPs", "estimate: executed / needed bytes"]
     lines = [f"Compiled for {rows[0]['arch'] if rows else '-'} with triton {triton.__version__} "
              f"(`python benchmarks/compile_report.py`). Issue times and floors are ESTIMATES.", "",
@@ -614,7 +676,7 @@ def markdown(rows: list[dict]) -> str:
             r["shared_bytes"], r["instructions"], r["loop_instructions"], r["mufu"],
             f"{r['wgmma']} / {r['mma']}",
             f"{r['mma_work_over_tile']}x" if "mma_work_over_tile" in r else "-",
-            f"{r.get('est_issue_us', '-')} us",
+            f"{r.get('est_issue_us', '-')} us", f"{r.get('est_program_us', '-')} us",
             f"{r['floor_us']} us" if "floor_us" in r else "-",
             f"{r['est_over_floor']}x" if "est_over_floor" in r else "-",
             _ratio_cell(r, "flops"), _ratio_cell(r, "bytes"))) + " |")
@@ -673,6 +735,8 @@ def main(argv=None) -> int:
                    help="compile only the kernels whose name contains NAME (e.g. bwd_fused)")
     p.add_argument("--rollout-variants", action="store_true",
                    help="count the variants a growing context compiles per kernel, compile nothing")
+    p.add_argument("--one-token-splits", action="store_true",
+                   help="a one-token forward split over keys against unsplit, modelled side by side")
     args = p.parse_args(argv)
     m = re.fullmatch(r"sm_(\d+)a?", args.arch)
     if not m:
@@ -682,6 +746,11 @@ def main(argv=None) -> int:
         print(json.dumps(counts, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(counts, indent=1))
+        return 0
+    if args.one_token_splits:
+        rows = one_token_splits(int(m.group(1)))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
     rows = run(int(m.group(1)), args.default_only, args.only)
     text = markdown(rows)

@@ -52,6 +52,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compile_report import (_binary_key, _Recorder, cuda_gumbel_configs, h200_dr_splits,  # noqa: E402
+                            h200_fwd_splits,
                             jit_functions)
 
 # ops that read a device value on the host (a sync on CUDA)
@@ -227,6 +228,7 @@ def gpu_path(counter: OpCounter | None = None):
         patch(gt, name, stand_in)
     patch(rt, "interpret_mode", lambda: False)
     patch(rt, "_dr_splits", h200_dr_splits)
+    patch(rt, "_fwd_splits", h200_fwd_splits)
     draw = pn._host_draw
 
     def counted_draw(generator):

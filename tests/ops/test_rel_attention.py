@@ -108,6 +108,34 @@ def test_kernel_decode_one_query(triton_backend, M):
     check_kernel(make_inputs(2, 1, M, 3, 50))
 
 
+@pytest.mark.parametrize("splits", [1, 3, 4, 5])
+def test_one_token_forward_split_over_keys(triton_backend, monkeypatch, splits):
+    # a one-token forward whose keys are split over programs (flash-decoding): 5 tiles of 32 keys
+    # over 3 splits take 2, 2 and 1 tiles, over 4 splits 2, 2, 1 and none (an empty split), over
+    # 5 one each, and with 1 there is no split;
+    # with dropout, against the reference with the kernels' mask; the counters end at zero
+    monkeypatch.setattr(triton_backend, "_fwd_splits", lambda n_bh, L, device: splits)
+    B, T, M, H, D, p, seed = 2, 1, 140, 2, 50, 0.3, 77
+    check_kernel(make_inputs(B, T, M, H, D))
+    keep = triton_backend.rel_attention_dropout_mask(B, H, T, M + T, seed, p, "cpu")
+    check_dropout_against_mask(triton_backend, monkeypatch, make_inputs(B, T, M, H, D), keep, p, seed)
+    if splits > 1:
+        assert int(triton_backend._split_lock(torch.device("cpu"), B * H).abs().sum()) == 0
+
+
+def test_one_token_split_counts():
+    from tgan.ops.rel_attention import triton as impl
+
+    # H200 (132 SMs): the small preset's 4 x 4 pairs over 1025 keys take 8 splits, about one
+    # program per SM; 64 pairs take 2; from 66 pairs on (half the SMs) none; 64 keys stay whole
+    assert impl._splits_for(16, 1025, 132) == 8
+    assert impl._splits_for(64, 1025, 132) == 2
+    assert impl._splits_for(80, 1025, 132) == 1
+    assert impl._splits_for(320, 1025, 132) == 1
+    assert impl._splits_for(16, 64, 132) == 1
+    assert impl._splits_for(1, 100_000, 132) == impl._MAX_SPLITS
+
+
 @pytest.mark.parametrize("bm,bn", [(32, 32), (64, 64)])
 def test_kernel_one_query_with_wide_query_tiles(triton_backend, monkeypatch, bm, bn):
     # a one-token step with 32+ row tiles (TGAN_TRITON_CONFIG pinned): the dk/dv pass takes its

@@ -27,7 +27,11 @@ dk/dv pass for the scores, the dq pass for dS·R as a plain [BM, BN] x [BN, BD] 
 pass reads K and V by distance (key M - d) instead of skewing their window products. Compiled for
 sm_90 (`compile_report.py`, ESTIMATES) the forward's loop issues about 40% fewer instructions, and
 the three backward passes' modelled issue time at M = 1024 falls from about 49 to 31 µs, with no
-spill under triton 3.6 or 3.9 in the tiles they run.
+spill under triton 3.6 or 3.9 in the tiles they run. Its forward has one program per (batch,
+head) pair walking every key tile; where the pairs leave more than half the SMs idle (the small
+preset's decoding at batch 4: 16 programs) the launcher splits the keys over more programs, and
+the last split of a pair to finish combines the partial sums in split order (`_combine_splits`,
+flash-decoding in one launch).
 
 The dk/dv pass, which sums over queries for a key tile, computes its tiles transposed ([BN, BM],
 keys by rows: S^T = K·Q^T plus the window product R_win·(Q+vb)^T gathered along rows,
@@ -213,7 +217,7 @@ def _tile_scores(qu, qv, k, R, h, srh, srr, srd, i0, j0, M, NR, D, offs_w, offs_
     return s * qk_scale, r_win
 
 
-@triton.jit(do_not_specialize=_VARYING + ["bh0"])
+@triton.jit(do_not_specialize=_VARYING + ["bh0", "n_split"])
 def rel_attention_fwd_kernel(
     Q, K, V, R, U, VB, O, LSE,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
@@ -221,16 +225,27 @@ def rel_attention_fwd_kernel(
     H, T, L, M, D, NR, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
+    PART=None, LOCK=None, n_split=1, MAX_SPLITS: tl.constexpr = 1,
 ):
     """Grid (cdiv(T, BM), B*H). Writes O [B, T, H, D] and LSE [B, H, T] (base-2 log-sum-exp).
-    ONE_QUERY: T = 1 (a one-token step), the relative term by an index shift (`_scores_one_query`)."""
+    ONE_QUERY: T = 1 (a one-token step), the relative term by an index shift (`_scores_one_query`).
+
+    With LOCK (one-token steps whose B*H programs would leave most of the GPU idle): grid
+    (n_split, B*H), program s taking the s-th share of the key tiles (a split over keys, as in
+    flash-decoding). Each writes its partial (acc [BD], running max, sum) to PART (fp32
+    [B*H, MAX_SPLITS, BD + 2]) and counts itself in LOCK (int32 [B*H], zero between launches);
+    the last of a (batch, head)'s splits to finish combines the partials in split order (the same
+    sums whatever the finishing order) and zeroes its counter. One launch, no host work."""
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
-    i0 = pid_m * BLOCK_M
+    if LOCK is not None:
+        i0 = 0  # one query tile; axis 0 numbers the splits
+    else:
+        i0 = pid_m * BLOCK_M
     offs_m = i0 + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_w = tl.arange(0, 2 * BLOCK_N)
@@ -246,7 +261,12 @@ def rel_attention_fwd_kernel(
     # Key tiles from 0 (memory is fully visible) to the last key the tile's last query sees. Key 0
     # is visible to every query, so after the first tile every row max is finite (no inf - inf).
     j_end = tl.minimum(L, M + i0 + BLOCK_M)
-    for j0 in range(0, j_end, BLOCK_N):
+    j_lo = 0
+    if LOCK is not None:  # this split's key tiles (every key is visible to the one query)
+        per = tl.cdiv(tl.cdiv(j_end, BLOCK_N), n_split)
+        j_lo = pid_m * per * BLOCK_N
+        j_end = tl.minimum(j_end, j_lo + per * BLOCK_N)
+    for j0 in range(j_lo, j_end, BLOCK_N):
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
@@ -269,10 +289,45 @@ def rel_attention_fwd_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
         m_i = m_new
 
-    o = acc / l_i[:, None]
-    o_ptr = O + b.to(tl.int64) * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod
-    tl.store(o_ptr, o.to(O.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
-    tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.log2(l_i), mask=offs_m < T)
+    if LOCK is not None:
+        _combine_splits(acc, m_i, l_i, PART, LOCK, O, LSE, bh0 + bh, bh, b, h, sob, soh, sod, D,
+                        offs_m, offs_d, n_split, pid_m, BLOCK_D, MAX_SPLITS)
+    else:
+        o = acc / l_i[:, None]
+        o_ptr = O + b.to(tl.int64) * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod
+        tl.store(o_ptr, o.to(O.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+        tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.log2(l_i), mask=offs_m < T)
+
+
+@triton.jit
+def _combine_splits(acc, m_i, l_i, PART, LOCK, O, LSE, gbh, bh, b, h, sob, soh, sod, D, offs_m,
+                    offs_d, n_split, split, BLOCK_D: tl.constexpr, MAX_SPLITS: tl.constexpr):
+    """A split's partial of the one query (row 0 of the tile) to PART, then, in the last split of
+    (batch, head) ``gbh`` to arrive, O and LSE from every split's partial (see the forward)."""
+    row0 = offs_m == 0
+    width = BLOCK_D + 2
+    part = PART + gbh.to(tl.int64) * (MAX_SPLITS * width)
+    tl.store(part + split * width + offs_d, tl.sum(tl.where(row0[:, None], acc, 0.0), axis=0))
+    tl.store(part + split * width + BLOCK_D, tl.sum(tl.where(row0, m_i, 0.0), axis=0))
+    tl.store(part + split * width + BLOCK_D + 1, tl.sum(tl.where(row0, l_i, 0.0), axis=0))
+    # acq_rel: this split's stores are visible before its count; the last split's loads after it
+    done = tl.atomic_add(LOCK + gbh, 1, sem="acq_rel")
+    if done == n_split - 1:
+        offs_s = tl.arange(0, MAX_SPLITS)
+        ok = offs_s < n_split
+        rows = part + offs_s * width
+        ms = tl.load(rows + BLOCK_D, mask=ok, other=float("-inf"), cache_modifier=".cg")
+        ls = tl.load(rows + BLOCK_D + 1, mask=ok, other=0.0, cache_modifier=".cg")
+        accs = tl.load(rows[:, None] + offs_d[None, :], mask=ok[:, None], other=0.0,
+                       cache_modifier=".cg")
+        mx = tl.max(ms, axis=0)  # finite: the first split holds key 0
+        w = tl.exp2(ms - mx)  # 0 for an empty split (max -inf) and past n_split
+        lsum = tl.sum(w * ls, axis=0)
+        o = tl.sum(w[:, None] * accs, axis=0) / lsum
+        tl.store(O + b.to(tl.int64) * sob + h * soh + offs_d * sod, o.to(O.dtype.element_ty),
+                 mask=offs_d < D)
+        tl.store(LSE + bh.to(tl.int64), mx + tl.log2(lsum))
+        tl.atomic_xchg(LOCK + gbh, 0)  # ready for the next launch
 
 
 @triton.jit

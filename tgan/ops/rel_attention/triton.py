@@ -281,6 +281,11 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
     # a one-token step reads r's rows by key (an index shift), not a window and a gather
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype), ONE_QUERY=T == 1,
                 **_seed_kw(seed_base, dropout_p))
+    splits = _fwd_splits(B * H, L, q.device) if T == 1 else 1
+    if splits > 1:  # too few (batch, head) programs to fill the device: split the keys too
+        meta.update(PART=torch.empty((B * H, _MAX_SPLITS, _block_d(D) + 2), device=q.device,
+                                     dtype=torch.float32),
+                    LOCK=_split_lock(q.device, B * H), n_split=splits, MAX_SPLITS=_MAX_SPLITS)
     for b0, b1 in _batch_chunks(B, H):
         n = b1 - b0
         qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
@@ -288,8 +293,46 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
                 H, T, L, L - T, D, r.shape[0], scale * _LOG2E, *_rng_args(seed, dropout_p), dropout_p,
                 *_buckets(T, L),
                 b0 * H]
-        _launch("rel_attention_fwd_kernel", lambda bm, bn: (_cdiv(T, bm), n * H), args, T, D, meta)
+        _launch("rel_attention_fwd_kernel",
+                lambda bm, bn: (splits if splits > 1 else _cdiv(T, bm), n * H), args, T, D, meta)
     return o, lse
+
+
+# a one-token forward splits its keys over at most this many programs per (batch, head)
+_MAX_SPLITS = 16
+_SPLIT_LOCKS: dict = {}
+
+
+def _splits_for(n_bh: int, L: int, sms: int, block_n: int = 64) -> int:
+    """Key splits of a one-token forward over ``n_bh`` (batch, head) pairs and L keys on ``sms``
+    multiprocessors: where the pairs leave SMs idle, about one program per SM, at least one key
+    tile each, at most _MAX_SPLITS; 1 (no split) where the pairs alone occupy half the SMs or
+    more (each split repeats the query's loads and adds a combine: compiled for sm_90, 128 pairs
+    in 3 splits and 256 in 2 model slower than unsplit, benchmarks/RESULTS.md)."""
+    want = sms // max(1, n_bh)  # about one program per SM
+    s = min(_MAX_SPLITS, _cdiv(L, block_n), want)
+    return s if s > 1 else 1
+
+
+def _fwd_splits(n_bh: int, L: int, device: torch.device) -> int:
+    """``_splits_for`` on a CUDA device; under the interpreter 2 where there are two key tiles
+    (the split path is tested at no cost); 1 elsewhere."""
+    if device.type == "cuda":
+        return _splits_for(n_bh, L, torch.cuda.get_device_properties(device).multi_processor_count)
+    if interpret_mode():
+        return min(2, _cdiv(L, _interpreter_tiles(1, 16)[1]))
+    return 1
+
+
+def _split_lock(device: torch.device, n: int) -> torch.Tensor:
+    """The split forward's per-(batch, head) counters on ``device``, int32 zeros, kept between
+    calls (the kernel zeroes a counter once its splits are combined), so a call launches no
+    memset. Grown to the next power of two when a call needs more."""
+    lock = _SPLIT_LOCKS.get(device)
+    if lock is None or lock.numel() < n:
+        lock = _SPLIT_LOCKS[device] = torch.zeros(1 << max(0, n - 1).bit_length(), device=device,
+                                                  dtype=torch.int32)
+    return lock
 
 
 # CUDA's limit on grid axes 1 and 2; the kernels put B*H on axis 1
