@@ -308,6 +308,29 @@ def variants(launches: list, arch: int = 90) -> dict:
     return {name: len(k) for name, k in sorted(keys.items())}
 
 
+def cold_compiles(launches: list, arch: int = 90) -> dict:
+    """Binaries a cold start compiles for ``launches`` (every launch of a run from its first op),
+    under TGAN_TRITON_CONFIG=default (the distinct binaries recorded, the tiles pinned) and an
+    estimate under ``autotune``: each distinct attention binary once per candidate tile config the
+    autotuner compiles and times for it (Gumbel and sampling kernels are not autotuned)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+
+    from tgan.ops.rel_attention import triton as impl
+
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    keys = {_binary_key(launch, backend): launch for launch in launches}
+    tuned = 0
+    for launch in keys.values():
+        name, kw = launch["fn"].__name__, launch["kw"]
+        if name in impl._KERNEL_CONFIGS:
+            lists = impl._KERNEL_DECODE_CONFIGS if kw["BLOCK_M"] == 16 else impl._KERNEL_CONFIGS
+            tuned += len(lists[name])
+        else:
+            tuned += 1
+    return {"default": len(keys), "autotune": tuned}
+
+
 def _host_seeded(launch: dict) -> bool:
     """Whether a recorded launch draws random bits from an int seed (a kernel argument, frozen in a
     captured graph) rather than from a ``DeviceSeed`` it reads on the device (its ``SEED``)."""
@@ -364,11 +387,13 @@ def count_rollout(preset_name: str = "small", batch: int = 4, segment: int = 128
     with gpu_path(counter) as sink:
         n0 = run(counter, sink)
         launches = sink[n0:]
+    cold = cold_compiles(sink)  # every launch from the prefix's forward on: a cold start's
     res = {"preset": preset_name, "batch": batch, "segment": segment, "segments": segments,
            "segment_grads": segment_grads,
            "per_token": _per_token(counter, segments * segment),
            "triton_per_token": round(len(launches) / (segments * segment), 2),
            "host_seeded_per_token": round(sum(map(_host_seeded, launches)) / (segments * segment), 2),
+           "cold_compiles": cold,
            "variants": variants(launches),
            "top_ops": dict(collections.Counter(
                {k: round(v / (segments * segment), 2) for ph in counter.ops.values()

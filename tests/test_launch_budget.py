@@ -85,6 +85,10 @@ def test_rollout_one_specialization(counts):
                         "rel_attention_bwd_dq_kernel", "rel_attention_bwd_dr_kernel",
                         "gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel"}
     assert all(n == 1 for n in var.values()), var
+    # a cold start, from the prefix's forward on, compiles 7 binaries with the pinned tiles (the
+    # default): the prefix's segment forward, the token step's forward and three backward passes,
+    # the Gumbel forward and backward; the autotuner would compile and time 17
+    assert counts["rollout"]["cold_compiles"] == {"default": 7, "autotune": 17}
 
 
 def test_decode_one_specialization(counts):

@@ -213,7 +213,12 @@ def record_launch_head_sizes(triton_backend, monkeypatch) -> list:
 
 
 def test_config_modes_and_bad_values(triton_backend, monkeypatch):
+    # unset: the pinned tiles (one compile per kernel and specialization on a cold start)
     monkeypatch.delenv("TGAN_TRITON_CONFIG", raising=False)
+    assert triton_backend.config_mode() == "default"
+    for name, cfg in triton_backend._DEFAULT_CONFIGS.items():
+        assert triton_backend._configs(128, name) == (cfg,)
+    monkeypatch.setenv("TGAN_TRITON_CONFIG", "autotune")
     for name, cfgs in triton_backend._KERNEL_CONFIGS.items():
         assert triton_backend._configs(128, name) == cfgs and set(cfgs) <= set(triton_backend._CONFIGS)
         decode = triton_backend._KERNEL_DECODE_CONFIGS[name]

@@ -109,8 +109,11 @@ _POW2_TILES = (16, 32, 64)
 
 
 def config_mode() -> str | tuple[int, int, int]:
-    """``TGAN_TRITON_CONFIG``: "autotune", "default" or a (BLOCK_M, BLOCK_N, num_warps) tuple."""
-    raw = os.environ.get("TGAN_TRITON_CONFIG", "autotune").strip().lower() or "autotune"
+    """``TGAN_TRITON_CONFIG``: "default" (unset: one pinned config per kernel, so a cold start
+    compiles each kernel once per specialization, and a growing context never re-tunes),
+    "autotune" (on request: the autotuner times each kernel's spill-free candidates per power-of-two
+    length bucket) or a (BLOCK_M, BLOCK_N, num_warps) tuple."""
+    raw = os.environ.get("TGAN_TRITON_CONFIG", "default").strip().lower() or "default"
     if raw in ("autotune", "default"):
         return raw
     parts = raw.split("x")
