@@ -158,8 +158,9 @@ def rel_attention_launches(configs: list[str]) -> list[dict]:
         ("bench T=M=2048 H=8 D=64", 8, 2048, 2048, 8, 64, 0.0, True),
         ("paper T=128 M=1024 H=10 D=50 dropout", 4, 128, 1024, 10, 50, 0.1, True),
         ("decode T=1 M=1024 H=10 D=50", 8, 1, 1024, 10, 50, 0.0, False),
-        # the small preset's decode at batch 4: 16 (batch, head) pairs, keys split 8 ways on an H200
-        ("decode T=1 M=1024 H=4 D=64 B=4 split", 4, 1, 1024, 4, 64, 0.0, False),
+        # the small preset's rollout step at batch 4: 16 (batch, head) pairs, the forward's and the
+        # dq pass's keys split 8 ways on an H200
+        ("rollout T=1 M=1024 H=4 D=64 B=4 dropout split", 4, 1, 1024, 4, 64, 0.1, True),
         ("rollout T=1 M=1024 H=10 D=50 dropout", 8, 1, 1024, 10, 50, 0.1, True),
     ]
     out = []

@@ -109,8 +109,9 @@ def test_kernel_decode_one_query(triton_backend, M):
 
 
 @pytest.mark.parametrize("splits", [1, 3, 4, 5])
-def test_one_token_forward_split_over_keys(triton_backend, monkeypatch, splits):
-    # a one-token forward whose keys are split over programs (flash-decoding): 5 tiles of 32 keys
+def test_one_token_step_split_over_keys(triton_backend, monkeypatch, splits):
+    # a one-token step whose forward and dq pass split the keys over programs (flash-decoding),
+    # output and every gradient against the reference: 5 tiles of 32 keys
     # over 3 splits take 2, 2 and 1 tiles, over 4 splits 2, 2, 1 and none (an empty split), over
     # 5 one each, and with 1 there is no split;
     # with dropout, against the reference with the kernels' mask; the counters end at zero

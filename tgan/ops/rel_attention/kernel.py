@@ -31,7 +31,8 @@ spill under triton 3.6 or 3.9 in the tiles they run. Its forward has one program
 head) pair walking every key tile; where the pairs leave more than half the SMs idle (the small
 preset's decoding at batch 4: 16 programs) the launcher splits the keys over more programs, and
 the last split of a pair to finish combines the partial sums in split order (`_combine_splits`,
-flash-decoding in one launch).
+flash-decoding in one launch). The dq pass of a one-token step, one program per pair over every
+key tile as well, splits the same way (its shares are plain sums).
 
 The dk/dv pass, which sums over queries for a key tile, computes its tiles transposed ([BN, BM],
 keys by rows: S^T = K·Q^T plus the window product R_win·(Q+vb)^T gathered along rows,
@@ -565,7 +566,7 @@ def rel_attention_bwd_fused_kernel(
     tl.store(DU_PART + part, tl.sum(ds_sum[:, None] * k.to(tl.float32), 0), mask=offs_d < D)
 
 
-@triton.jit(do_not_specialize=_VARYING + ["bh0"])
+@triton.jit(do_not_specialize=_VARYING + ["bh0", "n_split"])
 def rel_attention_bwd_dq_kernel(
     QU, QV, K, V, R, DO, LSE, DELTA, DQ, DQ_PART, DVB_PART,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
@@ -573,6 +574,7 @@ def rel_attention_bwd_dq_kernel(
     H, T, L, M, D, NR, scale, qk_scale, seed_lo, seed_hi, drop_thr, dropout_p, T_BUCKET, L_BUCKET, bh0,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_DROPOUT: tl.constexpr, DOT_PREC: tl.constexpr, ONE_QUERY: tl.constexpr = False, SEED=None,
+    PART=None, LOCK=None, n_split=1, MAX_SPLITS: tl.constexpr = 1,
 ):
     """Grid (cdiv(T, BM), B*H): one query tile, loop over its visible key tiles.
 
@@ -582,6 +584,11 @@ def rel_attention_bwd_dq_kernel(
     dk/dv pass's DU_PART, so one [BM, BD] accumulator serves both parts of dq) and DVB_PART is
     unused; with 16-row tiles they are the sums of the content part (dq through q+u) and of the
     relative part (dq through q+vb), two accumulators.
+
+    With LOCK (a one-token step, as in the forward): grid (n_split, B*H), program s summing the
+    s-th share of the key tiles into PART (fp32 [B*H, MAX_SPLITS, 2 BD]: its content and relative
+    sums); the last split of a (batch, head) to finish adds the shares in split order and writes
+    DQ, DQ_PART and DVB_PART. dq is a plain sum over keys: no rescaling.
     """
     if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
         seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
@@ -589,7 +596,10 @@ def rel_attention_bwd_dq_kernel(
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
-    i0 = pid_m * BLOCK_M
+    if LOCK is not None:
+        i0 = 0  # one query tile; axis 0 numbers the splits
+    else:
+        i0 = pid_m * BLOCK_M
     offs_m = i0 + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_w = tl.arange(0, 2 * BLOCK_N)
@@ -606,7 +616,12 @@ def rel_attention_bwd_dq_kernel(
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dq_rel = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)  # 16-row tiles only
     j_end = tl.minimum(L, M + i0 + BLOCK_M)
-    for j0 in range(0, j_end, BLOCK_N):
+    j_lo = 0
+    if LOCK is not None:  # this split's key tiles
+        per = tl.cdiv(tl.cdiv(j_end, BLOCK_N), n_split)
+        j_lo = pid_m * per * BLOCK_N
+        j_end = tl.minimum(j_end, j_lo + per * BLOCK_N)
+    for j0 in range(j_lo, j_end, BLOCK_N):
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
         v = _load_rows(V + v_base, offs_j, svt, offs_j < L, offs_d, svd, D)
@@ -624,17 +639,42 @@ def rel_attention_bwd_dq_kernel(
         else:
             dq_rel += tl.dot(ds_win.to(r_win.dtype), r_win, input_precision=DOT_PREC)
 
-    dq = dq * scale
-    out = b.to(tl.int64) * T * H * D + offs_m[:, None] * (H * D) + h * D + offs_d[None, :]
-    # rows beyond T have ds = 0, so the column sums are over real queries only
-    part = ((b.to(tl.int64) * tl.num_programs(0) + pid_m) * H + h) * D + offs_d
-    dq_all = dq
-    if BLOCK_M < 32:
-        dq_rel = dq_rel * scale
-        dq_all = dq + dq_rel
-        tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
-    tl.store(DQ + out, dq_all.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
-    tl.store(DQ_PART + part, tl.sum(dq, axis=0), mask=offs_d < D)
+    if LOCK is not None:
+        # rows past the one query have ds = 0: the column sums are its row
+        width = 2 * BLOCK_D
+        prow = PART + (bh0 + bh).to(tl.int64) * (MAX_SPLITS * width)
+        tl.store(prow + pid_m * width + offs_d, tl.sum(dq, axis=0))
+        tl.store(prow + pid_m * width + BLOCK_D + offs_d, tl.sum(dq_rel, axis=0))
+        done = tl.atomic_add(LOCK + bh0 + bh, 1, sem="acq_rel")
+        if done == n_split - 1:  # the last split: the shares, summed in split order
+            offs_s = tl.arange(0, MAX_SPLITS)
+            rows = prow + offs_s[:, None] * width + offs_d[None, :]
+            ok = (offs_s < n_split)[:, None]
+            dq_c = tl.sum(tl.load(rows, mask=ok, other=0.0, cache_modifier=".cg"), axis=0) * scale
+            dq_r = tl.sum(tl.load(rows + BLOCK_D, mask=ok, other=0.0, cache_modifier=".cg"),
+                          axis=0) * scale
+            part1 = (b.to(tl.int64) * H + h) * D + offs_d  # one query tile
+            dq_row = dq_c
+            if BLOCK_M < 32:
+                dq_row = dq_c + dq_r
+                tl.store(DVB_PART + part1, dq_r, mask=offs_d < D)
+            tl.store(DQ + b.to(tl.int64) * H * D + h * D + offs_d, dq_row.to(DQ.dtype.element_ty),
+                     mask=offs_d < D)
+            tl.store(DQ_PART + part1, dq_c, mask=offs_d < D)
+            tl.atomic_xchg(LOCK + bh0 + bh, 0)  # ready for the next launch
+    else:
+        dq = dq * scale
+        out = b.to(tl.int64) * T * H * D + offs_m[:, None] * (H * D) + h * D + offs_d[None, :]
+        # rows beyond T have ds = 0, so the column sums are over real queries only
+        part = ((b.to(tl.int64) * tl.num_programs(0) + pid_m) * H + h) * D + offs_d
+        dq_all = dq
+        if BLOCK_M < 32:
+            dq_rel = dq_rel * scale
+            dq_all = dq + dq_rel
+            tl.store(DVB_PART + part, tl.sum(dq_rel, axis=0), mask=offs_d < D)
+        tl.store(DQ + out, dq_all.to(DQ.dtype.element_ty),
+                 mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
+        tl.store(DQ_PART + part, tl.sum(dq, axis=0), mask=offs_d < D)
 
 
 @triton.jit(do_not_specialize=_VARYING + ["B", "b_per_split"])

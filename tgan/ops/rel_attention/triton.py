@@ -318,8 +318,9 @@ def _splits_for(n_bh: int, L: int, sms: int, block_n: int = 64) -> int:
 
 
 def _fwd_splits(n_bh: int, L: int, device: torch.device) -> int:
-    """``_splits_for`` on a CUDA device; under the interpreter 2 where there are two key tiles
-    (the split path is tested at no cost); 1 elsewhere."""
+    """Key splits of a one-token step's forward and dq pass: ``_splits_for`` on a CUDA device;
+    under the interpreter 2 where there are two key tiles (the split path is tested at no cost);
+    1 elsewhere."""
     if device.type == "cuda":
         return _splits_for(n_bh, L, torch.cuda.get_device_properties(device).multi_processor_count)
     if interpret_mode():
@@ -455,6 +456,13 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
                                         dtype=torch.float32), dq_part  # dq writes no DVB_PART
     else:
         du_part, dvb_part = dq_part, torch.zeros_like(dq_part)  # dk/dv writes no DU_PART
+    # a one-token step's dq pass walks every key tile per (batch, head): split like the forward's
+    splits = _fwd_splits(B * H, L, qu.device) if T == 1 else 1
+    dq_meta = meta
+    if splits > 1:
+        dq_meta = dict(meta, PART=torch.empty((B * H, _MAX_SPLITS, 2 * _block_d(D)),
+                                              device=qu.device, dtype=torch.float32),
+                       LOCK=_split_lock(qu.device, B * H), n_split=splits, MAX_SPLITS=_MAX_SPLITS)
     for b0, b1 in _batch_chunks(B, H):
         n, c = b1 - b0, slice(b0, b1)
         ins = [qu[c], qv[c], k[c], v[c], r, do[c], lse[c], delta[c]]
@@ -462,8 +470,9 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
         _launch("rel_attention_bwd_dkdv_kernel", lambda bm, bn: (_cdiv(L, bn), n * H),
                 [*ins, dk[c], dv[c], du_part[c], *st, *scalars, b0 * H], T, D, meta,
                 reset=("DU_PART",) if du_in_dkdv else ())
-        _launch("rel_attention_bwd_dq_kernel", lambda bm, bn: (_cdiv(T, bm), n * H),
-                [*ins, dq[c], dq_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, meta,
+        _launch("rel_attention_bwd_dq_kernel",
+                lambda bm, bn: (splits if splits > 1 else _cdiv(T, bm), n * H),
+                [*ins, dq[c], dq_part[c], dvb_part[c], *st, *scalars, b0 * H], T, D, dq_meta,
                 reset=("DQ_PART",) if du_in_dkdv else ("DQ_PART", "DVB_PART"))
     # dq = scale·(dS·K + dS_window·R): its content part summed over queries is du (q + u feeds
     # the content scores), the relative part dvb
