@@ -329,9 +329,11 @@ def _fwd_splits(n_bh: int, L: int, device: torch.device) -> int:
 
 
 def _split_lock(device: torch.device, n: int) -> torch.Tensor:
-    """The split forward's per-(batch, head) counters on ``device``, int32 zeros, kept between
+    """The split kernels' per-(batch, head) counters on ``device``, int32 zeros, kept between
     calls (the kernel zeroes a counter once its splits are combined), so a call launches no
-    memset. Grown to the next power of two when a call needs more."""
+    memset. Grown to the next power of two when a call needs more. One set per device: split
+    launches on one device run in stream order (two streams launching them at once would share
+    the counters)."""
     lock = _SPLIT_LOCKS.get(device)
     if lock is None or lock.numel() < n:
         lock = _SPLIT_LOCKS[device] = torch.zeros(1 << max(0, n - 1).bit_length(), device=device,
