@@ -311,7 +311,10 @@ def _combine_splits(acc, m_i, l_i, PART, LOCK, O, LSE, gbh, bh, b, h, sob, soh, 
     tl.store(part + split * width + offs_d, tl.sum(tl.where(row0[:, None], acc, 0.0), axis=0))
     tl.store(part + split * width + BLOCK_D, tl.sum(tl.where(row0, m_i, 0.0), axis=0))
     tl.store(part + split * width + BLOCK_D + 1, tl.sum(tl.where(row0, l_i, 0.0), axis=0))
-    # acq_rel: this split's stores are visible before its count; the last split's loads after it
+    # every thread's partial stores issued before the count (one thread performs a scalar
+    # atomic); acq_rel at GPU scope: they are visible to the split that counts last, whose loads
+    # come after its own count
+    tl.debug_barrier()
     done = tl.atomic_add(LOCK + gbh, 1, sem="acq_rel")
     if done == n_split - 1:
         offs_s = tl.arange(0, MAX_SPLITS)
@@ -645,6 +648,7 @@ def rel_attention_bwd_dq_kernel(
         prow = PART + (bh0 + bh).to(tl.int64) * (MAX_SPLITS * width)
         tl.store(prow + pid_m * width + offs_d, tl.sum(dq, axis=0))
         tl.store(prow + pid_m * width + BLOCK_D + offs_d, tl.sum(dq_rel, axis=0))
+        tl.debug_barrier()  # as in `_combine_splits`: the shares stored before the count
         done = tl.atomic_add(LOCK + bh0 + bh, 1, sem="acq_rel")
         if done == n_split - 1:  # the last split: the shares, summed in split order
             offs_s = tl.arange(0, MAX_SPLITS)
