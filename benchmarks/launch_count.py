@@ -336,7 +336,8 @@ def _host_seeded(launch: dict) -> bool:
     captured graph) rather than from a ``DeviceSeed`` it reads on the device (its ``SEED``)."""
     kw, name = launch["kw"], launch["fn"].__name__
     draws = kw.get("HAS_DROPOUT", False) or (
-        name.startswith(("gumbel", "sample")) and not kw.get("HAS_NOISE", False))
+        name in ("gumbel_st_fwd_kernel", "gumbel_st_bwd_kernel", "gumbel_noise_kernel",
+                 "sample_kernel") and not kw.get("HAS_NOISE", False))
     return bool(draws) and kw.get("SEED") is None
 
 

@@ -172,7 +172,7 @@ def static_decoder(gen, state, context: int, temperature: float, top_k: int, top
     not once per ``generate_tokens`` call)."""
     k0 = state.cache.keys(0)
     key = (k0.shape[0], int(context), k0.dtype, str(k0.device), float(temperature), int(top_k),
-           float(top_p), bool(compiled))
+           float(top_p), bool(compiled), use_triton("sample_logits", k0))
     per = _DECODERS.setdefault(gen, {})
     dec = per.get(key)
     if dec is None:

@@ -25,7 +25,7 @@ from tgan.ops._backend import use_triton
 from tgan.ops.gumbel_softmax import naive
 from tgan.ops.gumbel_softmax.triton import (MAX_ROWS, GumbelSoftmaxFunction, as_rows, gumbel_noise_fwd,
                                             sample_logits_fwd)
-from tgan.ops.philox import DeviceSeed, check_device_seed, draw_op_seed
+from tgan.ops.philox import DeviceSeed, check_device_seed, draw_op_seed, same_device
 
 __all__ = ["gumbel_noise", "gumbel_softmax_st", "sample_logits"]
 
@@ -125,7 +125,7 @@ def _check_offset(op, offset, device):
         if offset.dtype != torch.int64 or offset.numel() != 1:
             raise TypeError(f"{op}: an offset tensor must be int64 of one element, got "
                             f"{offset.dtype} of {offset.numel()} elements")
-        if device is not None and offset.device != device:
+        if device is not None and not same_device(offset.device, device):
             raise ValueError(f"{op}: the offset tensor is on {offset.device}, the op's tensors on "
                              f"{device}")
         return offset

@@ -301,7 +301,12 @@ class GumbelSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, beta, noise, seed, offset, embedding):
         y, index = gumbel_softmax_fwd(logits, noise, seed, offset, embedding)
-        ctx.save_for_backward(logits, noise, embedding, index if embedding is not None else None)
+        # a DeviceSeed's base and an offset tensor are saved too: refilled in place before the
+        # backward they would regenerate other noise; saved, autograd refuses that with an error
+        base = seed.base if isinstance(seed, DeviceSeed) else None
+        off = offset if isinstance(offset, torch.Tensor) else None
+        ctx.save_for_backward(logits, noise, embedding, index if embedding is not None else None,
+                              base, off)
         ctx.beta, ctx.seed, ctx.offset = beta, seed, offset
         ctx.mark_non_differentiable(index)
         return y, index
@@ -309,7 +314,7 @@ class GumbelSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_index):
-        logits, noise, embedding, index = ctx.saved_tensors
+        logits, noise, embedding, index, _, _ = ctx.saved_tensors
         grad_logits, grad_emb = gumbel_softmax_bwd(
             grad_y, logits, noise, ctx.seed, ctx.offset, ctx.beta, embedding, index,
             need_logits=ctx.needs_input_grad[0],

@@ -23,8 +23,8 @@ MASK32 = 0xFFFFFFFF
 
 from tgan.ops.philox.naive import (DeviceSeed, SeedStream, check_device_seed,  # noqa: E402
                                    device_seed, draw_op_seed, draw_seed, philox4x32, philox_bits,
-                                   seed_stream)  # (naive needs the constants)
+                                   same_device, seed_stream)  # (naive needs the constants)
 
 __all__ = ["PHILOX_M0", "PHILOX_M1", "PHILOX_W0", "PHILOX_W1", "MASK32", "DeviceSeed", "SeedStream",
            "check_device_seed", "device_seed", "draw_op_seed", "draw_seed", "philox4x32", "philox_bits",
-           "seed_stream"]
+           "same_device", "seed_stream"]

@@ -84,12 +84,25 @@ def check_device_seed(op: str, seed: DeviceSeed, device: torch.device) -> Device
         raise TypeError(f"{op}: a DeviceSeed's base must be an int64 tensor of one element, got "
                         f"{getattr(base, 'dtype', type(base).__name__)} of "
                         f"{getattr(base, 'numel', lambda: '?')()} elements")
-    if base.device != device:
+    if _device(base.device) != _device(device):
         raise ValueError(f"{op}: the DeviceSeed's base is on {base.device}, the op's tensors on "
                          f"{device}")
     if isinstance(add, bool) or not isinstance(add, int) or not 0 <= add < 2**63:
         raise ValueError(f"{op}: a DeviceSeed's add must be an int in [0, 2**63), got {add!r}")
     return seed
+
+
+def _device(device) -> torch.device:
+    """``device`` with its index: "cuda" is the current CUDA device (so it equals "cuda:0" there)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def same_device(a, b) -> bool:
+    """Whether devices ``a`` and ``b`` are one ("cuda" and "cuda:0" are, on device 0)."""
+    return _device(a) == _device(b)
 
 
 def device_seed(device, generator=None) -> DeviceSeed:
@@ -116,10 +129,10 @@ class SeedStream:
 
     def __init__(self, generator=None, device=None):
         self.generator = generator
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else _device(device)
         if self.device is None:
             self.base = draw_seed(generator)
-        elif generator is not None and generator.device != self.device:
+        elif generator is not None and _device(generator.device) != self.device:
             # a host generator for a device stream: its one draw, copied over
             self.base = DeviceSeed(torch.tensor([_host_draw(generator)]).to(self.device,
                                                                           non_blocking=True))

@@ -7,7 +7,8 @@ public ``tgan.ops.rel_attention`` once the inputs are checked and the backend ch
 
 Tiles: BLOCK_M queries x BLOCK_N keys (or distances, in the dr pass) with BLOCK_M <= BLOCK_N, so
 the relative window of a tile pair (BLOCK_M + BLOCK_N - 1 rows of r) fits in 2*BLOCK_N rows. On a
-GPU the autotuner picks each kernel's tiles and warps from its own list in `_KERNEL_CONFIGS`
+GPU each kernel runs pinned tiles (`_DEFAULT_CONFIGS`), or with TGAN_TRITON_CONFIG=autotune the
+autotuner picks its tiles and warps from its own list in `_KERNEL_CONFIGS`
 (`_KERNEL_DECODE_CONFIGS` when T <= 16: a query tile is at least 16 rows, the smallest tl.dot). The
 lists hold only configs that compile without spills for sm_90 with triton 3.9 and 3.6 at all of
 `benchmarks/compile_report.py`'s shapes (bf16; D = 64, and the paper's D = 50 with dropout,
@@ -24,12 +25,13 @@ does not re-tune every step), D, dropout, dtypes.
 Under the Triton interpreter fixed 32 x 32 tiles (16 x 32 when T <= 16): its cost is per
 operation, not per element, and 32 x 32 runs the CPU tests about twice as fast as 16 x 16.
 
-``TGAN_TRITON_CONFIG`` pins the tiles instead of autotuning (each autotuned key compiles every
-config of a kernel's list: 4 + 2 + 2 + 1 compiles per dtype/D/dropout combination):
-  - ``autotune`` (default): time every config of `_configs(T, name)` once per key, keep the fastest;
-  - ``default``: one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULTS` when T <= 16), one
-    compile per kernel and specialization: the GPU tests' setting, so that a first run on a new
-    machine spends its minutes on checks rather than on compiles;
+``TGAN_TRITON_CONFIG`` chooses the tiles (each autotuned key compiles every config of a kernel's
+list: 4 + 2 + 2 + 1 compiles per dtype/D/dropout combination):
+  - ``default`` (the default): one config per kernel, `_DEFAULT_CONFIGS` (`_DECODE_DEFAULTS` when
+    T <= 16), one compile per kernel and specialization, so that a cold start spends its time on
+    work rather than on compiles;
+  - ``autotune`` (on request): time every config of `_configs(T, name)` once per key, keep the
+    fastest;
   - ``BMxBNxW`` (e.g. ``32x64x8``): BLOCK_M x BLOCK_N tiles with W warps for every kernel; the
     interpreter honours the tiles too, so any config's indexing can be checked on the CPU.
 """
@@ -61,7 +63,7 @@ def _block_d(D: int) -> int:
 
 
 def _blocks(T: int, D: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_D) under the interpreter (GPU tiles are autotuned)."""
+    """(BLOCK_M, BLOCK_N, BLOCK_D) under the interpreter (GPU tiles: ``_configs``)."""
     return (16 if T <= 16 else 32), 32, _block_d(D)
 
 
@@ -153,9 +155,10 @@ _TUNED: dict = {}
 def _launch(name: str, grid, args, T: int, D: int, meta: dict, reset=()):
     """Launch kernel ``name``; ``grid(BLOCK_M, BLOCK_N)`` gives the grid for the chosen tiles.
 
-    Under the interpreter: the fixed tiles of ``_blocks``. On a GPU: autotuned over ``_configs(T, name)``;
-    outputs are plain stores, and the buffers named in ``reset`` (written by fewer programs with
-    larger tiles) are zeroed before each timed config.
+    Under the interpreter: the fixed tiles of ``_blocks``. On a GPU: the pinned config, or with
+    TGAN_TRITON_CONFIG=autotune autotuned over ``_configs(T, name)``; outputs are plain stores,
+    and the buffers named in ``reset`` (written by fewer programs with larger tiles) are zeroed
+    before each timed config.
     """
     from tgan.ops.rel_attention import kernel as kern
 
@@ -308,9 +311,9 @@ _SPLIT_LOCKS: dict = {}
 
 def _splits_for(n_bh: int, L: int, sms: int, block_n: int = 64) -> int:
     """Key splits of a one-token forward over ``n_bh`` (batch, head) pairs and L keys on ``sms``
-    multiprocessors: where the pairs leave SMs idle, about one program per SM, at least one key
-    tile each, at most _MAX_SPLITS; 1 (no split) where the pairs alone occupy half the SMs or
-    more (each split repeats the query's loads and adds a combine: compiled for sm_90, 128 pairs
+    multiprocessors: where the pairs leave at least half the SMs idle, about one program per SM,
+    at least one key tile each, at most _MAX_SPLITS; 1 (no split) where they occupy more than
+    half (each split repeats the query's loads and adds a combine: compiled for sm_90, 128 pairs
     in 3 splits and 256 in 2 model slower than unsplit, benchmarks/RESULTS.md)."""
     want = sms // max(1, n_bh)  # about one program per SM
     s = min(_MAX_SPLITS, _cdiv(L, block_n), want)
@@ -331,13 +334,19 @@ def _fwd_splits(n_bh: int, L: int, device: torch.device) -> int:
 def _split_lock(device: torch.device, n: int) -> torch.Tensor:
     """The split kernels' per-(batch, head) counters on ``device``, int32 zeros, kept between
     calls (the kernel zeroes a counter once its splits are combined), so a call launches no
-    memset. Grown to the next power of two when a call needs more. One set per device: split
-    launches on one device run in stream order (two streams launching them at once would share
-    the counters)."""
+    memset. On a CUDA device sized for every split it can take and never replaced (make the first
+    split call outside a CUDA graph capture: graph capture records the allocation's zero fill
+    without running it); elsewhere grown to the next power of two when a call needs more. One set
+    per device: split launches on one device run in stream order (two streams launching them at
+    once would share the counters)."""
     lock = _SPLIT_LOCKS.get(device)
     if lock is None or lock.numel() < n:
-        lock = _SPLIT_LOCKS[device] = torch.zeros(1 << max(0, n - 1).bit_length(), device=device,
-                                                  dtype=torch.int32)
+        size = 1 << max(0, n - 1).bit_length()
+        if device.type == "cuda":
+            # sized once for every split a CUDA device takes (pairs <= SMs / 2), never replaced:
+            # a CUDA graph that captured a split launch keeps this address
+            size = max(size, torch.cuda.get_device_properties(device).multi_processor_count)
+        lock = _SPLIT_LOCKS[device] = torch.zeros(size, device=device, dtype=torch.int32)
     return lock
 
 
@@ -591,16 +600,18 @@ class RelAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, r, u, vb, scale: float, dropout_p: float, seed: int, seed_base=None):
         o, lse = _fwd_op(q, k, v, r, u, vb, scale, dropout_p, seed, seed_base)
-        ctx.save_for_backward(q, k, v, r, u, vb, o, lse)
-        ctx.scale, ctx.dropout_p, ctx.seed, ctx.seed_base = scale, dropout_p, seed, seed_base
+        # the seed's base too: refilled in place before the backward, it would redraw another
+        # mask; saved, autograd refuses that with an error instead
+        ctx.save_for_backward(q, k, v, r, u, vb, o, lse, seed_base)
+        ctx.scale, ctx.dropout_p, ctx.seed = scale, dropout_p, seed
         return o
 
     @staticmethod
     def backward(ctx, do):
-        q, k, v, r, u, vb, o, lse = ctx.saved_tensors
+        q, k, v, r, u, vb, o, lse, seed_base = ctx.saved_tensors
         compute_dr = bool(ctx.needs_input_grad[3])
         dq, dk, dv, dr, du, dvb = _bwd_op(do, q, k, v, r, u, vb, o, lse, ctx.scale, ctx.dropout_p,
-                                          ctx.seed, compute_dr, ctx.seed_base)
+                                          ctx.seed, compute_dr, seed_base)
         return dq, dk, dv, (dr if compute_dr else None), du, dvb, None, None, None, None
 
 
