@@ -196,6 +196,17 @@ def _z_tile(logits_ptr, noise_ptr, stride_l, stride_n, rows, row_ok, col0, V,
     return o + g
 
 
+@triton.jit
+def _device_rng(SEED, OFFSET, seed_lo, seed_hi, off_lo, off_hi):
+    """The Philox key and offset words: with SEED (a DeviceSeed's base) the seed SEED[0] + the
+    ints, with OFFSET (an offset tensor) the offset OFFSET[0] + the ints, read on the device."""
+    if SEED is not None:
+        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
+    if OFFSET is not None:
+        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
+    return seed_lo, seed_hi, off_lo, off_hi
+
+
 @triton.jit(do_not_specialize=_RNG_ARGS)
 def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_hi,
                         BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr, SEED=None, OFFSET=None):
@@ -203,10 +214,7 @@ def gumbel_noise_kernel(out_ptr, R, V, stride_o, seed_lo, seed_hi, off_lo, off_h
 
     Grid (cdiv(R, BLOCK_R), cdiv(V, BLOCK_V)).
     """
-    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
-        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
-    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
-        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
+    seed_lo, seed_hi, off_lo, off_hi = _device_rng(SEED, OFFSET, seed_lo, seed_hi, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     col0 = tl.program_id(1) * BLOCK_V
     cols = col0 + tl.arange(0, BLOCK_V)
@@ -336,10 +344,7 @@ def gumbel_st_fwd_kernel(
     compile-time constant: fixed per model, and a loop bound the triton 3.6 interpreter cannot
     take from a runtime argument.
     """
-    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
-        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
-    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
-        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
+    seed_lo, seed_hi, off_lo, off_hi = _device_rng(SEED, OFFSET, seed_lo, seed_hi, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -507,10 +512,7 @@ def gumbel_st_bwd_kernel(
     regenerates the noise and writes. FUSED_EMB (the embedding gradient, whose E^T product wants
     column order): [BLOCK_R, BLOCK_V] tiles, NUM_CHUNKS of them per row.
     """
-    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
-        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
-    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
-        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
+    seed_lo, seed_hi, off_lo, off_hi = _device_rng(SEED, OFFSET, seed_lo, seed_hi, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     rows64 = rows.to(tl.int64)
@@ -712,10 +714,7 @@ def sample_kernel(
     30 steps). A row of one chunk stays in registers; wider rows are re-read every step (from
     L1/L2 at generation batch sizes). Grid (cdiv(R, BLOCK_R),).
     """
-    if SEED is not None:  # a DeviceSeed: its base read on the device, add as the ints
-        seed_lo, seed_hi = device_seed(SEED, seed_lo, seed_hi)
-    if OFFSET is not None:  # an offset tensor: OFFSET[0] + the ints
-        off_lo, off_hi = device_seed(OFFSET, off_lo, off_hi)
+    seed_lo, seed_hi, off_lo, off_hi = _device_rng(SEED, OFFSET, seed_lo, seed_hi, off_lo, off_hi)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     # The first (for one-chunk rows: the only) chunk, loaded once.

@@ -264,9 +264,7 @@ def rel_attention_fwd_kernel(
     j_end = tl.minimum(L, M + i0 + BLOCK_M)
     j_lo = 0
     if LOCK is not None:  # this split's key tiles (every key is visible to the one query)
-        per = tl.cdiv(tl.cdiv(j_end, BLOCK_N), n_split)
-        j_lo = pid_m * per * BLOCK_N
-        j_end = tl.minimum(j_end, j_lo + per * BLOCK_N)
+        j_lo, j_end = _split_keys(j_end, n_split, pid_m, BLOCK_N)
     for j0 in range(j_lo, j_end, BLOCK_N):
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)
@@ -298,6 +296,15 @@ def rel_attention_fwd_kernel(
         o_ptr = O + b.to(tl.int64) * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod
         tl.store(o_ptr, o.to(O.dtype.element_ty), mask=(offs_m[:, None] < T) & (offs_d[None, :] < D))
         tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.log2(l_i), mask=offs_m < T)
+
+
+@triton.jit
+def _split_keys(j_end, n_split, split, BLOCK_N: tl.constexpr):
+    """[j_lo, j_hi): split ``split``'s share of the key tiles below ``j_end``, cdiv(tiles, n_split)
+    tiles each (the last shares may be short or empty)."""
+    per = tl.cdiv(tl.cdiv(j_end, BLOCK_N), n_split)
+    j_lo = split * per * BLOCK_N
+    return j_lo, tl.minimum(j_end, j_lo + per * BLOCK_N)
 
 
 @triton.jit
@@ -621,9 +628,7 @@ def rel_attention_bwd_dq_kernel(
     j_end = tl.minimum(L, M + i0 + BLOCK_M)
     j_lo = 0
     if LOCK is not None:  # this split's key tiles
-        per = tl.cdiv(tl.cdiv(j_end, BLOCK_N), n_split)
-        j_lo = pid_m * per * BLOCK_N
-        j_end = tl.minimum(j_end, j_lo + per * BLOCK_N)
+        j_lo, j_end = _split_keys(j_end, n_split, pid_m, BLOCK_N)
     for j0 in range(j_lo, j_end, BLOCK_N):
         offs_j = j0 + offs_n
         k = _load_rows(K + k_base, offs_j, skt, offs_j < L, offs_d, skd, D)

@@ -287,11 +287,9 @@ def rel_attention_fwd(q, k, v, r, u, vb, scale: float, dropout_p: float, seed: i
     # a one-token step reads r's rows by key (an index shift), not a window and a gather
     meta = dict(HAS_DROPOUT=dropout_p > 0.0, DOT_PREC=_dot_precision(q.dtype), ONE_QUERY=T == 1,
                 **_seed_kw(seed_base, dropout_p))
-    splits = _fwd_splits(B * H, L, q.device) if T == 1 else 1
-    if splits > 1:  # too few (batch, head) programs to fill the device: split the keys too
-        meta.update(PART=torch.empty((B * H, _MAX_SPLITS, _block_d(D) + 2), device=q.device,
-                                     dtype=torch.float32),
-                    LOCK=_split_lock(q.device, B * H), n_split=splits, MAX_SPLITS=_MAX_SPLITS)
+    # too few (batch, head) programs to fill the device: split the keys too
+    splits, split_kw = _key_splits(T, B * H, L, _block_d(D) + 2, q.device)
+    meta.update(split_kw)
     for b0, b1 in _batch_chunks(B, H):
         n = b1 - b0
         qc, kc, vc, oc = q[b0:b1], k[b0:b1], v[b0:b1], o[b0:b1]
@@ -329,6 +327,18 @@ def _fwd_splits(n_bh: int, L: int, device: torch.device) -> int:
     if interpret_mode():
         return min(2, _cdiv(L, _interpreter_tiles(1, 16)[1]))
     return 1
+
+
+def _key_splits(T: int, n_bh: int, L: int, width: int, device: torch.device) -> tuple[int, dict]:
+    """(splits, the split kernels' keywords) of a pass over keys with one program per (batch,
+    head): for a one-token step ``_fwd_splits``, and when it splits, the partials' buffer PART
+    (fp32 [n_bh, _MAX_SPLITS, width]), the counters LOCK, n_split and MAX_SPLITS; (1, {}) else."""
+    splits = _fwd_splits(n_bh, L, device) if T == 1 else 1
+    if splits == 1:
+        return 1, {}
+    part = torch.empty((n_bh, _MAX_SPLITS, width), device=device, dtype=torch.float32)
+    return splits, dict(PART=part, LOCK=_split_lock(device, n_bh), n_split=splits,
+                        MAX_SPLITS=_MAX_SPLITS)
 
 
 def _split_lock(device: torch.device, n: int) -> torch.Tensor:
@@ -468,12 +478,8 @@ def _bwd(qu, qv, k, v, r, do, lse, delta, scale: float, dropout_p: float, seed: 
     else:
         du_part, dvb_part = dq_part, torch.zeros_like(dq_part)  # dk/dv writes no DU_PART
     # a one-token step's dq pass walks every key tile per (batch, head): split like the forward's
-    splits = _fwd_splits(B * H, L, qu.device) if T == 1 else 1
-    dq_meta = meta
-    if splits > 1:
-        dq_meta = dict(meta, PART=torch.empty((B * H, _MAX_SPLITS, 2 * _block_d(D)),
-                                              device=qu.device, dtype=torch.float32),
-                       LOCK=_split_lock(qu.device, B * H), n_split=splits, MAX_SPLITS=_MAX_SPLITS)
+    splits, split_kw = _key_splits(T, B * H, L, 2 * _block_d(D), qu.device)
+    dq_meta = dict(meta, **split_kw)
     for b0, b1 in _batch_chunks(B, H):
         n, c = b1 - b0, slice(b0, b1)
         ins = [qu[c], qv[c], k[c], v[c], r, do[c], lse[c], delta[c]]
